@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The Ghost engine: process virtualization after the Ghost Process report
+ * (Vallée et al., INRIA RR-5510). A running process is *exported* into a ghost;
+ * a ghost is *imported* to make a live process again. Where the ghost's bytes
+ * go is a resource access interface plugged into the ghost: memory, file or
+ * network. Checkpoint, restart, migration and duplication are short
+ * compositions of these calls:
+ *
+ *	struct ghost *g;
+ *	ghost_new(&g);                             create_new_ghost()
+ *	ghost_plug(g, GHOST_FILE_WRITE);           plug_resource_interface()
+ *	ghost_associate_file(g, fd);               associate_file_to_ghost()
+ *	ghost_export(g, pid, &opts);               export_process()
+ *	ghost_free(g);
+ *
+ * All calls return >= 0 on success, a negative errno or GHOST_E* code on
+ * failure; ghost_errmsg() then says what failed and why in one line. A failed
+ * export leaves the process running and untraced; a failed import leaves no
+ * process behind.
+ *
+ * The engine must run with CAP_SYS_PTRACE (export) and CAP_CHECKPOINT_RESTORE
+ * or CAP_SYS_ADMIN (import keeps the PID through clone3 set_tid).
+ */
+#ifndef GHOST_GHOST_H
+#define GHOST_GHOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ghost/error.h"
+
+struct ghost;
+struct ghost_buffer;
+
+/* The resource access interfaces (Listing 1: the api_id). */
+enum ghost_access {
+	GHOST_MEMORY_WRITE,
+	GHOST_MEMORY_READ,
+	GHOST_FILE_WRITE,
+	GHOST_FILE_READ,
+	GHOST_NET_SEND, /* an already-connected stream socket */
+	GHOST_NET_RECV,
+	_GHOST_ACCESS_MAX,
+	_GHOST_ACCESS_INVALID = -22,
+};
+
+int ghost_new(struct ghost **ret);
+/* Accepts NULL; returns NULL. Closes nothing the caller associated. */
+struct ghost *ghost_free(struct ghost *g);
+
+/* Choose the interface; then associate its resource. */
+int ghost_plug(struct ghost *g, enum ghost_access access);
+/* Memory buffer (Listing 2); the ghost takes a reference. */
+int ghost_buffer_new(size_t size_hint, struct ghost_buffer **ret);
+struct ghost_buffer *ghost_buffer_ref(struct ghost_buffer *b);
+struct ghost_buffer *ghost_buffer_unref(struct ghost_buffer *b);
+size_t ghost_buffer_size(const struct ghost_buffer *b);
+const void *ghost_buffer_data(const struct ghost_buffer *b);
+int ghost_associate_buffer(struct ghost *g, struct ghost_buffer *b);
+/* File (Listing 4/5) or socket: the fd is borrowed until ghost_free(). */
+int ghost_associate_file(struct ghost *g, int fd);
+int ghost_associate_socket(struct ghost *g, int fd);
+
+enum ghost_export_flags {
+	GHOST_EXPORT_KILL = 1 << 0,      /* SIGKILL the process after a successful export */
+	GHOST_EXPORT_STOP = 1 << 1,      /* leave it stopped (SIGSTOP) after the export */
+	GHOST_EXPORT_SHELL_JOB = 1 << 2, /* terminals and outside pipes on fds become stdio */
+	GHOST_EXPORT_SYNC = 1 << 3,      /* fsync a file interface at the end */
+	GHOST_EXPORT_DROP_UNSUPPORTED = 1 << 4, /* drop fds the engine cannot carry, don't refuse */
+};
+
+struct ghost_progress {
+	uint64_t done, total; /* bytes of page data */
+};
+typedef void (*ghost_progress_fn)(const struct ghost_progress *p, void *userdata);
+
+struct ghost_export_opts {
+	unsigned flags; /* enum ghost_export_flags */
+	ghost_progress_fn progress;
+	void *userdata;
+};
+
+struct ghost_stats {
+	uint64_t image_bytes;
+	uint64_t pages;      /* pages stored */
+	uint64_t vmas;
+	uint64_t fds;
+	uint64_t frozen_ns;  /* time the process was stopped */
+	uint64_t total_ns;
+};
+
+/* Export the process into the plugged interface. */
+int ghost_export(struct ghost *g, pid_t pid, const struct ghost_export_opts *opts);
+
+enum ghost_import_flags {
+	GHOST_IMPORT_DETACH = 1 << 0,  /* the new process is not left a child of the caller */
+	GHOST_IMPORT_REPLACE = 1 << 1, /* SIGKILL a live process holding the PID first */
+	GHOST_IMPORT_ANY_KERNEL = 1 << 2,
+	GHOST_IMPORT_STOPPED = 1 << 3, /* leave the new process stopped (SIGSTOP) */
+};
+
+struct ghost_import_opts {
+	unsigned flags; /* enum ghost_import_flags */
+	/* The caller's credentials: the image's must be assumable by them.
+	 * caller_uid == 0 may assume anything. */
+	uid_t caller_uid;
+	gid_t caller_gid;
+	/* stdio for IMG_FILE_STDIO fds (shell job); -1 for /dev/null. */
+	int stdio[3];
+	/* How long to wait for an unreaped PID to come free, in ms. */
+	unsigned pid_wait_ms;
+	ghost_progress_fn progress;
+	void *userdata;
+};
+
+/* Import the ghost from the plugged interface; the new process's PID in ret_pid.
+ * Unless GHOST_IMPORT_DETACH, the new process is a child of the caller. */
+int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *ret_pid);
+
+/* Statistics of the last export or import. */
+const struct ghost_stats *ghost_get_stats(const struct ghost *g);
+/* One line: what failed and why, for the last failing call; "" if none. */
+const char *ghost_errmsg(const struct ghost *g);
+
+#endif

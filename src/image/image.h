@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The ghost image format: a file header, then a sequence of records, the last
+ * of which is IMG_REC_END. Everything is little-endian with fixed-size fields.
+ *
+ *   header   struct img_file_header (its own checksum covers it)
+ *   record   struct img_rec_header, then `len` payload bytes
+ *   ...
+ *   record   IMG_REC_END
+ *
+ * Every record carries an XXH3-64 checksum over its payload, seeded with its
+ * type, flags and length, so a flipped bit anywhere (header or payload, page
+ * data included) is detected when the record is read. A reader never hands out
+ * a payload it has not verified. Payload structs may grow at their end in later
+ * versions: a reader accepts a payload at least as long as the struct it knows
+ * and ignores the rest of the fixed part (the `*_size` fields say where the
+ * variable part starts).
+ *
+ * Order written by the engine (and required by streaming importers): PROCESS,
+ * then the per-process records (CREDS, RLIMITS, SCHED, MM, VMA..., FILE...,
+ * FILE_DATA..., FD..., SIGACTIONS, SIGPENDING, ITIMERS), then one THREAD per
+ * thread, then PAGES..., then END. A later format with several processes
+ * repeats the PROCESS group; shared objects (FILE) carry ids that several
+ * processes' FD records may name.
+ */
+#ifndef IMAGE_IMAGE_H
+#define IMAGE_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+struct ghost_io;
+
+#define IMG_MAGIC "GHOSTIMG"
+#define IMG_VERSION 1
+#define IMG_ARCH_X86_64 62 /* EM_X86_64 */
+#define IMG_PAGE_SIZE 4096u
+/* Largest payload a reader accepts; also bounds a streaming importer's memory. */
+#define IMG_REC_MAX (8u << 20)
+/* Pages per IMG_REC_PAGES record, so a record fits IMG_REC_MAX with room to spare. */
+#define IMG_PAGES_PER_REC 1024u
+
+struct img_file_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size; /* sizeof(struct img_file_header) of the writer */
+	uint32_t arch;
+	uint32_t page_size;
+	uint64_t created_ns; /* CLOCK_REALTIME */
+	char kernel[64];     /* uname -r of the exporting node, NUL-padded */
+	char machine[32];    /* hostname of the exporting node, NUL-padded */
+	uint64_t flags;
+	uint64_t checksum; /* XXH3-64 of every byte before this field */
+} __attribute__((packed));
+
+enum img_rec_type {
+	IMG_REC_PROCESS = 1,
+	IMG_REC_CREDS = 2,
+	IMG_REC_RLIMITS = 3,
+	IMG_REC_SCHED = 4,
+	IMG_REC_MM = 5,
+	IMG_REC_VMA = 6,
+	IMG_REC_FILE = 7,
+	IMG_REC_FILE_DATA = 8,
+	IMG_REC_FD = 9,
+	IMG_REC_SIGACTIONS = 10,
+	IMG_REC_SIGPENDING = 11,
+	IMG_REC_ITIMERS = 12,
+	IMG_REC_THREAD = 13,
+	IMG_REC_PAGES = 14,
+	IMG_REC_END = 15,
+	_IMG_REC_MAX,
+};
+
+enum img_rec_flags {
+	IMG_RECF_OPTIONAL = 1 << 0, /* a reader that does not know the type may skip it */
+};
+
+struct img_rec_header {
+	uint32_t type;
+	uint32_t flags;
+	uint64_t len;
+	uint64_t checksum; /* XXH3-64 of the payload, seed = img_rec_seed(type, flags, len) */
+} __attribute__((packed));
+
+/* --- payloads ------------------------------------------------------------ */
+
+enum img_process_flags {
+	IMG_PROC_SHELL_JOB = 1 << 0, /* stdio was a terminal or outside pipe, replaced at restart */
+};
+
+struct img_process {
+	uint32_t pid, ppid, pgid, sid;
+	uint32_t nthreads;
+	uint32_t flags;
+	uint32_t umask;
+	uint32_t exit_signal;
+	char comm[16];
+	uint64_t exe_size;     /* size of the executable, checked at restart */
+	int64_t exe_mtime_ns;
+	uint32_t cwd_len;  /* bytes of cwd after the struct, no NUL */
+	uint32_t exe_len;  /* bytes of the exe path after cwd, no NUL */
+	uint32_t root_len; /* bytes of the root path after exe, no NUL */
+	uint32_t pad;
+} __attribute__((packed));
+
+struct img_creds {
+	uint32_t uid, euid, suid, fsuid;
+	uint32_t gid, egid, sgid, fsgid;
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t securebits;
+	uint32_t ngroups; /* uint32_t gids after the struct */
+} __attribute__((packed));
+
+#define IMG_RLIMITS 16
+struct img_rlimits {
+	struct {
+		uint64_t cur, max;
+	} lim[IMG_RLIMITS];
+} __attribute__((packed));
+
+struct img_sched {
+	int32_t nice;
+	uint32_t policy;
+	uint32_t rt_priority;
+	uint32_t personality;
+	uint32_t affinity_len; /* bytes of CPU mask after the struct */
+	uint32_t pad;
+} __attribute__((packed));
+
+struct img_mm {
+	uint64_t start_code, end_code, start_data, end_data;
+	uint64_t start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint32_t auxv_len; /* bytes of auxv (pairs of uint64_t) after the struct */
+	uint32_t dumpable;
+	uint64_t thp_disabled;
+} __attribute__((packed));
+
+enum img_vma_kind {
+	IMG_VMA_ANON = 0,     /* anonymous private */
+	IMG_VMA_ANON_SHARED,  /* MAP_SHARED|MAP_ANONYMOUS: content stored */
+	IMG_VMA_FILE_PRIVATE, /* file-backed private: content stored where dirtied */
+	IMG_VMA_FILE_SHARED,  /* file-backed shared: the file is the truth */
+	IMG_VMA_VDSO,
+	IMG_VMA_VVAR,
+	IMG_VMA_VVAR_VCLOCK,
+	IMG_VMA_HEAP,
+	IMG_VMA_STACK,
+	_IMG_VMA_KIND_MAX,
+};
+
+enum img_vma_flags {
+	IMG_VMAF_GROWSDOWN = 1 << 0,
+	IMG_VMAF_DONTFORK = 1 << 1, /* MADV_DONTFORK */
+	IMG_VMAF_DONTDUMP = 1 << 2, /* MADV_DONTDUMP */
+	IMG_VMAF_HUGEPAGE = 1 << 3, /* MADV_HUGEPAGE */
+	IMG_VMAF_NOHUGEPAGE = 1 << 4,
+	IMG_VMAF_LOCKED = 1 << 5,
+	IMG_VMAF_RANDOM = 1 << 6, /* MADV_RANDOM */
+	IMG_VMAF_SEQUENTIAL = 1 << 7,
+	IMG_VMAF_WIPEONFORK = 1 << 8,
+};
+
+struct img_vma {
+	uint64_t start, end;
+	uint64_t pgoff; /* file offset in bytes */
+	uint32_t prot;  /* PROT_* */
+	uint32_t kind;  /* enum img_vma_kind */
+	uint32_t flags; /* enum img_vma_flags */
+	uint32_t path_len; /* bytes of file path after the struct, no NUL */
+	uint64_t dev, ino;
+	uint64_t file_size;
+	int64_t file_mtime_ns;
+} __attribute__((packed));
+
+enum img_file_kind {
+	IMG_FILE_REG = 0,
+	IMG_FILE_REG_DELETED, /* content in FILE_DATA records */
+	IMG_FILE_DIR,
+	IMG_FILE_CHR,     /* /dev/null, /dev/zero, /dev/urandom, /dev/random, /dev/full */
+	IMG_FILE_PIPE,    /* one end of a pipe; peer_id names the other end's FILE */
+	IMG_FILE_SOCKPAIR, /* one end of an AF_UNIX socketpair; peer_id names the other */
+	IMG_FILE_STDIO,   /* terminal or outside pipe: replaced by the restarter's stdio */
+	_IMG_FILE_KIND_MAX,
+};
+
+struct img_file {
+	uint32_t id;
+	uint32_t kind;
+	uint32_t flags;   /* open flags (O_ACCMODE, O_APPEND, O_NONBLOCK, ...) from fdinfo */
+	uint32_t peer_id; /* pipe/socketpair: the FILE of the other end; else 0 */
+	uint64_t pos;
+	uint64_t size;
+	uint32_t mode; /* st_mode */
+	uint32_t sock_type; /* SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET */
+	uint64_t rdev, dev, ino;
+	int64_t mtime_ns;
+	uint32_t pipe_size;  /* F_GETPIPE_SZ */
+	uint32_t path_len; /* bytes of path after the struct, no NUL */
+	uint32_t shutdown; /* socket: SHUT_RD bit 0, SHUT_WR bit 1 */
+	uint32_t stdio_fd; /* IMG_FILE_STDIO: which of the restarter's fds 0,1,2 replaces it */
+} __attribute__((packed));
+
+/* Bytes held by a file: deleted file content, or bytes queued in a pipe or socket
+ * (for a socket: the queue it would read; for datagrams one record per message). */
+struct img_file_data {
+	uint32_t file_id;
+	uint32_t flags;
+	uint64_t offset; /* for file content */
+	/* data follows */
+} __attribute__((packed));
+
+struct img_fd {
+	uint32_t fd;
+	uint32_t file_id;
+	uint32_t fd_flags; /* FD_CLOEXEC */
+	uint32_t pad;
+} __attribute__((packed));
+
+struct img_sigaction {
+	uint64_t handler, flags, restorer, mask;
+} __attribute__((packed));
+
+struct img_sigactions {
+	struct img_sigaction act[64]; /* index = signal number - 1 */
+} __attribute__((packed));
+
+/* siginfo_t as the kernel fills it (128 bytes each). */
+struct img_sigpending {
+	uint32_t shared; /* 1: process-wide queue, 0: the thread's own */
+	uint32_t tid;
+	uint32_t count;  /* 128-byte siginfo records after the struct */
+	uint32_t pad;
+} __attribute__((packed));
+
+struct img_itimers {
+	struct {
+		int64_t interval_sec, interval_usec, value_sec, value_usec;
+	} timer[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
+} __attribute__((packed));
+
+struct img_thread {
+	uint32_t tid;
+	uint32_t xstate_len; /* bytes of NT_X86_XSTATE after the struct */
+	uint64_t regs[27];   /* struct user_regs_struct */
+	uint64_t sigmask;
+	uint64_t altstack_sp, altstack_size;
+	uint32_t altstack_flags;
+	uint32_t rseq_len;
+	uint64_t rseq_ptr;
+	uint32_t rseq_sig;
+	uint32_t pad;
+	uint64_t robust_list, robust_list_len;
+	uint64_t clear_child_tid;
+} __attribute__((packed));
+
+struct img_pages {
+	uint64_t vaddr;
+	uint32_t npages; /* 1..IMG_PAGES_PER_REC pages of IMG_PAGE_SIZE after the struct */
+	uint32_t flags;
+} __attribute__((packed));
+
+struct img_end {
+	uint64_t nrecords; /* records before this one */
+	uint64_t payload_bytes;
+	uint64_t page_count;
+} __attribute__((packed));
+
+/* --- writing --------------------------------------------------------------- */
+
+struct img_writer;
+
+/* Write the file header (kernel release, arch, version of this machine). io is borrowed. */
+int img_writer_new(struct ghost_io *io, struct img_writer **ret);
+struct img_writer *img_writer_free(struct img_writer *w);
+/* One record whose payload is fixed followed by var (either may be empty). */
+int img_write_record(struct img_writer *w, uint32_t type, const void *fixed, size_t fixed_len,
+		     const void *var, size_t var_len);
+/*
+ * Zero-copy page record: lends a pointer to npages * IMG_PAGE_SIZE bytes inside
+ * the interface's storage; the caller fills them (process_vm_readv) and calls
+ * img_write_pages_commit(), which checksums and appends the record.
+ */
+int img_write_pages_begin(struct img_writer *w, uint64_t vaddr, uint32_t npages, void **ret_data);
+int img_write_pages_commit(struct img_writer *w);
+/* Write IMG_REC_END and finish the interface. */
+int img_writer_finish(struct img_writer *w);
+uint64_t img_writer_pages(const struct img_writer *w);
+
+/* --- reading --------------------------------------------------------------- */
+
+struct img_record {
+	uint32_t type;
+	uint32_t flags;
+	const void *payload; /* verified; lent until the next img_read_record() */
+	size_t len;
+};
+
+struct img_reader;
+
+enum img_reader_flags {
+	IMG_READ_ANY_KERNEL = 1 << 0, /* accept an image made on another kernel release */
+};
+
+/* Read and check the file header: magic, version, arch, page size, kernel. io is borrowed. */
+int img_reader_new(struct ghost_io *io, enum img_reader_flags flags, struct img_reader **ret);
+struct img_reader *img_reader_free(struct img_reader *r);
+const struct img_file_header *img_reader_header(const struct img_reader *r);
+/* Next record, checksum verified. 1: a record; 0: END was read (and is returned in
+ * rec); < 0: error (GHOST_ECHECKSUM, GHOST_ETRUNCATED, GHOST_ECORRUPT, -errno). */
+int img_read_record(struct img_reader *r, struct img_record *rec);
+
+/*
+ * Walk a whole image held in memory (io_map_all) and verify the header and every
+ * record, including that it ends with a well-formed END record whose counts
+ * match. Nothing is reached before everything checks out.
+ */
+int img_verify(const void *data, size_t len, enum img_reader_flags flags);
+
+/* Minimum fixed size of a record type's payload; 0 for unknown types. */
+size_t img_rec_min_size(uint32_t type);
+const char *img_rec_type_name(uint32_t type);
+/* Check a verified payload's internal lengths (strings, arrays) against len. */
+int img_rec_check(uint32_t type, const void *payload, size_t len);
+
+/* Print an image as text (like CRIU's crit) or JSON; io is read to its end. */
+int img_show(struct ghost_io *io, enum img_reader_flags flags, bool json, struct buf *out);
+
+#endif
