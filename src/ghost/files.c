@@ -1,0 +1,930 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * File descriptors: describe each fd of a stopped process as an open file
+ * description (FILE record, shared by every fd that points at it) and an fd
+ * (FD record); and, at import, open those descriptions again in the engine so
+ * the new process can take them over at the same numbers.
+ *
+ * Kinds carried: regular files (checked at restart), deleted files (content
+ * stored), directories, a few character devices, pipes and AF_UNIX
+ * socketpairs whose both ends are in the process (queued bytes stored, in
+ * order), and with a shell job, terminals and outside pipes on fds 0-2, which
+ * become the restarter's stdio. Anything else is refused by name, or dropped
+ * when the caller asked for that.
+ *
+ * Queued bytes are read without disturbing the process: tee() for pipes,
+ * MSG_PEEK for stream sockets; datagrams are read and queued again through the
+ * peer end, in the same order, while the process is stopped.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/kcmp.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#define LOG_PREFIX "files"
+#include "base/fileio.h"
+#include "base/log.h"
+#include "ghost/ghost-int.h"
+#include "base/banned.h"
+
+#define DATA_CHUNK (4u << 20)
+
+struct fd_entry {
+	int fd;
+	int fd_flags;
+	char *link;
+	struct stat sb;
+	uint64_t pos;
+	uint32_t flags;
+	uint32_t file_id; /* 0: dropped */
+	bool first;       /* first fd of its description */
+	struct img_file file;
+	char *path;
+	uint64_t sock_peer_ino;
+	uint32_t sock_shutdown;
+	int copy; /* our copy of the fd (pidfd_getfd), -1 if not taken */
+};
+
+static int fd_cmp(const void *a, const void *b)
+{
+	const struct fd_entry *x = a, *y = b;
+
+	return (x->fd > y->fd) - (x->fd < y->fd);
+}
+
+static int read_fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
+{
+	struct buf b = BUF_INIT;
+	char path[64];
+	char *p;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+	r = read_file_at(AT_FDCWD, path, &b);
+	if (r < 0)
+		goto out;
+	p = strstr(b.data, "pos:");
+	*pos = p ? strtoull(p + 4, NULL, 10) : 0;
+	p = strstr(b.data, "flags:");
+	*flags = p ? (uint32_t)strtoul(p + 6, NULL, 8) : 0;
+out:
+	buf_release(&b);
+	return r;
+}
+
+/* Type, peer inode and shutdown state of an AF_UNIX socket, by inode, via sock_diag. */
+static int unix_diag(uint64_t ino, uint32_t *ret_type, uint64_t *ret_peer, uint32_t *ret_shut)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} msg = {
+		.nlh = { .nlmsg_len = sizeof(msg), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST },
+		.req = { .sdiag_family = AF_UNIX, .udiag_ino = (uint32_t)ino,
+			 .udiag_show = UDIAG_SHOW_PEER,
+			 .udiag_cookie = { ~0u, ~0u } },
+	};
+	char buf[8192];
+	_cleanup_close_ int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	struct nlmsghdr *h;
+	ssize_t n;
+
+	if (s < 0)
+		return -errno;
+	if (send(s, &msg, sizeof(msg), 0) < 0)
+		return -errno;
+	n = recv(s, buf, sizeof(buf), 0);
+	if (n < 0)
+		return -errno;
+	h = (struct nlmsghdr *)buf;
+	if (!NLMSG_OK(h, (size_t)n))
+		return -EPROTO;
+	if (h->nlmsg_type == NLMSG_ERROR) {
+		struct nlmsgerr *e = NLMSG_DATA(h);
+
+		return e->error ? e->error : -ENOENT;
+	}
+	if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+		return -EPROTO;
+	{
+		struct unix_diag_msg *m = NLMSG_DATA(h);
+		struct rtattr *a = (struct rtattr *)(m + 1);
+		int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*m));
+
+		*ret_type = m->udiag_type;
+		*ret_peer = 0;
+		*ret_shut = 0;
+		for (; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+			if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
+				*ret_peer = *(uint32_t *)RTA_DATA(a);
+			else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
+				*ret_shut = *(uint8_t *)RTA_DATA(a);
+		}
+	}
+	return 0;
+}
+
+static bool same_description(pid_t pid, int fd1, int fd2)
+{
+	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, fd1, fd2) == 0;
+}
+
+static bool is_terminal(const struct stat *sb)
+{
+	unsigned maj = major(sb->st_rdev);
+
+	return S_ISCHR(sb->st_mode) && (maj == 4 || maj == 5 || (maj >= 136 && maj <= 143));
+}
+
+static bool is_plain_chr(const struct stat *sb)
+{
+	unsigned maj = major(sb->st_rdev), min = minor(sb->st_rdev);
+
+	return S_ISCHR(sb->st_mode) && maj == 1 &&
+	       (min == 3 || min == 5 || min == 7 || min == 8 || min == 9);
+}
+
+static const char *describe_unsupported(const struct fd_entry *e)
+{
+	if (S_ISSOCK(e->sb.st_mode))
+		return "a socket other than a socketpair inside the process";
+	if (strncmp(e->link, "anon_inode:", 11) == 0)
+		return e->link + 11;
+	if (S_ISFIFO(e->sb.st_mode))
+		return "a named FIFO";
+	if (S_ISCHR(e->sb.st_mode))
+		return "a character device";
+	if (S_ISBLK(e->sb.st_mode))
+		return "a block device";
+	return "a file of an unsupported kind";
+}
+
+static void entries_free(struct fd_entry *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(e[i].link);
+		free(e[i].path);
+		safe_close(e[i].copy);
+	}
+	free(e);
+}
+
+static int list_fds(struct ghost *g, pid_t pid, struct fd_entry **ret, size_t *ret_n)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *de;
+	struct fd_entry *e = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return ghost_fail(g, -errno, "cannot list %s: %m", path);
+	while ((de = readdir(d))) {
+		int fd;
+		char lpath[96], link[4096];
+		ssize_t len;
+
+		if (de->d_name[0] == '.' || parse_int(de->d_name, &fd) < 0)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 32;
+			struct fd_entry *ne = reallocarray(e, ncap, sizeof(*ne));
+
+			if (!ne) {
+				r = ghost_fail(g, -ENOMEM, "out of memory");
+				goto out;
+			}
+			e = ne;
+			cap = ncap;
+		}
+		e[n] = (struct fd_entry){ .fd = fd, .copy = -1 };
+		snprintf(lpath, sizeof(lpath), "/proc/%d/fd/%d", pid, fd);
+		len = readlink(lpath, link, sizeof(link) - 1);
+		if (len < 0) {
+			r = ghost_fail(g, -errno, "cannot read %s: %m", lpath);
+			goto out;
+		}
+		link[len] = '\0';
+		e[n].link = strdup(link);
+		if (!e[n].link) {
+			r = ghost_fail(g, -ENOMEM, "out of memory");
+			goto out;
+		}
+		if (stat(lpath, &e[n].sb) < 0) {
+			r = ghost_fail(g, -errno, "cannot stat fd %d of process %d: %m", fd, pid);
+			n++;
+			goto out;
+		}
+		r = read_fdinfo(pid, fd, &e[n].pos, &e[n].flags);
+		if (r < 0) {
+			ghost_fail(g, r, "cannot read fdinfo %d of process %d: %s", fd, pid,
+				   ghost_strerror(r));
+			n++;
+			goto out;
+		}
+		e[n].fd_flags = (e[n].flags & O_CLOEXEC) ? FD_CLOEXEC : 0;
+		e[n].flags &= ~(uint32_t)O_CLOEXEC;
+		n++;
+	}
+	qsort(e, n, sizeof(*e), fd_cmp);
+out:
+	closedir(d);
+	if (r < 0) {
+		entries_free(e, n);
+		return r;
+	}
+	*ret = e;
+	*ret_n = n;
+	return 0;
+}
+
+static int take_copy(struct ghost *g, int pidfd, struct fd_entry *e)
+{
+	if (e->copy >= 0)
+		return 0;
+	e->copy = (int)syscall(SYS_pidfd_getfd, pidfd, e->fd, 0);
+	if (e->copy < 0)
+		return ghost_fail(g, -errno, "cannot take a copy of fd %d: %m", e->fd);
+	return 0;
+}
+
+static int write_data(struct img_writer *w, uint32_t id, uint64_t off, const void *p, size_t len)
+{
+	struct img_file_data d = { .file_id = id, .offset = off };
+
+	return img_write_record(w, IMG_REC_FILE_DATA, &d, sizeof(d), p, len);
+}
+
+/* Bytes queued in a pipe, read with tee() so they stay where they are. */
+static int dump_pipe_data(struct ghost *g, struct img_writer *w, struct fd_entry *rd)
+{
+	int p[2] = { -1, -1 };
+	_cleanup_free_ char *data = NULL;
+	int avail = 0, size, r = 0;
+	ssize_t n;
+
+	if (ioctl(rd->copy, FIONREAD, &avail) < 0)
+		return ghost_fail(g, -errno, "FIONREAD on pipe fd %d: %m", rd->fd);
+	if (avail == 0)
+		return 0;
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return ghost_fail(g, -errno, "pipe: %m");
+	size = fcntl(rd->copy, F_GETPIPE_SZ);
+	if (size > 0 && fcntl(p[1], F_SETPIPE_SZ, size) < 0) {
+		r = ghost_fail(g, -errno, "cannot size a pipe to %d bytes: %m", size);
+		goto out;
+	}
+	n = tee(rd->copy, p[1], (size_t)avail, SPLICE_F_NONBLOCK);
+	if (n != avail) {
+		r = ghost_fail(g, n < 0 ? -errno : -EIO, "cannot copy the %d bytes queued in pipe fd %d",
+			       avail, rd->fd);
+		goto out;
+	}
+	data = malloc((size_t)avail);
+	if (!data) {
+		r = ghost_fail(g, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (read_full(p[0], data, (size_t)avail) != avail) {
+		r = ghost_fail(g, -EIO, "cannot read back queued pipe data");
+		goto out;
+	}
+	r = write_data(w, rd->file_id, 0, data, (size_t)avail);
+	if (r < 0)
+		ghost_fail(g, r, "cannot write the image: %s", ghost_strerror(r));
+out:
+	safe_close(p[0]);
+	safe_close(p[1]);
+	return r;
+}
+
+/* Bytes queued for reading on one end of a socketpair. */
+static int dump_sock_data(struct ghost *g, struct img_writer *w, struct fd_entry *end,
+			  struct fd_entry *peer)
+{
+	int r;
+
+	if (end->file.sock_type == SOCK_STREAM) {
+		int avail = 0;
+		_cleanup_free_ char *data = NULL;
+		ssize_t n;
+
+		if (ioctl(end->copy, FIONREAD, &avail) < 0)
+			return ghost_fail(g, -errno, "FIONREAD on socket fd %d: %m", end->fd);
+		if (avail == 0)
+			return 0;
+		data = malloc((size_t)avail);
+		if (!data)
+			return ghost_fail(g, -ENOMEM, "out of memory");
+		n = recv(end->copy, data, (size_t)avail, MSG_PEEK | MSG_DONTWAIT);
+		if (n != avail)
+			return ghost_fail(g, -EIO, "cannot peek the %d bytes queued on fd %d", avail,
+					  end->fd);
+		r = write_data(w, end->file_id, 0, data, (size_t)avail);
+		if (r < 0)
+			return ghost_fail(g, r, "cannot write the image: %s", ghost_strerror(r));
+		return 0;
+	}
+
+	/* Datagrams: take each one out and queue it again through the peer. */
+	{
+		struct buf msgs = BUF_INIT;
+		size_t count = 0;
+		char *buf = malloc(1 << 16);
+
+		if (!buf)
+			return ghost_fail(g, -ENOMEM, "out of memory");
+		r = 0;
+		for (;;) {
+			ssize_t n = recv(end->copy, buf, 1 << 16, MSG_DONTWAIT);
+			uint32_t len;
+
+			if (n < 0) {
+				if (errno != EAGAIN)
+					r = ghost_fail(g, -errno, "cannot read datagrams of fd %d: %m",
+						       end->fd);
+				break;
+			}
+			len = (uint32_t)n;
+			if (buf_append(&msgs, &len, sizeof(len)) < 0 ||
+			    buf_append(&msgs, buf, len) < 0) {
+				r = ghost_fail(g, -ENOMEM, "out of memory");
+				break;
+			}
+			count++;
+		}
+		free(buf);
+		/* Put back whatever was taken, even after an error. */
+		for (size_t off = 0; off < msgs.len;) {
+			uint32_t len;
+
+			memcpy(&len, msgs.data + off, sizeof(len));
+			if (send(peer->copy, msgs.data + off + sizeof(len), len, MSG_DONTWAIT) < 0 &&
+			    r >= 0)
+				r = ghost_fail(g, -errno, "cannot queue a datagram again on fd %d: %m",
+					       end->fd);
+			if (r >= 0) {
+				int e = write_data(w, end->file_id, 0, msgs.data + off + sizeof(len),
+						   len);
+				if (e < 0)
+					r = ghost_fail(g, e, "cannot write the image: %s",
+						       ghost_strerror(e));
+			}
+			off += sizeof(len) + len;
+		}
+		buf_release(&msgs);
+		(void)count;
+		return r;
+	}
+}
+
+static int dump_deleted(struct ghost *g, struct img_writer *w, struct fd_entry *e)
+{
+	char path[64];
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = malloc(DATA_CHUNK);
+	uint64_t off = 0;
+	int r;
+
+	if (!buf)
+		return ghost_fail(g, -ENOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", e->copy);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ghost_fail(g, -errno, "cannot read deleted file '%s': %m", e->path);
+	for (;;) {
+		ssize_t n = pread(fd, buf, DATA_CHUNK, (off_t)off);
+
+		if (n < 0)
+			return ghost_fail(g, -errno, "cannot read deleted file '%s': %m", e->path);
+		if (n == 0)
+			break;
+		r = write_data(w, e->file_id, off, buf, (size_t)n);
+		if (r < 0)
+			return ghost_fail(g, r, "cannot write the image: %s", ghost_strerror(r));
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static struct fd_entry *find_by_ino(struct fd_entry *e, size_t n, uint64_t ino, int want_acc)
+{
+	for (size_t i = 0; i < n; i++)
+		if (e[i].file_id && e[i].first && e[i].sb.st_ino == ino &&
+		    (want_acc < 0 || (int)(e[i].flags & O_ACCMODE) == want_acc))
+			return &e[i];
+	return NULL;
+}
+
+int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct files_dump_opts *o,
+	       uint64_t *ret_nfds)
+{
+	struct fd_entry *e = NULL;
+	size_t n = 0;
+	uint32_t next_id = 1;
+	_cleanup_close_ int pidfd = -1;
+	uint64_t nfds = 0;
+	int r;
+
+	r = list_fds(g, pid, &e, &n);
+	if (r < 0)
+		return r;
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		r = ghost_fail(g, -errno, "pidfd_open(%d): %m", pid);
+		goto out;
+	}
+
+	/* 1. Classify each fd and give each open file description an id. */
+	for (size_t i = 0; i < n; i++) {
+		struct fd_entry *x = &e[i];
+		struct img_file *f = &x->file;
+		bool stdio_ok = o->shell_job && x->fd <= 2;
+		const char *why = NULL;
+
+		for (size_t j = 0; j < i; j++)
+			if (e[j].file_id && e[j].first && e[j].sb.st_ino == x->sb.st_ino &&
+			    e[j].sb.st_dev == x->sb.st_dev && same_description(pid, e[j].fd, x->fd)) {
+				x->file_id = e[j].file_id;
+				break;
+			}
+		if (x->file_id)
+			continue;
+
+		*f = (struct img_file){ .flags = x->flags, .pos = x->pos,
+					.size = (uint64_t)x->sb.st_size, .mode = x->sb.st_mode,
+					.rdev = x->sb.st_rdev, .dev = x->sb.st_dev,
+					.ino = x->sb.st_ino,
+					.mtime_ns = (int64_t)x->sb.st_mtim.tv_sec * 1000000000ll +
+						    x->sb.st_mtim.tv_nsec };
+		if (S_ISREG(x->sb.st_mode)) {
+			const char *del = strstr(x->link, " (deleted)");
+
+			x->path = strndup(x->link, del ? (size_t)(del - x->link) : strlen(x->link));
+			f->kind = x->sb.st_nlink == 0 ? IMG_FILE_REG_DELETED : IMG_FILE_REG;
+		} else if (S_ISDIR(x->sb.st_mode)) {
+			x->path = strdup(x->link);
+			f->kind = IMG_FILE_DIR;
+		} else if (is_plain_chr(&x->sb)) {
+			x->path = strdup(x->link);
+			f->kind = IMG_FILE_CHR;
+		} else if (is_terminal(&x->sb)) {
+			if (!stdio_ok) {
+				r = ghost_fail(g, GHOST_EUNSUPPORTED,
+					       "fd %d of process %d is the terminal '%s'; use --shell-job to replace it with the restarter's terminal",
+					       x->fd, pid, x->link);
+				goto out;
+			}
+			f->kind = IMG_FILE_STDIO;
+		} else if (S_ISFIFO(x->sb.st_mode) && strncmp(x->link, "pipe:", 5) == 0) {
+			f->kind = IMG_FILE_PIPE;
+		} else if (S_ISSOCK(x->sb.st_mode)) {
+			uint32_t type, shut;
+			uint64_t peer;
+
+			if (unix_diag(x->sb.st_ino, &type, &peer, &shut) < 0 || !peer) {
+				why = "a socket other than a socketpair inside the process";
+			} else {
+				f->kind = IMG_FILE_SOCKPAIR;
+				f->sock_type = type;
+				f->shutdown = shut;
+				x->sock_peer_ino = peer;
+			}
+		} else {
+			why = describe_unsupported(x);
+		}
+		if (why) {
+			if (stdio_ok && S_ISSOCK(x->sb.st_mode)) {
+				f->kind = IMG_FILE_STDIO;
+			} else if (o->drop_unsupported) {
+				log_info("dropping fd %d of process %d (%s)", x->fd, pid, why);
+				continue;
+			} else {
+				r = ghost_fail(g, GHOST_EUNSUPPORTED,
+					       "fd %d of process %d is %s ('%s'); use --drop-unsupported to drop it",
+					       x->fd, pid, why, x->link);
+				goto out;
+			}
+		}
+		if ((f->kind == IMG_FILE_REG || f->kind == IMG_FILE_REG_DELETED ||
+		     f->kind == IMG_FILE_DIR || f->kind == IMG_FILE_CHR) &&
+		    !x->path) {
+			r = ghost_fail(g, -ENOMEM, "out of memory");
+			goto out;
+		}
+		if (f->kind == IMG_FILE_STDIO)
+			f->stdio_fd = (uint32_t)x->fd;
+		x->file_id = next_id++;
+		x->first = true;
+		f->id = x->file_id;
+	}
+
+	/* 2. Both ends of pipes and socketpairs must be inside the process. */
+	for (size_t i = 0; i < n; i++) {
+		struct fd_entry *x = &e[i];
+		struct fd_entry *peer;
+		bool stdio_ok = o->shell_job && x->fd <= 2;
+
+		if (!x->file_id || !x->first)
+			continue;
+		if (x->file.kind == IMG_FILE_PIPE) {
+			int other = (x->flags & O_ACCMODE) == O_WRONLY ? O_RDONLY : O_WRONLY;
+
+			peer = find_by_ino(e, n, x->sb.st_ino, other);
+		} else if (x->file.kind == IMG_FILE_SOCKPAIR) {
+			peer = find_by_ino(e, n, x->sock_peer_ino, -1);
+		} else {
+			continue;
+		}
+		if (peer) {
+			x->file.peer_id = peer->file_id;
+			continue;
+		}
+		if (stdio_ok) {
+			x->file.kind = IMG_FILE_STDIO;
+			x->file.stdio_fd = (uint32_t)x->fd;
+			continue;
+		}
+		r = ghost_fail(g, GHOST_EUNSUPPORTED,
+			       "fd %d of process %d is a %s to a process outside the checkpoint ('%s'); use --shell-job for stdio",
+			       x->fd, pid, x->file.kind == IMG_FILE_PIPE ? "pipe" : "socket", x->link);
+		goto out;
+	}
+
+	/* 3. FILE records. */
+	for (size_t i = 0; i < n; i++) {
+		struct fd_entry *x = &e[i];
+		size_t plen;
+
+		if (!x->file_id || !x->first)
+			continue;
+		if (x->file.kind == IMG_FILE_PIPE || x->file.kind == IMG_FILE_SOCKPAIR) {
+			r = take_copy(g, pidfd, x);
+			if (r < 0)
+				goto out;
+			if (x->file.kind == IMG_FILE_PIPE) {
+				int sz = fcntl(x->copy, F_GETPIPE_SZ);
+
+				x->file.pipe_size = sz > 0 ? (uint32_t)sz : 0;
+			}
+		}
+		plen = x->path ? strlen(x->path) : 0;
+		x->file.path_len = (uint32_t)plen;
+		r = img_write_record(w, IMG_REC_FILE, &x->file, sizeof(x->file), x->path, plen);
+		if (r < 0) {
+			ghost_fail(g, r, "cannot write the image: %s", ghost_strerror(r));
+			goto out;
+		}
+	}
+
+	/* 4. FILE_DATA: deleted file content, queued pipe and socket bytes. */
+	for (size_t i = 0; i < n; i++) {
+		struct fd_entry *x = &e[i];
+
+		if (!x->file_id || !x->first)
+			continue;
+		if (x->file.kind == IMG_FILE_REG_DELETED) {
+			r = take_copy(g, pidfd, x);
+			if (r >= 0)
+				r = dump_deleted(g, w, x);
+		} else if (x->file.kind == IMG_FILE_PIPE && (x->flags & O_ACCMODE) != O_WRONLY) {
+			r = dump_pipe_data(g, w, x);
+		} else if (x->file.kind == IMG_FILE_SOCKPAIR) {
+			struct fd_entry *peer = NULL;
+
+			for (size_t j = 0; j < n; j++)
+				if (e[j].first && e[j].file_id == x->file.peer_id)
+					peer = &e[j];
+			r = peer ? dump_sock_data(g, w, x, peer) : -EINVAL;
+		}
+		if (r < 0)
+			goto out;
+	}
+
+	/* 5. FD records. */
+	for (size_t i = 0; i < n; i++) {
+		struct img_fd fdr = { .fd = (uint32_t)e[i].fd, .file_id = e[i].file_id,
+				      .fd_flags = (uint32_t)e[i].fd_flags };
+
+		if (!e[i].file_id)
+			continue;
+		r = img_write_record(w, IMG_REC_FD, &fdr, sizeof(fdr), NULL, 0);
+		if (r < 0) {
+			ghost_fail(g, r, "cannot write the image: %s", ghost_strerror(r));
+			goto out;
+		}
+		nfds++;
+	}
+	*ret_nfds = nfds;
+	r = 0;
+out:
+	entries_free(e, n);
+	return r;
+}
+
+/* --- import side -------------------------------------------------------------------- */
+
+void files_restore_init(struct files_restore *fr)
+{
+	*fr = (struct files_restore){ 0 };
+}
+
+void files_restore_release(struct files_restore *fr)
+{
+	for (size_t i = 0; i < fr->nfiles; i++) {
+		free(fr->paths[i]);
+		if (fr->opened)
+			safe_close(fr->opened[i]);
+		if (fr->data)
+			buf_release(&fr->data[i]);
+	}
+	free(fr->files);
+	free(fr->paths);
+	free(fr->opened);
+	free(fr->data);
+	free(fr->fds);
+	files_restore_init(fr);
+}
+
+static ssize_t file_index(const struct files_restore *fr, uint32_t id)
+{
+	for (size_t i = 0; i < fr->nfiles; i++)
+		if (fr->files[i].id == id)
+			return (ssize_t)i;
+	return -1;
+}
+
+int files_restore_add_record(struct ghost *g, struct files_restore *fr, const struct img_record *rec)
+{
+	if (rec->type == IMG_REC_FILE) {
+		const struct img_file *f = rec->payload;
+		size_t k = fr->nfiles;
+		struct img_file *nf;
+		char **np;
+		struct buf *nd;
+
+		if (file_index(fr, f->id) >= 0 || f->id == 0)
+			return ghost_fail(g, GHOST_ECORRUPT, "image names file %u twice", f->id);
+		nf = reallocarray(fr->files, k + 1, sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		fr->files = nf;
+		np = reallocarray(fr->paths, k + 1, sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		fr->paths = np;
+		nd = reallocarray(fr->data, k + 1, sizeof(*nd));
+		if (!nd)
+			return -ENOMEM;
+		fr->data = nd;
+		fr->files[k] = *f;
+		fr->paths[k] = strndup((const char *)(f + 1), f->path_len);
+		buf_init(&fr->data[k]);
+		if (!fr->paths[k])
+			return -ENOMEM;
+		fr->nfiles++;
+		return 0;
+	}
+	if (rec->type == IMG_REC_FILE_DATA) {
+		const struct img_file_data *d = rec->payload;
+		ssize_t k = file_index(fr, d->file_id);
+
+		if (k < 0)
+			return ghost_fail(g, GHOST_ECORRUPT, "image has data for unknown file %u",
+					  d->file_id);
+		if (fr->files[k].sock_type == SOCK_DGRAM || fr->files[k].sock_type == SOCK_SEQPACKET) {
+			/* Keep message boundaries: length-prefixed. */
+			uint32_t len = (uint32_t)(rec->len - sizeof(*d));
+
+			if (buf_append(&fr->data[k], &len, sizeof(len)) < 0)
+				return -ENOMEM;
+		} else if (d->offset != fr->data[k].len) {
+			return ghost_fail(g, GHOST_ECORRUPT, "file %u data out of order", d->file_id);
+		}
+		return buf_append(&fr->data[k], d + 1, rec->len - sizeof(*d));
+	}
+	if (rec->type == IMG_REC_FD) {
+		const struct img_fd *f = rec->payload;
+		struct img_fd *nf;
+
+		if (file_index(fr, f->file_id) < 0)
+			return ghost_fail(g, GHOST_ECORRUPT, "fd %u names unknown file %u", f->fd,
+					  f->file_id);
+		for (size_t i = 0; i < fr->nfds; i++)
+			if (fr->fds[i].fd == f->fd)
+				return ghost_fail(g, GHOST_ECORRUPT, "image names fd %u twice", f->fd);
+		nf = reallocarray(fr->fds, fr->nfds + 1, sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		fr->fds = nf;
+		fr->fds[fr->nfds++] = *f;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int open_flags(uint32_t flags)
+{
+	return (int)(flags & ~(uint32_t)(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
+}
+
+static int open_regular(struct ghost *g, const struct img_file *f, const char *path)
+{
+	struct stat sb;
+	int fd = open(path, open_flags(f->flags));
+
+	if (fd < 0)
+		return ghost_fail(g, -errno, "cannot open '%s': %m", path);
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != f->size) {
+		safe_close(fd);
+		return ghost_fail(g, GHOST_EFILECHANGED,
+				  "file '%s' changed since the checkpoint (size %llu, was %llu)", path,
+				  (unsigned long long)sb.st_size, (unsigned long long)f->size);
+	}
+	if (lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+		safe_close(fd);
+		return ghost_fail(g, -errno, "cannot seek '%s' to %llu: %m", path,
+				  (unsigned long long)f->pos);
+	}
+	return fd;
+}
+
+/* Reopen fd with other flags (access mode, O_APPEND...): a new description of the same object. */
+static int reopen(struct ghost *g, int fd, uint32_t flags, const char *what)
+{
+	char p[64];
+	int nfd;
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	nfd = open(p, open_flags(flags));
+	if (nfd < 0)
+		return ghost_fail(g, -errno, "cannot reopen %s: %m", what);
+	return nfd;
+}
+
+static int open_deleted(struct ghost *g, const struct img_file *f, const char *path,
+			const struct buf *content)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	_cleanup_close_ int tmp = -1;
+	int fd;
+
+	if (!dir)
+		return -ENOMEM;
+	tmp = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+	if (tmp < 0)
+		tmp = memfd_create("ghost-deleted", MFD_CLOEXEC);
+	if (tmp < 0)
+		return ghost_fail(g, -errno, "cannot recreate deleted file '%s': %m", path);
+	if (write_full(tmp, content->data, content->len) < 0 ||
+	    ftruncate(tmp, (off_t)f->size) < 0)
+		return ghost_fail(g, -errno, "cannot write deleted file '%s': %m", path);
+	fd = reopen(g, tmp, f->flags, path);
+	if (fd >= 0 && lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+		safe_close(fd);
+		return ghost_fail(g, -errno, "cannot seek deleted file '%s': %m", path);
+	}
+	return fd;
+}
+
+static int send_queued(struct ghost *g, int fd, const struct img_file *f, const struct buf *data)
+{
+	if (f->sock_type == SOCK_STREAM)
+		return write_full(fd, data->data, data->len) < 0
+			       ? ghost_fail(g, -errno, "cannot queue socket data: %m")
+			       : 0;
+	for (size_t off = 0; off + sizeof(uint32_t) <= data->len;) {
+		uint32_t len;
+
+		memcpy(&len, data->data + off, sizeof(len));
+		if (off + sizeof(len) + len > data->len)
+			return ghost_fail(g, GHOST_ECORRUPT, "bad datagram length in image");
+		if (send(fd, data->data + off + sizeof(len), len, MSG_DONTWAIT) < 0)
+			return ghost_fail(g, -errno, "cannot queue a datagram: %m");
+		off += sizeof(len) + len;
+	}
+	return 0;
+}
+
+int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3])
+{
+	size_t n = fr->nfiles;
+	int r;
+
+	fr->opened = NEW_ARRAY(int, n);
+	if (!fr->opened)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		fr->opened[i] = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct img_file *f = &fr->files[i];
+		const char *path = fr->paths[i];
+		int fd = -1;
+
+		if (fr->opened[i] >= 0)
+			continue;
+		switch (f->kind) {
+		case IMG_FILE_REG:
+			fd = open_regular(g, f, path);
+			break;
+		case IMG_FILE_REG_DELETED:
+			fd = open_deleted(g, f, path, &fr->data[i]);
+			break;
+		case IMG_FILE_DIR:
+		case IMG_FILE_CHR:
+			fd = open(path, open_flags(f->flags));
+			if (fd < 0)
+				fd = ghost_fail(g, -errno, "cannot open '%s': %m", path);
+			break;
+		case IMG_FILE_STDIO: {
+			int src = f->stdio_fd < 3 && stdio ? stdio[f->stdio_fd] : -1;
+
+			fd = src >= 0 ? fcntl(src, F_DUPFD_CLOEXEC, 3)
+				      : open("/dev/null", O_RDWR | O_CLOEXEC);
+			if (fd < 0)
+				fd = ghost_fail(g, -errno, "cannot set up stdio fd %u: %m",
+						f->stdio_fd);
+			break;
+		}
+		case IMG_FILE_PIPE:
+		case IMG_FILE_SOCKPAIR: {
+			ssize_t k = file_index(fr, f->peer_id);
+			int pair[2];
+			size_t me = i, peer;
+
+			if (k < 0 || (size_t)k == i)
+				return ghost_fail(g, GHOST_ECORRUPT, "file %u has no peer", f->id);
+			peer = (size_t)k;
+			if (f->kind == IMG_FILE_PIPE) {
+				size_t rd = (f->flags & O_ACCMODE) == O_WRONLY ? peer : me;
+				size_t wr = rd == me ? peer : me;
+
+				if (pipe2(pair, O_CLOEXEC) < 0)
+					return ghost_fail(g, -errno, "pipe: %m");
+				if (f->pipe_size)
+					fcntl(pair[0], F_SETPIPE_SZ, (int)f->pipe_size);
+				fr->opened[rd] = pair[0];
+				fr->opened[wr] = pair[1];
+				if (fr->data[rd].len &&
+				    write_full(pair[1], fr->data[rd].data, fr->data[rd].len) < 0)
+					return ghost_fail(g, -errno, "cannot refill a pipe: %m");
+				if (fcntl(pair[0], F_SETFL, fr->files[rd].flags & O_NONBLOCK) < 0 ||
+				    fcntl(pair[1], F_SETFL, fr->files[wr].flags & O_NONBLOCK) < 0)
+					return ghost_fail(g, -errno, "cannot set pipe flags: %m");
+			} else {
+				if (socketpair(AF_UNIX, (int)f->sock_type | SOCK_CLOEXEC, 0, pair) < 0)
+					return ghost_fail(g, -errno, "socketpair: %m");
+				fr->opened[me] = pair[0];
+				fr->opened[peer] = pair[1];
+				/* What `me` would read is sent by the peer end, and vice versa. */
+				r = send_queued(g, pair[1], f, &fr->data[me]);
+				if (r >= 0)
+					r = send_queued(g, pair[0], &fr->files[peer], &fr->data[peer]);
+				if (r < 0)
+					return r;
+				for (int s = 0; s < 2; s++) {
+					const struct img_file *sf = s ? &fr->files[peer] : f;
+					int how = (sf->shutdown & 1) && (sf->shutdown & 2) ? SHUT_RDWR
+						  : (sf->shutdown & 1)			    ? SHUT_RD
+						  : (sf->shutdown & 2)			    ? SHUT_WR
+											    : -1;
+
+					if (how >= 0)
+						shutdown(pair[s], how);
+					if (fcntl(pair[s], F_SETFL, sf->flags & O_NONBLOCK) < 0)
+						return ghost_fail(g, -errno,
+								  "cannot set socket flags: %m");
+				}
+			}
+			continue;
+		}
+		default:
+			return ghost_fail(g, GHOST_ECORRUPT, "file %u has unknown kind %u", f->id,
+					  f->kind);
+		}
+		if (fd < 0)
+			return fd;
+		fr->opened[i] = fd;
+	}
+	return 0;
+}
