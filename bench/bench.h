@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Helpers shared by the benchmark programs: monotonic time, medians, number
+ * lists, target processes that signal readiness through a file, and the
+ * cleanup registry that kills what the benchmark started and removes its
+ * temporary directories, also when a signal ends the run.
+ */
+#ifndef BENCH_BENCH_H
+#define BENCH_BENCH_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIB ((size_t)1024 * 1024)
+
+/* Convert a libc -1/errno return into -errno; pass other values through. */
+#define RET_ERRNO(expr)                                                                            \
+	({                                                                                         \
+		long _r = (long)(expr);                                                            \
+		_r < 0 ? -errno : _r;                                                              \
+	})
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline int safe_close(int fd)
+{
+	if (fd >= 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return -1;
+}
+
+static inline void closep(int *fd)
+{
+	safe_close(*fd);
+}
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+double bench_ms(uint64_t ns);
+/* Median of n values (sorts v in place); NAN when n == 0. NANs are skipped. */
+double bench_median(double *v, size_t n);
+
+/* Parse "16,256,1024" into at most max values. -EINVAL on junk or overflow. */
+int bench_parse_list(const char *s, uint64_t *v, size_t max, size_t *ret_n);
+
+/* Error output: "bench: ..." on stderr. bench_err_r() returns r, to log
+ * and return in one statement. */
+void bench_err(const char *fmt, ...) _printf_(1, 2);
+int bench_err_r(int r, const char *fmt, ...) _printf_(2, 3);
+
+/*
+ * Cleanup registry. Every process the benchmark starts is registered with
+ * bench_track_pid() until it has been reaped (bench_untrack_pid()); every
+ * temporary directory with bench_track_dir(). bench_cleanup() SIGKILLs and
+ * reaps the tracked processes, by PID, then any other child left (see
+ * bench_kill_children()), and removes the tracked directories with their
+ * contents. It is async-signal-safe: bench_install_signals() runs
+ * it on SIGINT, SIGTERM and SIGHUP before dying of the signal.
+ */
+int bench_track_pid(pid_t pid);
+void bench_untrack_pid(pid_t pid);
+int bench_track_dir(const char *path);
+void bench_cleanup(void);
+int bench_install_signals(void);
+/* SIGKILL and reap every remaining child (including orphans we reaped as a
+ * subreaper) by PID; returns how many there were. Async-signal-safe. */
+int bench_kill_children(void);
+/* Hold off the cleanup signals around a step that must not be cut in two,
+ * e.g. an import until its new process is tracked. */
+void bench_signals_block(sigset_t *ret_old);
+void bench_signals_restore(const sigset_t *old);
+
+/* mkdtemp() of "<parent>/ghost-bench.XXXXXX", tracked; ret_path is malloc()ed. */
+int bench_mkdtemp(const char *parent, char **ret_path);
+/* Remove a directory tree (async-signal-safe); missing is not an error. */
+int bench_rm_rf(const char *path);
+/* "<a>/<b>" in a malloc()ed string, NULL on OOM. */
+char *bench_path_join(const char *a, const char *b);
+/* The directory holding the running executable, malloc()ed. */
+int bench_self_dir(char **ret);
+/* Is path on tmpfs? 1 yes, 0 no, -errno. */
+int bench_is_tmpfs(const char *path);
+
+/* fork(); the child (ret_pid 0) gets default signal handlers, the parent
+ * tracks it before any signal can run the cleanup. */
+int bench_fork(pid_t *ret_pid);
+
+/*
+ * Start argv[0] (a path) with stdin, stdout and stderr on /dev/null, cwd "/",
+ * no other fds, and GHOST_TEST_READY=ready_path in its environment. The child
+ * is tracked. bench_wait_ready() waits until the file says "ready\n"; it
+ * fails if the process dies first or the timeout passes.
+ */
+int bench_spawn_target(const char *const *argv, const char *ready_path, pid_t *ret_pid);
+int bench_wait_ready(pid_t pid, const char *ready_path, unsigned timeout_ms);
+
+/* Wait for a child to end, up to timeout_ms; on timeout SIGKILL and reap it
+ * and return -ETIMEDOUT. The child is untracked once reaped. */
+int bench_wait_exit(pid_t pid, unsigned timeout_ms, int *ret_status);
+/* SIGKILL a child by PID and reap it; pid <= 0 is a no-op. */
+void bench_kill_reap(pid_t pid);
+/* Send SIGUSR1 and expect exit status 0 within timeout_ms: 0, or -errno, or
+ * -EBADMSG when the process reported a failed self-check. */
+int bench_verify_target(pid_t pid, unsigned timeout_ms);
+
+/*
+ * Run argv (PATH lookup) with stdout captured into a malloc()ed, NUL-terminated
+ * string (stderr is passed through), wait for it, and return its wait status in
+ * ret_status. ret_out may be NULL to discard the output.
+ */
+int bench_run(const char *const *argv, char **ret_out, int *ret_status);
+
+#endif
