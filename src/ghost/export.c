@@ -54,8 +54,6 @@ struct pm_scan_arg {
 #define PAGE_IS_PFNZERO (1 << 5)
 #endif
 
-#define ERESTARTSYS_ 512
-#define ERESTARTNOINTR_ 513
 #define ERESTARTNOHAND_ 514
 #define ERESTART_RESTARTBLOCK_ 516
 
@@ -412,6 +410,51 @@ static int write_process(struct export_ctx *c, uint32_t flags)
 	return 0;
 }
 
+/*
+ * Limits from /proc/PID/limits: prlimit() on a process of another user needs
+ * CAP_SYS_RESOURCE, which root may lack. Lines follow the resource numbers, with
+ * the soft and hard values at fixed columns ("%-25s %-20s %-20s").
+ */
+static int read_limits(struct export_ctx *c, struct img_rlimits *rl)
+{
+	struct buf b = BUF_INIT;
+	char path[64];
+	char *line, *next;
+	int i = -1, r;
+
+	snprintf(path, sizeof(path), "/proc/%d/limits", c->pid);
+	r = read_file_at(AT_FDCWD, path, &b);
+	if (r < 0) {
+		buf_release(&b);
+		return ghost_fail(c->g, r, "cannot read %s: %s", path, ghost_strerror(r));
+	}
+	for (line = b.data; line && *line; line = next, i++) {
+		uint64_t v[2];
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (i < 0)
+			continue; /* the heading */
+		if (i >= IMG_RLIMITS || strlen(line) < 47)
+			break;
+		for (int k = 0; k < 2; k++) {
+			const char *f = line + 26 + 21 * k;
+
+			if (strncmp(f, "unlimited", 9) == 0)
+				v[k] = RLIM64_INFINITY;
+			else
+				v[k] = strtoull(f, NULL, 10);
+		}
+		rl->lim[i].cur = v[0];
+		rl->lim[i].max = v[1];
+	}
+	buf_release(&b);
+	if (i != IMG_RLIMITS)
+		return ghost_fail(c->g, -EPROTO, "cannot parse %s", path);
+	return 0;
+}
+
 static int write_creds_limits_sched(struct export_ctx *c)
 {
 	struct img_creds cr = { 0 };
@@ -441,15 +484,9 @@ static int write_creds_limits_sched(struct export_ctx *c)
 	if (r < 0)
 		goto io_fail;
 
-	for (int i = 0; i < IMG_RLIMITS; i++) {
-		struct rlimit64 l;
-
-		if (prlimit64(c->pid, (enum __rlimit_resource)i, NULL, &l) < 0)
-			return ghost_fail(c->g, -errno, "cannot read limit %d of process %d: %m",
-					  i, c->pid);
-		rl.lim[i].cur = l.rlim_cur;
-		rl.lim[i].max = l.rlim_max;
-	}
+	r = read_limits(c, &rl);
+	if (r < 0)
+		return r;
 	r = img_write_record(c->w, IMG_REC_RLIMITS, &rl, sizeof(rl), NULL, 0);
 	if (r < 0)
 		goto io_fail;
@@ -547,14 +584,13 @@ static int write_signals(struct export_ctx *c)
 {
 	struct img_sigactions sa = { 0 };
 	struct img_itimers it = { 0 };
-	uint64_t interesting = c->st.sig_cgt | c->st.sig_ign;
 	long ret;
 	int r;
 
 	for (int sig = 1; sig <= 64; sig++) {
 		struct ksigaction k;
 
-		if (!(interesting & (1ull << (sig - 1))) || sig == SIGKILL || sig == SIGSTOP)
+		if (sig == SIGKILL || sig == SIGSTOP)
 			continue;
 		r = inject(c, SYS_rt_sigaction, (uint64_t)sig, 0, c->t.scratch, 8, &ret);
 		if (r < 0)
@@ -626,6 +662,12 @@ static int write_signals(struct export_ctx *c)
 		it.timer[which].interval_usec = v.it_interval.tv_usec;
 		it.timer[which].value_sec = v.it_value.tv_sec;
 		it.timer[which].value_usec = v.it_value.tv_usec;
+		/* A periodic timer whose signal is still pending reads 0 until the
+		 * kernel reloads it at delivery; restoring 0 would disarm it. */
+		if (!v.it_value.tv_sec && !v.it_value.tv_usec) {
+			it.timer[which].value_sec = v.it_interval.tv_sec;
+			it.timer[which].value_usec = v.it_interval.tv_usec;
+		}
 	}
 	r = img_write_record(c->w, IMG_REC_ITIMERS, &it, sizeof(it), NULL, 0);
 	if (r < 0)
@@ -635,26 +677,32 @@ io_fail:
 	return ghost_fail(c->g, r, "cannot write the image: %s", ghost_strerror(r));
 }
 
-/* Registers as the restored process must see them: an interrupted system call
- * is rewound to run again, or returns EINTR when it cannot be restarted. */
+/*
+ * Registers as the restored process must see them. They are kept as the kernel
+ * left them at the stop: an interrupted system call shows orig_rax = its number
+ * and rax = -ERESTART*, and the importer resumes the new process from a ptrace
+ * stop, so the kernel's own restart logic runs on them: the call is restarted,
+ * or returns EINTR when a handler runs first, exactly as it would have here.
+ * Only ERESTART_RESTARTBLOCK needs care, as the restart block itself stays in
+ * this kernel: calls that can simply run again with the same arguments (poll
+ * without timeout, absolute clock_nanosleep) become ERESTARTNOHAND; the others
+ * (relative sleeps, poll with a timeout) return EINTR, as CRIU does.
+ */
 static void normalize_regs(struct user_regs_struct *regs)
 {
-	if ((long)regs->orig_rax >= 0) {
-		switch ((long)regs->rax) {
-		case -ERESTARTSYS_:
-		case -ERESTARTNOINTR_:
-		case -ERESTARTNOHAND_:
-			regs->rax = regs->orig_rax;
-			regs->rip -= 2;
-			break;
-		case -ERESTART_RESTARTBLOCK_:
-			regs->rax = (uint64_t)-EINTR;
-			break;
-		default:
-			break;
-		}
+	long nr = (long)regs->orig_rax;
+	bool rerun;
+
+	if (nr < 0 || (long)regs->rax != -ERESTART_RESTARTBLOCK_)
+		return;
+	rerun = (nr == SYS_poll && (int)regs->rdx < 0) || (nr == SYS_ppoll && regs->rdx == 0) ||
+		(nr == SYS_clock_nanosleep && (regs->rsi & TIMER_ABSTIME));
+	if (rerun) {
+		regs->rax = (uint64_t)-ERESTARTNOHAND_;
+	} else {
+		regs->rax = (uint64_t)-EINTR;
+		regs->orig_rax = (uint64_t)-1;
 	}
-	regs->orig_rax = (uint64_t)-1;
 }
 
 static int write_thread(struct export_ctx *c)

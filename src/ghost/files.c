@@ -788,13 +788,23 @@ static int open_deleted(struct ghost *g, const struct img_file *f, const char *p
 	_cleanup_close_ int tmp = -1;
 	int fd;
 
+	bool named = false;
+
 	if (!dir)
 		return -ENOMEM;
-	tmp = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+	/* Under its old name, unlinked at once, so /proc shows the same path; an
+	 * anonymous file in the same directory if the name is taken again. */
+	tmp = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, f->mode & 07777);
+	if (tmp >= 0)
+		named = true;
+	else
+		tmp = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
 	if (tmp < 0)
 		tmp = memfd_create("ghost-deleted", MFD_CLOEXEC);
 	if (tmp < 0)
 		return ghost_fail(g, -errno, "cannot recreate deleted file '%s': %m", path);
+	if (named && unlink(path) < 0)
+		return ghost_fail(g, -errno, "cannot unlink recreated file '%s': %m", path);
 	if (write_full(tmp, content->data, content->len) < 0 ||
 	    ftruncate(tmp, (off_t)f->size) < 0)
 		return ghost_fail(g, -errno, "cannot write deleted file '%s': %m", path);

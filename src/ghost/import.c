@@ -430,8 +430,17 @@ static int prepare_files(struct import_ctx *c)
 			return c->vma_fds[i];
 	}
 	{
-		int fd = open(c->exe, O_RDONLY | O_CLOEXEC);
+		struct stat mine, theirs;
+		int fd;
 
+		/* The stub already runs our executable: if it is the image's too, the
+		 * kernel keeps it (and refuses a change while it is mapped). */
+		if (stat("/proc/self/exe", &mine) == 0 && stat(c->exe, &theirs) == 0 &&
+		    mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino) {
+			c->exe_fd = -1;
+			goto pipes;
+		}
+		fd = open(c->exe, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			return ghost_fail(c->g, -errno, "cannot open executable '%s': %m", c->exe);
 		c->exe_fd = stage(c, fd);
@@ -439,6 +448,7 @@ static int prepare_files(struct import_ctx *c)
 		if (c->exe_fd < 0)
 			return c->exe_fd;
 	}
+pipes:
 	if (pipe2(c->ready, O_CLOEXEC) < 0 || pipe2(c->go, O_CLOEXEC) < 0)
 		return ghost_fail(c->g, -errno, "pipe: %m");
 	for (int k = 0; k < 2; k++) {
@@ -944,7 +954,7 @@ static int finish_process(struct import_ctx *c)
 		.env_start = c->mm.env_start,
 		.env_end = c->mm.env_end,
 		.auxv_size = c->mm.auxv_len,
-		.exe_fd = (uint32_t)c->exe_fd,
+		.exe_fd = c->exe_fd >= 0 ? (uint32_t)c->exe_fd : (uint32_t)-1,
 	};
 	uint64_t s;
 	int r;
@@ -1092,8 +1102,10 @@ static int set_thread_state(struct import_ctx *c)
 	struct user_regs_struct regs;
 	struct iovec iov = { .iov_base = c->xstate, .iov_len = c->th.xstate_len };
 
+	/* As stored: an interrupted system call keeps orig_rax and its -ERESTART*
+	 * value, and the kernel restarts it when we let the process go, or turns it
+	 * into EINTR if a signal handler runs first (see normalize_regs()). */
 	memcpy(&regs, c->th.regs, sizeof(regs));
-	regs.orig_rax = (uint64_t)-1;
 	if (c->th.xstate_len && ptrace(PTRACE_SETREGSET, c->pid, NT_X86_XSTATE, &iov) < 0)
 		return ghost_fail(c->g, -errno, "cannot set the FPU/vector state: %m");
 	if (ptrace(PTRACE_SETREGS, c->pid, 0, &regs) < 0)
@@ -1281,11 +1293,13 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		}
 		have_record = r > 0;
 	}
+	/* Limits and scheduling before the credentials change: prlimit() on a
+	 * process of another user needs CAP_SYS_RESOURCE. */
 	r = finish_vmas(&c);
 	if (r >= 0)
-		r = finish_process(&c);
-	if (r >= 0)
 		r = finish_outside(&c);
+	if (r >= 0)
+		r = finish_process(&c);
 	if (r >= 0)
 		r = set_thread_state(&c);
 	if (r < 0)
