@@ -513,7 +513,7 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 			why = describe_unsupported(x);
 		}
 		if (why) {
-			if (stdio_ok && S_ISSOCK(x->sb.st_mode)) {
+			if (stdio_ok && (S_ISSOCK(x->sb.st_mode) || S_ISFIFO(x->sb.st_mode))) {
 				f->kind = IMG_FILE_STDIO;
 			} else if (o->drop_unsupported) {
 				log_info("dropping fd %d of process %d (%s)", x->fd, pid, why);

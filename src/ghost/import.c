@@ -38,6 +38,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1227,6 +1228,16 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		/* Verify everything first when the whole image is at hand. */
 		if (io_map_all(c.io, &all, &len) >= 0) {
 			r = img_verify(all, len, rflags);
+			if (r == GHOST_EKERNEL && len >= sizeof(struct img_file_header)) {
+				const struct img_file_header *h = all;
+				struct utsname u;
+
+				uname(&u);
+				ghost_fail(g, r,
+					   "image was made on kernel '%.*s', this is '%s' (--any-kernel to try anyway)",
+					   (int)strnlen(h->kernel, sizeof(h->kernel)), h->kernel,
+					   u.release);
+			}
 			if (r < 0) {
 				ghost_fail(g, r, "image is unusable: %s", ghost_strerror(r));
 				goto out;
