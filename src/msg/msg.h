@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * msg: the node-to-node message layer (Gimli/Gloin of the Dynamic Streams
+ * report, section 5). One endpoint per node daemon, driven by its event loop.
+ *
+ * Messages are reliable and ordered per (source, destination) pair, and each
+ * carries a channel (which service handles it) and a type (what it means to
+ * that service). Services register a handler per channel and send with
+ * msg_send(). Underneath, one authenticated TCP connection per pair of nodes
+ * carries sequenced frames with cumulative acknowledgements; a dropped
+ * connection is re-established (the node with the lower id dials) and exactly
+ * the frames the peer has not received are sent again, so a reset loses and
+ * duplicates nothing. Large payloads go through streams, whose writers wait
+ * while too many bytes are unacknowledged.
+ *
+ * Security: every connection starts with a mutual handshake proving both ends
+ * know the cluster key (fresh nonces from both sides, MACs over the whole
+ * transcript, per-connection keys). By default every frame is then sealed
+ * with an AEAD (AES-256-GCM where the CPU has it, else ChaCha20-Poly1305).
+ * With encrypt = false, payloads travel in clear and only frame headers carry
+ * a MAC: see msg.c for why. A peer without the key, or a frame that fails its
+ * check, costs that connection, never the endpoint.
+ *
+ * Peers: a peer is UP from its first handshake (MSG_PEER_UP) until nothing
+ * has been heard from it for peer_timeout_ms (MSG_PEER_DOWN); a brief
+ * disconnection in between is invisible. Sending to a node that is not UP
+ * fails at once; messages still unacknowledged when their node goes DOWN come
+ * back through the channel's failed callback. A node whose daemon restarted
+ * comes back with a new incarnation: the old session ends (DOWN, failures)
+ * and a new one starts (UP) with fresh sequence numbers.
+ *
+ * Calling context: everything runs on the loop's thread. Callbacks may call
+ * any function here except msg_free(). Pointers handed to callbacks are valid
+ * during the call only. Errors are -errno; this module logs at debug level,
+ * except refused peers and broken frames, which are logged as warnings.
+ */
+#ifndef MSG_MSG_H
+#define MSG_MSG_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop/loop.h"
+
+struct msg;
+struct msg_stream;
+
+#define MSG_KEY_SIZE 32
+/* Channels are 0 .. MSG_CHANNELS - 1. */
+#define MSG_CHANNELS 256
+/* Largest message payload; larger data goes through a stream. */
+#define MSG_MAX_MESSAGE (16u << 20)
+/* Stream writes are cut into frames of at most this many bytes. */
+#define MSG_STREAM_CHUNK (1u << 20)
+
+struct msg_peer_config {
+	uint32_t id;
+	/* Numeric "a.b.c.d:port" or "[v6addr]:port"; no name lookups. */
+	const char *address;
+};
+
+struct msg_config {
+	uint32_t node_id;
+	/* Every node of the cluster, this one included (its address is where we listen). */
+	const struct msg_peer_config *peers;
+	size_t n_peers;
+	uint8_t key[MSG_KEY_SIZE];
+	/* Seal every frame with an AEAD (default); false: authentication only. */
+	bool encrypt;
+	/* A bound, listening TCP socket to accept on instead of binding our own
+	 * address; -1 for none. Consumed by msg_new(), even on failure. */
+	int listen_fd;
+	/* 0 selects the default shown. */
+	uint32_t heartbeat_ms;         /* 500: idle connections send a heartbeat this often */
+	uint32_t peer_timeout_ms;      /* 5000: silence after which a peer is DOWN */
+	uint32_t handshake_timeout_ms; /* 3000 */
+	uint32_t reconnect_min_ms;     /* 20: first delay before dialing again */
+	uint32_t reconnect_max_ms;     /* 1000: the delay doubles up to this */
+	/* Bytes queued or unacknowledged per peer above which stream writers
+	 * wait and msg_peer_writable() says no; 0: 16 MiB. */
+	uint32_t window;
+	/* Identifies this run of the node; 0: random. Must differ after a restart. */
+	uint64_t incarnation;
+};
+
+#define MSG_CONFIG_INIT { .encrypt = true, .listen_fd = -1 }
+
+enum msg_peer_event {
+	MSG_PEER_UP,
+	MSG_PEER_DOWN,
+};
+
+/* incarnation: the peer's, for UP; the one that ended, for DOWN. */
+typedef void (*msg_peer_fn)(struct msg *m, uint32_t node, enum msg_peer_event event,
+			    uint64_t incarnation, void *userdata);
+
+/* A service's callbacks on one channel; any may be NULL. userdata is the one
+ * given to msg_register(), except for stream_data/stream_end, which get the
+ * stream's (see msg_stream_set_userdata()). */
+struct msg_handler {
+	/* A message arrived from node. */
+	void (*recv)(struct msg *m, uint32_t node, uint16_t channel, uint32_t type,
+		     const void *data, size_t len, void *userdata);
+	/* A message sent on this channel was still unacknowledged when node went
+	 * DOWN (error -EHOSTDOWN): node may or may not have processed it. Called
+	 * after the MSG_PEER_DOWN event, in sending order. */
+	void (*failed)(struct msg *m, uint32_t node, uint16_t channel, uint32_t type,
+		       const void *data, size_t len, int error, void *userdata);
+	/* node's send window has room again after msg_peer_writable() said 0. */
+	void (*writable)(struct msg *m, uint32_t node, void *userdata);
+	/* node opened a stream on this channel; data/len is what it passed to
+	 * msg_stream_open(). Return < 0 to refuse it (the sender's stream ends with
+	 * -ECONNABORTED). The stream is valid until stream_end returns. */
+	int (*stream_open)(struct msg_stream *s, uint32_t node, uint32_t type, const void *data,
+			   size_t len, void *userdata);
+	/* The next bytes of the stream, in order. */
+	void (*stream_data)(struct msg_stream *s, const void *data, size_t len, void *userdata);
+	/* The stream ended: 0 after all its data, -ECONNABORTED if the sender
+	 * aborted, -EHOSTDOWN if the sender went DOWN. The stream is freed after. */
+	void (*stream_end)(struct msg_stream *s, int error, void *userdata);
+};
+
+/* The config is copied; msg_new() seeds libsodium and starts dialing. Errors:
+ * -EINVAL (bad config: duplicate or unparsable peers, no address to listen
+ * on, heartbeat not below the peer timeout), -ENOMEM, socket errors. */
+int msg_new(struct loop *loop, const struct msg_config *config, struct msg **ret);
+/* Closes every connection (trying to send pending acknowledgements first) and
+ * frees all; no callback runs. Not from a callback. Returns NULL. */
+struct msg *msg_free(struct msg *m);
+
+uint32_t msg_node_id(const struct msg *m);
+uint64_t msg_incarnation(const struct msg *m);
+/* The local TCP port accepted on, or -errno. */
+int msg_local_port(const struct msg *m);
+
+void msg_set_peer_fn(struct msg *m, msg_peer_fn fn, void *userdata);
+/* -EBUSY if the channel has a handler, -EINVAL if out of range. h is copied. */
+int msg_register(struct msg *m, uint16_t channel, const struct msg_handler *h, void *userdata);
+int msg_unregister(struct msg *m, uint16_t channel);
+
+/* Queue a message (copied) for node; it is delivered once, in order, or
+ * reported through the channel's failed callback. Sending to this node itself
+ * delivers from the loop, later. Never blocks and never waits for the window
+ * (see msg_peer_writable()). Errors: -EHOSTUNREACH (node not configured),
+ * -EHOSTDOWN (node not UP), -EMSGSIZE, -EINVAL, -ENOMEM. */
+int msg_send(struct msg *m, uint32_t node, uint16_t channel, uint32_t type, const void *data,
+	     size_t len);
+/* As msg_send(), but takes data, a malloc()ed buffer, instead of copying it,
+ * and frees it when done. Consumes data even on failure. */
+int msg_send_take(struct msg *m, uint32_t node, uint16_t channel, uint32_t type, void *data,
+		  size_t len);
+
+/* 1 if node's queued and unacknowledged bytes are below the window, 0 if not
+ * (then every channel's writable callback runs once there is room again),
+ * -EHOSTUNREACH/-EHOSTDOWN as msg_send(). */
+int msg_peer_writable(struct msg *m, uint32_t node);
+
+enum msg_peer_state {
+	MSG_PEER_STATE_DOWN,
+	MSG_PEER_STATE_UP,
+	_MSG_PEER_STATE_MAX,
+	_MSG_PEER_STATE_INVALID = -EINVAL,
+};
+
+struct msg_peer_info {
+	enum msg_peer_state state;
+	bool connected;          /* an authenticated connection is up now */
+	uint64_t incarnation;    /* the peer's, 0 while DOWN */
+	uint64_t queued_bytes;   /* payload bytes queued or unacknowledged */
+	uint64_t queued_peak;    /* highest queued_bytes ever */
+	uint64_t sent;           /* sequenced frames queued for the peer */
+	uint64_t received;       /* sequenced frames accepted from the peer */
+	uint64_t retransmitted;  /* frames sent again after a reconnection */
+	uint64_t duplicates;     /* frames received twice and dropped */
+	uint64_t connections;    /* authenticated connections */
+	uint64_t sessions;       /* times the peer came UP */
+};
+
+/* -EHOSTUNREACH if node is not configured. */
+int msg_peer_get_info(struct msg *m, uint32_t node, struct msg_peer_info *ret);
+
+struct msg_stats {
+	uint64_t accepted;      /* incoming TCP connections */
+	uint64_t dialed;        /* outgoing connection attempts */
+	uint64_t handshakes;    /* handshakes that succeeded */
+	uint64_t auth_failures; /* handshakes refused: wrong key, unknown node, replay, ... */
+	uint64_t bad_frames;    /* connections dropped for a garbage, oversized or forged frame */
+};
+
+void msg_get_stats(const struct msg *m, struct msg_stats *ret);
+
+/*
+ * Streams: an ordered byte stream to one node on a channel, for payloads too
+ * large to hold in memory. The writer gets -EAGAIN when the node's window is
+ * full and its ops->writable runs when it may write again. The receiver's
+ * stream_data callback gets the bytes in order, in chunks of at most
+ * MSG_STREAM_CHUNK.
+ */
+struct msg_stream_ops {
+	/* Room in the window again after a write returned -EAGAIN. */
+	void (*writable)(struct msg_stream *s, void *userdata);
+	/* Required. The stream ended: 0 once the receiver has acknowledged
+	 * everything after msg_stream_close(); -ECONNABORTED if the receiver
+	 * refused or aborted it; -EHOSTDOWN if the node went DOWN. The stream is
+	 * freed when done returns. */
+	void (*done)(struct msg_stream *s, int error, void *userdata);
+};
+
+/* Open a stream; data/len (at most MSG_MAX_MESSAGE, may be empty) goes to the
+ * receiver's stream_open. The handle lives until ops->done returns. Errors as
+ * msg_send(); -EINVAL for the local node. */
+int msg_stream_open(struct msg *m, uint32_t node, uint16_t channel, uint32_t type,
+		    const void *data, size_t len, const struct msg_stream_ops *ops, void *userdata,
+		    struct msg_stream **ret);
+/* Queue all of data (copied) or nothing: -EAGAIN when the window is full
+ * (a write into an empty window always succeeds), -EPIPE after close. */
+int msg_stream_write(struct msg_stream *s, const void *data, size_t len);
+/* No more data; ops->done reports the outcome. */
+int msg_stream_close(struct msg_stream *s);
+/* Abandon a stream of either side; the other side sees -ECONNABORTED. Frees
+ * s at once (from inside stream_open: when it returns), and no done or
+ * stream_end callback follows. Does nothing from inside done or stream_end. */
+void msg_stream_abort(struct msg_stream *s);
+
+uint32_t msg_stream_node(const struct msg_stream *s);
+uint16_t msg_stream_channel(const struct msg_stream *s);
+uint32_t msg_stream_type(const struct msg_stream *s);
+void *msg_stream_get_userdata(const struct msg_stream *s);
+void msg_stream_set_userdata(struct msg_stream *s, void *userdata);
+
+/*
+ * Fault injection, for tests: break the connection to node as a network or
+ * an attacker would. Every fault makes the receiving end drop the connection;
+ * the dialer then reconnects and nothing is lost. -ENOTCONN if no
+ * authenticated connection to node is up.
+ */
+enum msg_fault {
+	MSG_FAULT_CUT,      /* shut the TCP connection down now */
+	MSG_FAULT_GARBAGE,  /* send random bytes where the next frame starts */
+	MSG_FAULT_CORRUPT,  /* flip one bit of the next frame sent */
+	MSG_FAULT_OVERSIZE, /* send a frame header announcing more than the maximum */
+	_MSG_FAULT_MAX,
+	_MSG_FAULT_INVALID = -EINVAL,
+};
+
+int msg_fault_inject(struct msg *m, uint32_t node, enum msg_fault fault);
+
+#endif
