@@ -12,9 +12,13 @@
  * type, flags and length, so a flipped bit anywhere (header or payload, page
  * data included) is detected when the record is read. A reader never hands out
  * a payload it has not verified. Payload structs may grow at their end in later
- * versions: a reader accepts a payload at least as long as the struct it knows
- * and ignores the rest of the fixed part (the `*_size` fields say where the
- * variable part starts).
+ * versions. A payload without a variable part (RLIMITS, FD, SIGACTIONS,
+ * ITIMERS, END) is accepted when at least as long as the struct the reader
+ * knows, and the rest is ignored. A payload with a variable part (strings,
+ * arrays, file data, page data) is exactly its struct followed by the variable
+ * part its `*_len`/count fields describe (FILE_DATA: the rest of the payload),
+ * so the variable part starts at `(const char *)(p + 1)`; a version that grows
+ * such a struct bumps IMG_VERSION. img_rec_check() enforces all of this.
  *
  * Order written by the engine (and required by streaming importers): PROCESS,
  * then the per-process records (CREDS, RLIMITS, SCHED, MM, VMA..., FILE...,
@@ -42,6 +46,10 @@ struct ghost_io;
 #define IMG_REC_MAX (8u << 20)
 /* Pages per IMG_REC_PAGES record, so a record fits IMG_REC_MAX with room to spare. */
 #define IMG_PAGES_PER_REC 1024u
+/* Longest path (cwd, exe, root, VMA or file path) a record may carry, in bytes. */
+#define IMG_PATH_MAX 4096u
+/* Size of one siginfo in an IMG_REC_SIGPENDING record. */
+#define IMG_SIGINFO_SIZE 128u
 
 struct img_file_header {
 	char magic[8];
@@ -85,6 +93,11 @@ struct img_rec_header {
 	uint64_t len;
 	uint64_t checksum; /* XXH3-64 of the payload, seed = img_rec_seed(type, flags, len) */
 } __attribute__((packed));
+
+/* The checksum seed of a record: XXH3-64 of its type, flags and len (16 bytes,
+ * little-endian) with a fixed seed, so a flipped bit in the record header is
+ * detected like one in the payload. */
+uint64_t img_rec_seed(uint32_t type, uint32_t flags, uint64_t len);
 
 /* --- payloads ------------------------------------------------------------ */
 
@@ -277,13 +290,24 @@ struct img_writer;
 /* Write the file header (kernel release, arch, version of this machine). io is borrowed. */
 int img_writer_new(struct ghost_io *io, struct img_writer **ret);
 struct img_writer *img_writer_free(struct img_writer *w);
-/* One record whose payload is fixed followed by var (either may be empty). */
+/*
+ * One record whose payload is fixed followed by var (either may be empty).
+ * -EINVAL for type 0, IMG_REC_END (see img_writer_finish()), a payload longer
+ * than IMG_REC_MAX, or while a page record is open. The payload is not checked
+ * here: the reader's img_rec_check() rejects what does not follow this header.
+ */
 int img_write_record(struct img_writer *w, uint32_t type, const void *fixed, size_t fixed_len,
 		     const void *var, size_t var_len);
+/* The same with record flags (enum img_rec_flags), e.g. an optional record a
+ * reader that does not know its type skips. */
+int img_write_record_flags(struct img_writer *w, uint32_t type, uint32_t flags, const void *fixed,
+			   size_t fixed_len, const void *var, size_t var_len);
 /*
  * Zero-copy page record: lends a pointer to npages * IMG_PAGE_SIZE bytes inside
  * the interface's storage; the caller fills them (process_vm_readv) and calls
- * img_write_pages_commit(), which checksums and appends the record.
+ * img_write_pages_commit(), which checksums and appends the record. npages is
+ * 1..IMG_PAGES_PER_REC and vaddr page aligned, else -EINVAL. No other writer
+ * call may come between begin and commit.
  */
 int img_write_pages_begin(struct img_writer *w, uint64_t vaddr, uint32_t npages, void **ret_data);
 int img_write_pages_commit(struct img_writer *w);
@@ -311,7 +335,10 @@ int img_reader_new(struct ghost_io *io, enum img_reader_flags flags, struct img_
 struct img_reader *img_reader_free(struct img_reader *r);
 const struct img_file_header *img_reader_header(const struct img_reader *r);
 /* Next record, checksum verified. 1: a record; 0: END was read (and is returned in
- * rec); < 0: error (GHOST_ECHECKSUM, GHOST_ETRUNCATED, GHOST_ECORRUPT, -errno). */
+ * rec); < 0: error (GHOST_ECHECKSUM, GHOST_ETRUNCATED, GHOST_ECORRUPT, -errno).
+ * Known types have passed img_rec_check(); records of unknown types marked
+ * IMG_RECF_OPTIONAL are skipped (and counted for END), others are
+ * GHOST_ECORRUPT. Errors are sticky; after END every call returns 0 and END. */
 int img_read_record(struct img_reader *r, struct img_record *rec);
 
 /*
@@ -323,11 +350,34 @@ int img_verify(const void *data, size_t len, enum img_reader_flags flags);
 
 /* Minimum fixed size of a record type's payload; 0 for unknown types. */
 size_t img_rec_min_size(uint32_t type);
+/* "process", "vma", ...; "unknown" for unknown types. Never NULL. */
 const char *img_rec_type_name(uint32_t type);
-/* Check a verified payload's internal lengths (strings, arrays) against len. */
+/*
+ * Check a verified payload's internal lengths (strings, arrays) against len:
+ * 0 when it is sound, GHOST_ECORRUPT when not, 0 for unknown types. Beyond
+ * the sizes (see the top of this file), a checked payload guarantees:
+ *  - paths are at most IMG_PATH_MAX bytes and hold no NUL byte;
+ *  - PROCESS: pid and nthreads in 1..4194304;
+ *  - CREDS: ngroups <= 65536; RLIMITS: cur <= max;
+ *  - MM: auxv_len a multiple of 16;
+ *  - VMA: start < end, both and pgoff page aligned, kind < _IMG_VMA_KIND_MAX;
+ *  - FILE: id != 0, peer_id != id, kind < _IMG_FILE_KIND_MAX, stdio_fd <= 2;
+ *  - FILE_DATA, FD: file_id != 0, FD: fd <= INT_MAX;
+ *  - SIGPENDING: shared <= 1, count siginfos of IMG_SIGINFO_SIZE bytes;
+ *  - ITIMERS: seconds >= 0, microseconds in 0..999999;
+ *  - THREAD: tid != 0, xstate_len bytes of xstate;
+ *  - PAGES: npages in 1..IMG_PAGES_PER_REC, vaddr page aligned and the range
+ *    does not wrap, len exactly sizeof + npages * IMG_PAGE_SIZE.
+ */
 int img_rec_check(uint32_t type, const void *payload, size_t len);
 
-/* Print an image as text (like CRIU's crit) or JSON; io is read to its end. */
+/*
+ * Print an image as text (like CRIU's crit show) or, with json, as one JSON
+ * document, appended to out; io is read to its END record. Page records are
+ * summarized per VMA. On a damaged image it prints what it could decode, then
+ * the error (an "error" member in JSON, which stays well-formed), and returns
+ * that error; it never trusts an unverified byte.
+ */
 int img_show(struct ghost_io *io, enum img_reader_flags flags, bool json, struct buf *out);
 
 #endif

@@ -16,7 +16,11 @@
  * Errors: -errno from the underlying calls, GHOST_ETRUNCATED when a reader hits
  * the end early, -EINVAL on misuse (wrong direction, commit without reserve).
  * After any error the interface is in a sticky failed state: every later call
- * returns the same error.
+ * returns the same error. The one exception is io_map_all()'s -EOPNOTSUPP,
+ * which answers a question about the kind of interface and changes nothing.
+ *
+ * Calling context: one process, one thread; an interface is not shared across
+ * fork() (a child must not use or free its parent's interfaces).
  */
 #ifndef IO_IO_H
 #define IO_IO_H
@@ -50,18 +54,40 @@ enum io_file_flags {
 int ghost_buffer_write(struct ghost_buffer *b, const void *src, size_t len);
 /* buff_read: copy up to len bytes from offset; returns the count copied. */
 ssize_t ghost_buffer_read(const struct ghost_buffer *b, size_t offset, void *dst, size_t len);
+/*
+ * Growing a buffer (ghost_buffer_write(), io_write() or io_write_reserve() on
+ * it) may move its data: pointers from ghost_buffer_data(), io_read_ptr() or
+ * io_map_all() on the same buffer die. While an interface holds a
+ * reservation on the buffer, ghost_buffer_write() fails with -EBUSY.
+ */
 
 /* An interface on a memory buffer: IO_WRITE appends to it, IO_READ reads it from the start. */
 int io_memory_new(struct ghost_buffer *b, enum io_mode mode, struct ghost_io **ret);
 /*
  * An interface on a file descriptor (regular file, pipe, anything read()/write()
  * accept). The fd is borrowed: the caller keeps it open until io_free() and
- * closes it after. Writes to a regular file may be overlapped with the
- * caller's work by a forked writer process sharing a ring buffer.
+ * closes it after. Reading or writing starts at the fd's current offset.
+ *
+ * Writes are overlapped with the caller's work by a forked writer process
+ * sharing a ring buffer: once more than one 4 MiB slot of data has been
+ * produced, a helper child is forked that write()s full slots while the
+ * caller fills the next (smaller streams are written by the caller at
+ * io_finish(), without a fork; so is everything if fork() fails). The
+ * helper runs no atexit handler, holds no fd but the target, and is reaped by
+ * io_finish() or killed and reaped by io_free(), through a pidfd: a caller
+ * that reaps children with waitpid(-1, ...) meanwhile does no harm (the exit
+ * status is not needed). A write error in the helper reaches the caller at a
+ * later call or at io_finish(), and is sticky. A pipe whose reader went away
+ * gives -EPIPE, never SIGPIPE.
+ *
+ * Reads go through a large buffer; io_read_ptr() lends a pointer into it.
+ * After io_map_all() on a regular file, reads are served from the mapping.
  */
 int io_file_new(int fd, enum io_mode mode, enum io_file_flags flags, struct ghost_io **ret);
 /* An interface on a connected stream socket (TCP or Unix). The fd is borrowed.
- * IO_WRITE shuts down the write side at io_finish(). */
+ * Writes are gathered into a few MiB and sent with MSG_NOSIGNAL (a vanished
+ * peer is -EPIPE). IO_WRITE shuts down the write side at io_finish().
+ * -ENOTSOCK or -EPROTOTYPE when fd is not a stream socket. */
 int io_socket_new(int fd, enum io_mode mode, struct ghost_io **ret);
 
 struct ghost_io *io_free(struct ghost_io *io);
@@ -76,7 +102,8 @@ int io_write(struct ghost_io *io, const void *data, size_t len);
 #define IO_RESERVE_MAX (8u << 20)
 int io_write_reserve(struct ghost_io *io, size_t len, void **ret_ptr);
 int io_write_commit(struct ghost_io *io);
-/* Flush everything written; fsync for IO_FILE_SYNC; shut down a socket's write side. */
+/* Flush everything written; fsync for IO_FILE_SYNC; shut down a socket's write side.
+ * A second call returns the first one's result; on a reader it does nothing. */
 int io_finish(struct ghost_io *io);
 
 /* Read exactly len bytes; GHOST_ETRUNCATED if the stream ends first. */
@@ -84,14 +111,19 @@ int io_read(struct ghost_io *io, void *data, size_t len);
 /* Consume len (<= IO_RESERVE_MAX) bytes and lend a pointer to them, valid until
  * the next call on io. GHOST_ETRUNCATED if the stream ends first. */
 int io_read_ptr(struct ghost_io *io, size_t len, const void **ret_ptr);
-/* True when the reader has consumed everything and the stream is at its end. */
+/* True when the reader has consumed everything and the stream is at its end:
+ * 1 or 0, or a negative error. May block on a stream until a byte or the end
+ * arrives. */
 int io_at_eof(struct ghost_io *io);
 
 /*
  * For readers on memory or on a regular file: lend the whole remaining
- * contents at once (the buffer itself or a read-only mapping of the file), so
- * the importer can verify every checksum before a byte reaches a new process.
- * -EOPNOTSUPP on streams. Does not consume anything.
+ * contents at once (the buffer itself or a read-only mapping of the file, made
+ * once with MAP_POPULATE from the current offset to the file's end as it is
+ * then), so the importer can verify every checksum before a byte reaches a new
+ * process. -EOPNOTSUPP on streams (not sticky). Does not consume anything; the
+ * pointer stays valid until io_free() (memory: until the buffer grows), and
+ * later reads lend pointers into the same mapping.
  */
 int io_map_all(struct ghost_io *io, const void **ret_ptr, size_t *ret_len);
 
