@@ -91,7 +91,7 @@ int bench_parse_list(const char *s, uint64_t *v, size_t max, size_t *ret_n)
 	return 0;
 }
 
-static void verr(const char *fmt, va_list ap)
+static void _printf_(1, 0) verr(const char *fmt, va_list ap)
 {
 	fflush(stdout);
 	fputs("bench: ", stderr);

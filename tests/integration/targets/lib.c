@@ -35,7 +35,7 @@ void test_init(const char *name)
 	setvbuf(stderr, NULL, _IONBF, 0);
 }
 
-static void vmsg(const char *kind, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 2, 0))) vmsg(const char *kind, const char *fmt, va_list ap)
 {
 	char line[1024];
 	int n;
