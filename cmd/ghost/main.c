@@ -24,6 +24,7 @@
 #include "ghost/ghost.h"
 #include "image/image.h"
 #include "io/io.h"
+#include "cmd-cluster.h"
 #include "base/banned.h"
 
 #ifndef GHOST_VERSION
@@ -42,6 +43,7 @@ static const char usage_main[] =
 	"  checkpoint PID -o FILE   write a process's image to FILE\n"
 	"  restart FILE             make a live process from an image, with its PID\n"
 	"  image show FILE          print an image as text or JSON\n"
+	"  cluster COMMAND          an N-node cluster on this machine: up, down, status, exec\n"
 	"  help [COMMAND]           show help for a command\n"
 	"  version                  print the version\n"
 	"\n"
@@ -525,6 +527,8 @@ int main(int argc, char **argv)
 		return cmd_restart(argc, argv);
 	if (strcmp(cmd, "image") == 0)
 		return cmd_image(argc, argv);
+	if (strcmp(cmd, "cluster") == 0)
+		return cmd_cluster(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		puts("ghost " GHOST_VERSION);
 		return 0;
@@ -540,6 +544,8 @@ int main(int argc, char **argv)
 			fputs(usage_restart, stdout);
 		else if (strcmp(what, "image") == 0)
 			fputs(usage_image, stdout);
+		else if (strcmp(what, "cluster") == 0)
+			fputs(cmd_cluster_usage, stdout);
 		else
 			return usage_error(usage_main, "no help for unknown command '%s'", what);
 		return 0;
