@@ -1243,6 +1243,8 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 				goto out;
 			}
 			total = len;
+			/* Every checksum was just checked on these very bytes. */
+			rflags |= IMG_READ_VERIFIED;
 		}
 	}
 	r = img_reader_new(c.io, rflags, &c.rd);

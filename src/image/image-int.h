@@ -24,6 +24,7 @@ struct img_counts {
 	uint64_t nrecords;
 	uint64_t payload_bytes;
 	uint64_t page_count;
+	bool skip_checksums; /* the bytes were verified by img_verify() already */
 };
 
 /* This machine's arch and kernel release, as the header stores them. */

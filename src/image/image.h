@@ -328,6 +328,10 @@ struct img_reader;
 
 enum img_reader_flags {
 	IMG_READ_ANY_KERNEL = 1 << 0, /* accept an image made on another kernel release */
+	/* The caller ran img_verify() on exactly the bytes this reader will read
+	 * (io_map_all() of the same interface, which lends a private mapping):
+	 * do not hash them a second time. Structure checks still run. */
+	IMG_READ_VERIFIED = 1 << 1,
 };
 
 /* Read and check the file header: magic, version, arch, page size, kernel. io is borrowed. */

@@ -15,13 +15,14 @@ int img_reader_alloc(struct ghost_io *io, unsigned flags, struct img_reader **re
 {
 	struct img_reader *r;
 
-	if (!io || !ret || (flags & ~IMG_READ_ANY_KERNEL))
+	if (!io || !ret || (flags & ~(IMG_READ_ANY_KERNEL | IMG_READ_VERIFIED)))
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->io = io;
 	r->flags = flags;
+	r->counts.skip_checksums = flags & IMG_READ_VERIFIED;
 	*ret = r;
 	return 0;
 }
