@@ -57,6 +57,10 @@ struct tracee {
 	uint8_t *xstate;
 	size_t xstate_len;
 	int mem_fd; /* /proc/PID/mem, for memory without read permission */
+	bool in_syscall; /* an injected system call was started and not finished */
+	long syscall_nr;
+	bool have_pending_status; /* its stop was collected by tracee_syscall_poll() */
+	int pending_status;
 };
 
 /* Seize and stop pid; registers, xstate and mask are read into t. On failure
@@ -69,6 +73,13 @@ int tracee_find_syscall(struct tracee *t, uint64_t start, uint64_t end);
 /* Run one system call in the tracee; its return value (-errno on error) in *ret. */
 int tracee_syscall(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
 		   uint64_t a5, uint64_t a6, long *ret);
+/* The same in two halves: the tracee runs the call while we do other work
+ * (nothing but tracee_syscall_finish() may touch it with ptrace meanwhile). */
+int tracee_syscall_start(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+			 uint64_t a4, uint64_t a5, uint64_t a6);
+int tracee_syscall_finish(struct tracee *t, long *ret);
+/* Without waiting: 1 and *ret when the call finished, 0 while it runs, < 0 on error. */
+int tracee_syscall_poll(struct tracee *t, long *ret);
 int tracee_scratch_map(struct tracee *t, uint64_t hint, size_t len);
 int tracee_scratch_unmap(struct tracee *t);
 /* Copy to/from the tracee's memory. */

@@ -2,18 +2,23 @@
 /*
  * import_process(): make a live process from a ghost.
  *
- *   verify (whole image, when it is in memory or a file)
- *     -> read the small records (identity, creds, files, vmas, signals, thread)
+ *   read the small records (identity, creds, files, vmas, signals, thread),
+ *     each checksum-verified as it is read
  *     -> checks: credentials assumable by the caller, files unchanged, PID free
  *     -> open every file in the engine, above a staging base
  *     -> clone3(set_tid = PID): the stub, a copy of the engine, installs fds,
  *        cwd, umask, personality, handlers, altstack, robust list, pending
  *        signals itself, then waits
  *     -> seize the stub; from outside: drop its rseq, unmap everything but the
- *        vDSO, move the vDSO to the old address, map the old VMAs, stream the
- *        pages in, protections, mm fields, comm, timers, credentials, rseq,
- *        limits, scheduling, then xstate, registers and mask -> detach
+ *        vDSO, move the vDSO to the old address, map the old VMAs
+ *     -> image in memory or a file: verify every record of the whole image
+ *        while the stub allocates the memory the pages will fill; a stream:
+ *        each page record is verified as it arrives
+ *     -> copy the pages in, protections, mm fields, comm, timers, limits,
+ *        scheduling, credentials, rseq, then xstate, registers and mask
+ *     -> detach
  *
+ * Corruption anywhere is found before a byte of page data reaches the stub.
  * Invariant: the stub never executes an instruction of the restored program
  * before everything succeeded; on any failure it is killed and reaped, so a
  * failed import leaves no process behind.
@@ -88,6 +93,29 @@ static const char *const stub_step_name[] = {
 	[STUB_SIGQUEUE] = "queueing pending signals",
 };
 
+/*
+ * Page allocation in the new process, ahead of the copy: for an image that is
+ * mapped whole, the ranges its page records will fill are known in advance, so
+ * the new process itself populates the next chunk (an injected, asynchronous
+ * madvise(MADV_POPULATE_WRITE)) while we copy into the current one. Allocation
+ * and zeroing, the dearest part of a restore, then run on the other core.
+ * Chunks are consumed in address order, as the records come.
+ */
+#define POPULATE_CHUNK (32ull << 20)
+#define POPULATE_MIN (1ull << 20)
+#define MADV_POPULATE_WRITE_ 23
+
+struct populate_chunk {
+	uint64_t start, end;
+};
+
+struct populate {
+	struct populate_chunk *chunk;
+	size_t n, cap;
+	size_t done;   /* chunks [0, done) are populated */
+	bool inflight; /* chunk[done] is being populated */
+};
+
 struct import_ctx {
 	struct ghost *g;
 	const struct ghost_import_opts *opts;
@@ -124,6 +152,7 @@ struct import_ctx {
 	pid_t stub;
 	struct tracee t;
 	uint64_t pages;
+	struct populate pop;
 };
 
 static uint64_t now_ns(void)
@@ -883,6 +912,134 @@ static ssize_t find_vma(const struct import_ctx *c, uint64_t addr)
 	return -1;
 }
 
+static int populate_add(struct populate *p, uint64_t start, uint64_t end)
+{
+	while (start < end) {
+		uint64_t e = MIN(end, start + POPULATE_CHUNK);
+
+		if (p->n == p->cap) {
+			size_t ncap = p->cap ? p->cap * 2 : 64;
+			struct populate_chunk *nc = reallocarray(p->chunk, ncap, sizeof(*nc));
+
+			if (!nc)
+				return -ENOMEM;
+			p->chunk = nc;
+			p->cap = ncap;
+		}
+		p->chunk[p->n++] = (struct populate_chunk){ start, e };
+		start = e;
+	}
+	return 0;
+}
+
+/* Walk the verified image for the ranges its page records fill. */
+static int populate_plan(struct import_ctx *c, const void *all, size_t len)
+{
+	const char *base = all;
+	struct img_file_header fh;
+	uint64_t run_start = 0, run_end = 0;
+	size_t pos;
+	int r;
+
+	memcpy(&fh, base, sizeof(fh));
+	for (pos = fh.header_size; pos + sizeof(struct img_rec_header) <= len;) {
+		struct img_rec_header rh;
+		struct img_pages pg;
+
+		memcpy(&rh, base + pos, sizeof(rh));
+		if (rh.type == IMG_REC_END || rh.len > len - pos - sizeof(rh))
+			break;
+		if (rh.type == IMG_REC_PAGES && rh.len >= sizeof(pg)) {
+			uint64_t s, e;
+
+			memcpy(&pg, base + pos + sizeof(rh), sizeof(pg));
+			s = pg.vaddr;
+			e = s + (uint64_t)pg.npages * PAGE_SIZE_X;
+			if (s != run_end) {
+				if (run_end - run_start >= POPULATE_MIN) {
+					r = populate_add(&c->pop, run_start, run_end);
+					if (r < 0)
+						return r;
+				}
+				run_start = s;
+			}
+			run_end = e;
+		}
+		pos += sizeof(rh) + rh.len;
+	}
+	if (run_end - run_start >= POPULATE_MIN)
+		return populate_add(&c->pop, run_start, run_end);
+	return 0;
+}
+
+static void populate_finish_one(struct import_ctx *c)
+{
+	struct populate *p = &c->pop;
+	long ret;
+
+	if (!p->inflight)
+		return;
+	p->inflight = false;
+	/* A failed populate only costs speed: the copy faults the pages in itself. */
+	if (tracee_syscall_finish(&c->t, &ret) < 0 || ret < 0)
+		log_debug("populating %#llx-%#llx failed, ignoring",
+			  (unsigned long long)p->chunk[p->done].start,
+			  (unsigned long long)p->chunk[p->done].end);
+	p->done++;
+}
+
+static void populate_start_next(struct import_ctx *c)
+{
+	struct populate *p = &c->pop;
+	const struct populate_chunk *k;
+
+	if (p->inflight || p->done >= p->n)
+		return;
+	k = &p->chunk[p->done];
+	if (tracee_syscall_start(&c->t, SYS_madvise, k->start, k->end - k->start,
+				 MADV_POPULATE_WRITE_, 0, 0, 0) == 0)
+		p->inflight = true;
+	else
+		p->done++;
+}
+
+/* Between records of the verification: move on if the chunk in flight is done. */
+static void populate_pump(void *userdata)
+{
+	struct import_ctx *c = userdata;
+	struct populate *p = &c->pop;
+	long ret;
+	int r;
+
+	if (!p->inflight)
+		return;
+	r = tracee_syscall_poll(&c->t, &ret);
+	if (r == 0)
+		return;
+	p->inflight = false;
+	p->done++;
+	if (r > 0)
+		populate_start_next(c);
+}
+
+/* Before copying into [start, end): every chunk below end is populated, and
+ * the next one is on its way. */
+static void populate_ensure(struct import_ctx *c, uint64_t end)
+{
+	struct populate *p = &c->pop;
+
+	while (p->done < p->n && p->chunk[p->done].start < end) {
+		populate_start_next(c);
+		populate_finish_one(c);
+	}
+	populate_start_next(c);
+}
+
+static void populate_drain(struct import_ctx *c)
+{
+	populate_finish_one(c);
+}
+
 static int write_pages(struct import_ctx *c, const struct img_record *rec, uint64_t total)
 {
 	const struct img_pages *p = rec->payload;
@@ -892,6 +1049,7 @@ static int write_pages(struct import_ctx *c, const struct img_record *rec, uint6
 
 	if (k < 0 || p->vaddr + len > c->vmas[k].end || !vma_has_pages(c->vmas[k].kind))
 		return corrupt(c, "page data outside the mappings that may hold it");
+	populate_ensure(c, p->vaddr + len);
 	r = tracee_write_mem(&c->t, p->vaddr, p + 1, len);
 	if (r < 0)
 		return ghost_fail(c->g, r, "cannot write memory of the new process at %#llx: %s",
@@ -1189,6 +1347,7 @@ static void ctx_release(struct import_ctx *c)
 	buf_release(&c->sigq_thread);
 	buf_release(&c->sigq_shared);
 	free(c->xstate);
+	free(c->pop.chunk);
 	safe_close(c->exe_fd);
 	for (int k = 0; k < 2; k++) {
 		safe_close(c->ready[k]);
@@ -1207,6 +1366,8 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 	uint64_t t0 = now_ns(), total = 0;
 	int subreaper = 0, r;
 	bool have_record = false, reaper_set = false;
+	const void *mapped_all = NULL;
+	size_t mapped_len = 0;
 
 	if (!g || !ret_pid)
 		return -EINVAL;
@@ -1225,29 +1386,24 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		const void *all;
 		size_t len;
 
-		/* Verify everything first when the whole image is at hand. */
+		/* With the whole image at hand, every record is verified before the
+		 * pages are copied (below); the reader checks the header now. */
 		if (io_map_all(c.io, &all, &len) >= 0) {
-			r = img_verify(all, len, rflags);
-			if (r == GHOST_EKERNEL && len >= sizeof(struct img_file_header)) {
-				const struct img_file_header *h = all;
-				struct utsname u;
-
-				uname(&u);
-				ghost_fail(g, r,
-					   "image was made on kernel '%.*s', this is '%s' (--any-kernel to try anyway)",
-					   (int)strnlen(h->kernel, sizeof(h->kernel)), h->kernel,
-					   u.release);
-			}
-			if (r < 0) {
-				ghost_fail(g, r, "image is unusable: %s", ghost_strerror(r));
-				goto out;
-			}
+			mapped_all = all;
+			mapped_len = len;
 			total = len;
-			/* Every checksum was just checked on these very bytes. */
-			rflags |= IMG_READ_VERIFIED;
 		}
 	}
 	r = img_reader_new(c.io, rflags, &c.rd);
+	if (r == GHOST_EKERNEL && mapped_len >= sizeof(struct img_file_header)) {
+		const struct img_file_header *h = mapped_all;
+		struct utsname u;
+
+		uname(&u);
+		ghost_fail(g, r,
+			   "image was made on kernel '%.*s', this is '%s' (--any-kernel to try anyway)",
+			   (int)strnlen(h->kernel, sizeof(h->kernel)), h->kernel, u.release);
+	}
 	if (r < 0) {
 		ghost_fail(g, r, "image is unusable: %s", ghost_strerror(r));
 		goto out;
@@ -1291,6 +1447,21 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 	r = take_over(&c);
 	if (r < 0)
 		goto out;
+	if (mapped_all) {
+		/* The new process allocates its memory while we verify every record
+		 * (allocation writes zeros, not a byte of the image). */
+		if (populate_plan(&c, mapped_all, mapped_len) < 0) {
+			r = ghost_fail(g, -ENOMEM, "out of memory");
+			goto out;
+		}
+		populate_start_next(&c);
+		r = img_verify_cb(mapped_all, mapped_len, rflags, populate_pump, &c);
+		if (r < 0) {
+			ghost_fail(g, r, "image is unusable: %s", ghost_strerror(r));
+			goto out;
+		}
+		img_reader_set_verified(c.rd);
+	}
 
 	/* Pages, streamed: each record is verified before a byte of it is written. */
 	while (have_record) {
@@ -1308,6 +1479,7 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 	}
 	/* Limits and scheduling before the credentials change: prlimit() on a
 	 * process of another user needs CAP_SYS_RESOURCE. */
+	populate_drain(&c);
 	r = finish_vmas(&c);
 	if (r >= 0)
 		r = finish_outside(&c);

@@ -175,13 +175,12 @@ int tracee_find_syscall(struct tracee *t, uint64_t start, uint64_t end)
 	return -ENOENT;
 }
 
-int tracee_syscall(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-		   uint64_t a5, uint64_t a6, long *ret)
+int tracee_syscall_start(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+			 uint64_t a4, uint64_t a5, uint64_t a6)
 {
 	struct user_regs_struct r = t->regs;
-	int st, e;
 
-	if (!t->syscall_ip)
+	if (!t->syscall_ip || t->in_syscall)
 		return -EINVAL;
 	r.rax = (uint64_t)nr;
 	r.orig_rax = (uint64_t)-1;
@@ -198,12 +197,30 @@ int tracee_syscall(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t
 	t->regs_dirty = true;
 	if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0) < 0)
 		return -errno;
-	e = wait_stop(t->pid, &st);
-	if (e < 0)
-		return e;
+	t->in_syscall = true;
+	t->syscall_nr = nr;
+	return 0;
+}
+
+int tracee_syscall_finish(struct tracee *t, long *ret)
+{
+	struct user_regs_struct r;
+	int st, e;
+
+	if (!t->in_syscall)
+		return -EINVAL;
+	t->in_syscall = false;
+	if (t->have_pending_status) {
+		st = t->pending_status;
+		t->have_pending_status = false;
+	} else {
+		e = wait_stop(t->pid, &st);
+		if (e < 0)
+			return e;
+	}
 	if (WSTOPSIG(st) != SIGTRAP) {
 		log_debug("process %d: signal %d during injected syscall %ld", t->pid,
-			  WSTOPSIG(st), nr);
+			  WSTOPSIG(st), t->syscall_nr);
 		return -EIO;
 	}
 	if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
@@ -212,6 +229,38 @@ int tracee_syscall(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t
 		return -EIO;
 	*ret = (long)r.rax;
 	return 0;
+}
+
+int tracee_syscall_poll(struct tracee *t, long *ret)
+{
+	int st;
+	pid_t w;
+
+	if (!t->in_syscall)
+		return -EINVAL;
+	w = waitpid(t->pid, &st, WNOHANG | __WALL);
+	if (w == 0)
+		return 0;
+	if (w < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (WIFEXITED(st) || WIFSIGNALED(st)) {
+		t->in_syscall = false;
+		return -ESRCH;
+	}
+	/* Stopped: collect it exactly as tracee_syscall_finish() would. */
+	t->pending_status = st;
+	t->have_pending_status = true;
+	return tracee_syscall_finish(t, ret) < 0 ? -EIO : 1;
+}
+
+int tracee_syscall(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+		   uint64_t a5, uint64_t a6, long *ret)
+{
+	int r = tracee_syscall_start(t, nr, a1, a2, a3, a4, a5, a6);
+
+	if (r < 0)
+		return r;
+	return tracee_syscall_finish(t, ret);
 }
 
 int tracee_scratch_map(struct tracee *t, uint64_t hint, size_t len)
@@ -312,6 +361,12 @@ void tracee_release(struct tracee *t, bool stop, bool kill_it)
 		free(t->xstate);
 		t->xstate = NULL;
 		return;
+	}
+	if (t->in_syscall && !kill_it) {
+		long ignored;
+
+		if (tracee_syscall_finish(t, &ignored) < 0)
+			log_warn("process %d: injected system call did not finish, ignoring", t->pid);
 	}
 	if (kill_it) {
 		int st;

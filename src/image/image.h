@@ -352,6 +352,14 @@ int img_read_record(struct img_reader *r, struct img_record *rec);
  */
 int img_verify(const void *data, size_t len, enum img_reader_flags flags);
 
+/* img_verify(), calling between(userdata) after each record: lets the caller
+ * keep other work going (the engine feeds page population to a new process). */
+int img_verify_cb(const void *data, size_t len, enum img_reader_flags flags,
+		  void (*between)(void *userdata), void *userdata);
+/* From now on the reader skips checksums: the caller has just verified, with
+ * img_verify(), the mapped bytes this reader reads. Structure checks still run. */
+void img_reader_set_verified(struct img_reader *r);
+
 /* Minimum fixed size of a record type's payload; 0 for unknown types. */
 size_t img_rec_min_size(uint32_t type);
 /* "process", "vma", ...; "unknown" for unknown types. Never NULL. */

@@ -77,6 +77,12 @@ struct img_reader *img_reader_free(struct img_reader *r)
 	return NULL;
 }
 
+void img_reader_set_verified(struct img_reader *r)
+{
+	if (r)
+		r->counts.skip_checksums = true;
+}
+
 const struct img_file_header *img_reader_header(const struct img_reader *r)
 {
 	return r && r->have_header ? &r->hdr : NULL;
@@ -125,6 +131,12 @@ int img_read_record(struct img_reader *r, struct img_record *rec)
 
 int img_verify(const void *data, size_t len, enum img_reader_flags flags)
 {
+	return img_verify_cb(data, len, flags, NULL, NULL);
+}
+
+int img_verify_cb(const void *data, size_t len, enum img_reader_flags flags,
+		  void (*between)(void *userdata), void *userdata)
+{
 	struct img_file_header hdr;
 	struct img_counts counts = { 0 };
 	const uint8_t *p = data;
@@ -163,6 +175,8 @@ int img_verify(const void *data, size_t len, enum img_reader_flags flags)
 		if (k < 0)
 			return k;
 		pos += (size_t)h.len;
+		if (between)
+			between(userdata);
 		if (k == 0)
 			return pos == len ? 0 : GHOST_ECORRUPT; /* nothing may follow END */
 	}

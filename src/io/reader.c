@@ -211,7 +211,7 @@ static int reader_map_all(struct ghost_io *io, const void **ret_ptr, size_t *ret
 			if ((uint64_t)st.st_size - (uint64_t)aligned > SIZE_MAX)
 				return -EFBIG;
 			f->map_size = (size_t)((uint64_t)st.st_size - (uint64_t)aligned);
-			p = mmap(NULL, f->map_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd,
+			p = mmap(NULL, f->map_size, PROT_READ, MAP_PRIVATE, f->fd,
 				 aligned);
 			if (p == MAP_FAILED)
 				return -errno;
