@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Inside the node module: the attribute encoding shared by the control
+ * protocol and the daemon-to-daemon messages, the control protocol's frame
+ * and message numbers, and the daemon's objects (shared by daemon.c,
+ * control.c, proc.c, run.c and req.c).
+ */
+#ifndef NODE_NODE_INT_H
+#define NODE_NODE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/buf.h"
+#include "loop/loop.h"
+#include "msg/msg.h"
+#include "node/node.h"
+
+/* Doubly-linked intrusive lists: head is a pointer, items have next/prev. */
+#define LIST_PREPEND(head, item)                                                                   \
+	do {                                                                                       \
+		(item)->prev = NULL;                                                               \
+		(item)->next = (head);                                                             \
+		if (head)                                                                          \
+			(head)->prev = (item);                                                     \
+		(head) = (item);                                                                   \
+	} while (0)
+#define LIST_REMOVE(head, item)                                                                    \
+	do {                                                                                       \
+		if ((item)->next)                                                                  \
+			(item)->next->prev = (item)->prev;                                         \
+		if ((item)->prev)                                                                  \
+			(item)->prev->next = (item)->next;                                         \
+		else                                                                               \
+			(head) = (item)->next;                                                     \
+		(item)->next = (item)->prev = NULL;                                                \
+	} while (0)
+
+/* ---- attributes (proto.c) -------------------------------------------------
+ *
+ * A payload is a sequence of attributes, each a little-endian header
+ * (u16 type, u16 zero, u32 length) followed by length bytes. Integers are
+ * little-endian u32 or u64; strings carry no NUL; repeated attributes make
+ * lists; an attribute may hold a nested payload. Readers skip attributes
+ * they do not know, so either side may add some without a new version.
+ */
+#define ATTR_HDR_SIZE 8
+
+enum attr_type {
+	A_ERRNO = 1, /* u32: a positive errno, 0 for success */
+	A_MESSAGE,   /* str: one line for the user */
+	A_NODE,      /* u32: a node id */
+	A_PID,       /* u32 */
+	A_SIGNAL,    /* u32 */
+	A_FLAGS,     /* u32: enum run_wire_flags, enum ps_flags, ... */
+	A_ARG,       /* str, repeated: argv */
+	A_ENV,       /* str, repeated: environ */
+	A_CWD,       /* str */
+	A_TERMIOS,   /* bytes: a struct termios */
+	A_ROWS,      /* u32 */
+	A_COLS,      /* u32 */
+	A_DATA,      /* bytes */
+	A_FD,        /* u32: 1 stdout, 2 stderr */
+	A_BYTES,     /* u64 */
+	A_EXIT_CODE, /* u32 */
+	A_EXIT_SIGNAL, /* u32 */
+	A_ADDRESS,   /* str */
+	A_STATE,     /* str */
+	A_LOAD,      /* u32: load average times 100 */
+	A_NPROCS,    /* u32 */
+	A_UID,       /* u32 */
+	A_GID,       /* u32 */
+	A_GROUP,     /* u32, repeated */
+	A_RSS,       /* u64: KiB */
+	A_COMMAND,   /* str */
+	A_START,     /* u64: seconds since the epoch */
+	A_SESSION,   /* u64: a run session id, unique on its caller's node */
+	A_REQ,       /* u64: a request id, unique on its origin node */
+	A_ORIGIN,    /* u32: the node that asked */
+	A_OFFSET,    /* u64 */
+	A_PROC,      /* nested: one process */
+	A_HOPS,      /* u32: times a request was forwarded */
+	A_VERSION,   /* u32: protocol version spoken */
+};
+
+int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
+int attr_put_u32(struct buf *b, uint16_t type, uint32_t v);
+int attr_put_u64(struct buf *b, uint16_t type, uint64_t v);
+int attr_put_str(struct buf *b, uint16_t type, const char *s);
+
+struct attr_iter {
+	const uint8_t *p;
+	size_t left;
+};
+
+struct attr {
+	uint16_t type;
+	const void *data;
+	size_t len;
+};
+
+void attr_iter_init(struct attr_iter *it, const void *data, size_t len);
+/* 1 with the next attribute in ret, 0 at the end, -EBADMSG if malformed. */
+int attr_next(struct attr_iter *it, struct attr *ret);
+/* -EBADMSG unless the attribute has the right size. */
+int attr_u32(const struct attr *a, uint32_t *ret);
+int attr_u64(const struct attr *a, uint64_t *ret);
+/* A NUL-terminated copy; -EBADMSG if it holds a NUL, -ENOMEM. */
+int attr_strdup(const struct attr *a, char **ret);
+/* Copy into a fixed buffer, truncating; -EBADMSG if it holds a NUL. */
+int attr_strcpy(const struct attr *a, char *dst, size_t size);
+
+/* ---- control protocol (docs/ghostd.md) ----------------------------------- */
+
+#define CTL_MAGIC 0x54534847u /* "GHST" read as little-endian bytes */
+#define CTL_VERSION 1
+#define CTL_HDR_SIZE 12
+/* Largest payload: a RUN carries argv and the environment. */
+#define CTL_MAX_PAYLOAD (4u << 20)
+/* Bytes of output or input a run session may have in flight per direction. */
+#define RUN_WINDOW (256u << 10)
+/* Largest data attribute of one output or input frame. */
+#define RUN_CHUNK (64u << 10)
+/* Largest chunk of a log file in one reply. */
+#define LOGS_CHUNK (256u << 10)
+
+/* Frame header: u32 magic, u16 version, u16 type, u32 payload length, all
+ * little-endian; the payload is attributes. */
+enum ctl_type {
+	/* client to daemon: requests, one per connection */
+	CTL_NODES = 1,   /* -> CTL_NODE..., CTL_END */
+	CTL_PS,          /* A_FLAGS (PS_ALL) -> CTL_PROC..., CTL_WARNING..., CTL_END */
+	CTL_KILL,        /* A_PID, A_SIGNAL -> CTL_OK */
+	CTL_LOGS,        /* A_PID -> CTL_LOG_DATA..., CTL_END */
+	CTL_RUN,         /* A_NODE, A_FLAGS, A_ARG..., A_ENV..., A_CWD, A_TERMIOS, A_ROWS,
+			    A_COLS; fds 0-2 by SCM_RIGHTS -> CTL_STARTED, then CTL_EXIT */
+	/* client to daemon: during a run */
+	CTL_STDIN = 20,  /* A_DATA */
+	CTL_STDIN_EOF,
+	CTL_SIGNAL,      /* A_SIGNAL */
+	CTL_WINSIZE,     /* A_ROWS, A_COLS */
+	CTL_ACK,         /* A_BYTES: output consumed */
+	CTL_CLOSE_OUT,   /* A_FD: the client can no longer write that output */
+	/* daemon to client */
+	CTL_ERROR = 100, /* A_ERRNO, A_MESSAGE, A_FLAGS (ERR_EXEC); ends the request */
+	CTL_OK,          /* ends the request */
+	CTL_END,         /* ends a list */
+	CTL_NODE,        /* A_NODE, A_ADDRESS, A_STATE, [A_LOAD, A_NPROCS] */
+	CTL_PROC,        /* the process attributes (see proc_put_info()) */
+	CTL_WARNING,     /* A_MESSAGE */
+	CTL_LOG_DATA,    /* A_DATA */
+	CTL_STARTED,     /* A_PID, A_NODE, A_FLAGS (RUN_RELAY) */
+	CTL_OUTPUT,      /* A_FD, A_DATA */
+	CTL_STDIN_ACK,   /* A_BYTES: input delivered */
+	CTL_EXIT,        /* A_EXIT_CODE or A_EXIT_SIGNAL; ends the request */
+};
+
+enum ps_flags {
+	PS_ALL = 1 << 0, /* exited detached processes too */
+};
+
+enum err_flags {
+	ERR_EXEC = 1 << 0, /* the command itself could not be executed */
+};
+
+/* A_FLAGS of CTL_RUN and of the daemon-to-daemon RUN_START. */
+enum run_wire_flags {
+	RUN_DETACH = 1 << 0,
+	RUN_TTY = 1 << 1,   /* give the process a pseudo-terminal (remote only) */
+	RUN_RELAY = 1 << 2, /* CTL_STARTED: stdio goes through the control socket */
+};
+
+int ctl_frame_begin(struct buf *b, uint16_t type);
+/* Fill in the length of the frame begun at offset start; -EMSGSIZE. */
+int ctl_frame_end(struct buf *b, size_t start);
+/* Parse a header; -EBADMSG (magic, length) or -EPROTONOSUPPORT (version). */
+int ctl_frame_parse(const void *hdr, uint16_t *ret_type, uint32_t *ret_len);
+
+/* ---- daemon-to-daemon messages ------------------------------------------- */
+
+/* msg channels used by ghostd. */
+enum node_channel {
+	NODE_CH_MEMBER = 16, /* membership: load reports, leaving */
+	NODE_CH_PROC = 17,   /* process table: ps, kill, logs */
+	NODE_CH_RUN = 18,    /* run sessions: start, stdio, signals, exit */
+};
+
+enum member_type {
+	MEMBER_LOAD = 1, /* A_LOAD, A_NPROCS */
+	MEMBER_LEAVE,    /* the sender is shutting down cleanly */
+};
+
+enum proc_type {
+	PROC_PS_REQ = 1, /* A_REQ, A_FLAGS -> PROC_PS_REP */
+	PROC_PS_REP,     /* A_REQ, A_PROC... */
+	PROC_KILL_REQ,   /* A_REQ, A_ORIGIN, A_PID, A_SIGNAL, A_UID, A_HOPS -> PROC_REPLY */
+	PROC_LOGS_REQ,   /* A_REQ, A_ORIGIN, A_PID, A_UID, A_OFFSET, A_HOPS -> PROC_LOGS_REP */
+	PROC_REPLY,      /* A_REQ, A_ERRNO, A_MESSAGE */
+	PROC_LOGS_REP,   /* A_REQ, A_ERRNO, A_MESSAGE, A_DATA, A_FLAGS (LOGS_EOF) */
+};
+
+enum logs_flags {
+	LOGS_EOF = 1 << 0,
+};
+
+enum run_type {
+	RUN_START = 1, /* A_SESSION, A_FLAGS, A_ARG..., A_ENV..., A_CWD, A_UID, A_GID,
+			  A_GROUP..., A_TERMIOS, A_ROWS, A_COLS */
+	RUN_STARTED,   /* A_SESSION, A_PID */
+	RUN_FAILED,    /* A_SESSION, A_ERRNO, A_MESSAGE, A_FLAGS (ERR_EXEC) */
+	RUN_IN,        /* A_SESSION, A_DATA */
+	RUN_IN_EOF,    /* A_SESSION */
+	RUN_IN_ACK,    /* A_SESSION, A_BYTES */
+	RUN_OUT,       /* A_SESSION, A_FD, A_DATA */
+	RUN_OUT_ACK,   /* A_SESSION, A_BYTES */
+	RUN_SIGNAL,    /* A_SESSION, A_SIGNAL */
+	RUN_WINSIZE,   /* A_SESSION, A_ROWS, A_COLS */
+	RUN_EXIT,      /* A_SESSION, A_EXIT_CODE or A_EXIT_SIGNAL */
+	RUN_CLOSE,     /* A_SESSION: the caller is gone */
+	RUN_CLOSE_OUT, /* A_SESSION, A_FD */
+};
+
+/* ---- the daemon's objects ------------------------------------------------ */
+
+struct ctl_conn;
+struct run_session;
+struct pending;
+
+enum node_state {
+	NODE_STATE_SELF,
+	NODE_STATE_UP,
+	NODE_STATE_DOWN,
+	NODE_STATE_FAILED,
+	_NODE_STATE_MAX,
+	_NODE_STATE_INVALID = -EINVAL,
+};
+
+struct node_peer {
+	uint32_t id;
+	char address[64];
+	enum node_state state;
+	uint64_t incarnation;      /* while UP */
+	uint64_t left_incarnation; /* the incarnation that said MEMBER_LEAVE */
+	bool have_load;
+	uint32_t load;             /* times 100 */
+	uint32_t nprocs;
+};
+
+enum mproc_state {
+	MPROC_SPAWNING,  /* cloned, exec not yet confirmed */
+	MPROC_RUNNING,   /* a live managed process of this node */
+	MPROC_EXITED,    /* reaped; kept a while so that ps -a and logs know it */
+	MPROC_ELSEWHERE, /* born here, running on node (the birth table entry) */
+};
+
+struct mproc {
+	struct mproc *hnext;             /* hash chain */
+	struct mproc *next, *prev;       /* the exited list, oldest last */
+	pid_t pid;
+	uint32_t node;                   /* where it runs */
+	enum mproc_state state;
+	uid_t uid;
+	gid_t gid;
+	char *command;
+	uint64_t start_time;
+	bool detached;
+	char *log_path;                  /* detached: its output */
+	int wstatus;                     /* MPROC_EXITED */
+	int exec_fd;                     /* MPROC_SPAWNING: the exec status pipe */
+	bool exec_failed;                /* MPROC_SPAWNING: exec failed, waiting to reap */
+	struct loop_io *exec_io;
+	struct run_session *session;     /* the run session waiting for it, or NULL */
+};
+
+struct node_daemon {
+	struct loop *loop;
+	struct msg *msg;
+	struct node_config config;
+	uint32_t self;
+	struct node_peer *peers;
+	size_t n_peers;
+	char *control_path;
+	char *log_dir;
+	int control_fd;
+	struct loop_io *control_io;
+	struct ctl_conn *conns;
+	unsigned n_conns;
+	struct loop_defer *gc;
+	struct loop_timer *load_timer;
+	struct loop_timer *leave_timer;
+	struct loop_signal *sig_term, *sig_int, *sig_chld, *sig_hup;
+	/* managed processes (proc.c) */
+	struct mproc **ptable;
+	size_t ptable_buckets;
+	size_t n_procs;    /* entries of the table */
+	size_t n_running;  /* MPROC_SPAWNING + MPROC_RUNNING */
+	size_t n_exited;
+	struct mproc *exited; /* newest first */
+	struct mproc *exited_tail;
+	pid_t pid_first, pid_last, pid_next;
+	bool own_proc;     /* /proc shows this PID namespace */
+	/* run sessions (run.c) and requests waiting for other nodes (req.c) */
+	struct run_session *sessions;
+	struct pending *pending;
+	uint64_t next_id;
+	bool leaving;
+	uint64_t leave_deadline;
+	int exit_code;
+};
+
+/* daemon.c */
+/* Put the formatted message into err (replacing it) and return r; the
+ * _errno flavour appends ": " and the text of r. */
+int node_err(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
+int node_err_errno(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
+struct node_peer *node_peer_find(struct node_daemon *d, uint32_t id);
+const char *node_state_to_string(enum node_state s);
+/* The node whose PID range holds pid, or 0. */
+uint32_t node_of_pid(const struct node_daemon *d, pid_t pid);
+/* An id for requests and sessions, never 0. */
+uint64_t node_new_id(struct node_daemon *d);
+/* The number of running managed processes changed. */
+void node_procs_changed(struct node_daemon *d);
+/* Answer CTL_NODES. */
+void node_list_nodes(struct node_daemon *d, struct ctl_conn *c);
+
+/* control.c: the control socket */
+struct ctl_request {
+	uint16_t type;
+	const void *payload;
+	size_t len;
+};
+
+int ctl_listen(struct node_daemon *d, struct buf *err);
+void ctl_shutdown(struct node_daemon *d);
+/* Queue a frame with this payload (attributes; may be NULL) and try to send
+ * it. Errors kill the connection and are returned. */
+int ctl_send(struct ctl_conn *c, uint16_t type, const struct buf *payload);
+/* Send CTL_ERROR (err < 0, message formatted) and close after it. */
+void ctl_send_error(struct ctl_conn *c, int err, unsigned flags, const char *fmt, ...)
+	_printf_(4, 5);
+/* The request is answered: close once everything is sent. */
+void ctl_finish(struct ctl_conn *c);
+/* Close now; the connection is freed later, from the loop. */
+void ctl_conn_kill(struct ctl_conn *c);
+size_t ctl_out_pending(const struct ctl_conn *c);
+/* So much output is queued that producers should wait for run_conn_drained(). */
+bool ctl_out_high(const struct ctl_conn *c);
+bool ctl_conn_alive(const struct ctl_conn *c);
+uid_t ctl_conn_uid(const struct ctl_conn *c);
+gid_t ctl_conn_gid(const struct ctl_conn *c);
+const gid_t *ctl_conn_groups(const struct ctl_conn *c, size_t *ret_n);
+/* Take the fds received with SCM_RIGHTS (at most 3); returns how many. */
+size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3]);
+void ctl_conn_set_session(struct ctl_conn *c, struct run_session *s);
+void ctl_conn_set_pending(struct ctl_conn *c, struct pending *p);
+
+/* proc.c: managed processes and the PID table */
+int proc_init(struct node_daemon *d, struct buf *err);
+void proc_done(struct node_daemon *d);
+struct mproc *proc_find(struct node_daemon *d, pid_t pid);
+/* Reap every child that has exited. */
+void proc_reap(struct node_daemon *d);
+
+struct spawn_req {
+	char **argv;
+	char **envp;
+	const char *cwd;
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups;
+	size_t n_groups;
+	int fds[3];        /* the process's stdin, stdout, stderr (not consumed) */
+	bool ctty;         /* make fds[0] its controlling terminal */
+	bool detached;
+};
+
+/* Clone a process with a free PID of this node's range and exec the command
+ * in it. The exec's outcome comes later, through run_proc_exec(); its exit
+ * through run_proc_exited(). Errors: -EAGAIN (no free PID), clone errors. */
+int proc_spawn(struct node_daemon *d, const struct spawn_req *r, struct run_session *s,
+	       struct mproc **ret);
+/* A detached log file for a process not yet born: open it under a temporary
+ * name; proc_log_rename() gives it its PID's name. */
+int proc_log_open(struct node_daemon *d, uid_t uid, gid_t gid, char **ret_path);
+int proc_log_rename(struct node_daemon *d, const char *tmp_path, pid_t pid, char **ret_path);
+/* The process's session is gone (p may be NULL or already reaped). */
+void proc_detach_session(struct node_daemon *d, struct mproc *p);
+/* Append the ps attributes of p to b. */
+int proc_put_info(struct node_daemon *d, const struct mproc *p, struct buf *b);
+/* Append an A_PROC for every managed process of this node to b. */
+int proc_put_all(struct node_daemon *d, bool all, struct buf *b);
+/* Signal a managed process of this node on behalf of uid. 0 or -errno with a
+ * message in err. */
+int proc_kill(struct node_daemon *d, pid_t pid, int sig, uid_t uid, struct buf *err);
+/* Read up to LOGS_CHUNK bytes of pid's log at offset for uid. Returns 1 at
+ * the end of the file, 0 if there is more, -errno with err set. */
+int proc_read_log(struct node_daemon *d, pid_t pid, uid_t uid, uint64_t offset, struct buf *data,
+		  struct buf *err);
+
+/* run.c: run sessions */
+void run_register(struct node_daemon *d);
+/* A CTL_RUN request; fds were received with it. */
+void run_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_request *req);
+/* A frame of a running session. */
+void run_conn_frame(struct run_session *s, const struct ctl_request *req);
+/* The connection of the session is gone. */
+void run_conn_gone(struct run_session *s);
+/* The connection can take more output. */
+void run_conn_drained(struct run_session *s);
+/* The process of a session: exec done (0) or failed (-errno). */
+void run_proc_exec(struct run_session *s, struct mproc *p, int err, const char *what);
+void run_proc_exited(struct run_session *s, struct mproc *p);
+/* A node went DOWN: end the sessions that involve it. */
+void run_node_down(struct node_daemon *d, uint32_t node);
+void run_free_all(struct node_daemon *d);
+
+/* req.c: ps, kill, logs across nodes */
+void req_register(struct node_daemon *d);
+void req_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_request *req);
+void req_conn_gone(struct pending *p);
+void req_conn_drained(struct pending *p);
+void req_node_down(struct node_daemon *d, uint32_t node);
+void req_free_all(struct node_daemon *d);
+
+#endif

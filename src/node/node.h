@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * node: the node daemon ghostd (membership, managed processes with global
+ * PIDs, the cluster-wide process table, the control socket) and the client
+ * side of its control protocol, which the ghost command line uses.
+ *
+ * Errors are -errno. The daemon calls log each error once, where handled;
+ * the client calls never log: they return -errno and, when err is not NULL,
+ * one line saying what failed (replacing its contents), for the caller to
+ * show after "ghost: ". The protocol is described in docs/ghostd.md.
+ */
+#ifndef NODE_NODE_H
+#define NODE_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/buf.h"
+
+#define NODE_DEFAULT_CONFIG "/etc/ghost/cluster.conf"
+#define NODE_DEFAULT_CONTROL "/run/ghost/ghostd.sock"
+#define NODE_DEFAULT_LOG_DIR "/var/log/ghost"
+/* The environment variable naming the control socket for the client. */
+#define NODE_CONTROL_ENV "GHOST_CONTROL"
+#define NODE_KEY_SIZE 32
+/* Each node hands out PIDs in [ID * range, ID * range + range - 1]. */
+#define NODE_DEFAULT_PID_RANGE 100000
+/* The kernel's PID_MAX_LIMIT on 64-bit machines: no PID reaches it. */
+#define NODE_PID_LIMIT 4194304
+#define NODE_DEFAULT_TIMEOUT_MS 5000
+
+/* ---- cluster.conf ---------------------------------------------------------
+ *
+ * One directive per line; blank lines and lines whose first non-blank
+ * character is '#' are ignored; fields are separated by blanks:
+ *
+ *   node ID ADDRESS PORT   a node: ID 1..4294967295, numeric IPv4 or IPv6
+ *                          ADDRESS, TCP PORT 1..65535; one line per node
+ *   key FILE               the 32-byte cluster key, relative to the
+ *                          configuration file's directory unless absolute
+ *   encrypt yes|no         seal every message (default) or only authenticate
+ *   timeout MS             silence after which a node is failed (default 5000)
+ *   pid-range N            PIDs per node; every node of the cluster must use
+ *                          the same value. Default 100000, or the largest
+ *                          multiple of 1000 that fits the largest node id
+ *
+ * At least one node and exactly one key are required; node ids and
+ * ADDRESS:PORT pairs are unique; every node's PID range must lie below
+ * NODE_PID_LIMIT.
+ */
+
+struct node_config_node {
+	uint32_t id;
+	char address[46]; /* INET6_ADDRSTRLEN */
+	uint16_t port;
+};
+
+/* A value type: node_config_release() frees what the parser allocated. */
+struct node_config {
+	struct node_config_node *nodes; /* in file order */
+	size_t n_nodes;
+	char *key_file;
+	bool encrypt;
+	uint32_t timeout_ms;
+	uint32_t pid_range;
+};
+
+#define NODE_CONFIG_INIT { NULL, 0, NULL, true, NODE_DEFAULT_TIMEOUT_MS, NODE_DEFAULT_PID_RANGE }
+
+/* Parse text (len bytes, need not be NUL-terminated) into ret, which must be
+ * NODE_CONFIG_INIT or released; name is used in messages and to resolve a
+ * relative key file (NULL: relative to the current directory). On failure
+ * ret is left released. Errors: -EINVAL with "NAME:LINE: ..." in err, -ENOMEM. */
+int node_config_parse(const char *name, const char *text, size_t len, struct node_config *ret,
+		      struct buf *err);
+/* Read and parse the file at path. Errors as above, plus the file's own. */
+int node_config_load(const char *path, struct node_config *ret, struct buf *err);
+void node_config_release(struct node_config *c);
+/* The node with this id, or NULL; lent until c changes. */
+const struct node_config_node *node_config_find(const struct node_config *c, uint32_t id);
+/* The id of the one node whose ADDRESS is configured on a local interface.
+ * -ENOENT (none), -ENOTUNIQ (several), getifaddrs() errors; err says which. */
+int node_config_find_local(const struct node_config *c, uint32_t *ret_id, struct buf *err);
+/* Read the key file: exactly NODE_KEY_SIZE bytes, not accessible by group or
+ * others. -EINVAL (size), -EPERM (mode), open errors; err says which. */
+int node_key_load(const char *path, uint8_t ret_key[NODE_KEY_SIZE], struct buf *err);
+
+/* ---- the daemon ---------------------------------------------------------- */
+
+struct node_daemon;
+
+struct node_daemon_opts {
+	const char *config_path;  /* NULL: NODE_DEFAULT_CONFIG */
+	uint32_t node_id;         /* 0: the node whose address is local */
+	const char *control_path; /* NULL: NODE_DEFAULT_CONTROL */
+	const char *log_dir;      /* NULL: NODE_DEFAULT_LOG_DIR */
+};
+
+#define NODE_DAEMON_OPTS_INIT { NULL, 0, NULL, NULL }
+
+/* Load the configuration, open the control socket, start messaging. Does
+ * not log: on failure, err holds one line saying what failed. Must run in a
+ * single-threaded process that may become the parent of its managed
+ * processes (it makes itself a child subreaper). */
+int node_daemon_new(const struct node_daemon_opts *opts, struct node_daemon **ret,
+		    struct buf *err);
+/* Serve until SIGTERM or SIGINT: tell the other nodes this one leaves, then
+ * return 0 (managed processes are left running), or -errno. */
+int node_daemon_run(struct node_daemon *d);
+/* Accepts NULL; returns NULL. */
+struct node_daemon *node_daemon_free(struct node_daemon *d);
+
+/* ---- the client ---------------------------------------------------------- */
+
+/* $GHOST_CONTROL when set and not empty, else NODE_DEFAULT_CONTROL. */
+const char *node_control_path(void);
+
+struct node_info {
+	uint32_t id;
+	char address[64];   /* "a.b.c.d:port" or "[v6]:port" */
+	char state[16];     /* "self", "up", "down" or "failed" */
+	bool have_load;     /* load and nprocs are known (self, or heard from it) */
+	double load;        /* /proc/loadavg's first field */
+	uint32_t nprocs;    /* managed processes running there */
+};
+
+struct node_proc_info {
+	pid_t pid;          /* global PID */
+	uint32_t node;      /* where it runs */
+	uid_t uid;
+	char state[16];     /* "running", "sleeping", "stopped", "zombie", "exited", ... */
+	uint64_t rss_kib;
+	uint64_t start_time; /* seconds since the epoch */
+	bool detached;
+	int exit_code;      /* for "exited": the status, or -1 when killed */
+	int exit_signal;    /* for "exited": the signal that killed it, or 0 */
+	char *command;      /* argv joined by spaces */
+};
+
+/* Lists from the daemon at path (NULL: node_control_path()). Free with
+ * free() (nodes) and node_proc_info_free_array() (processes). warnings gets
+ * one line per node that did not answer (may be NULL). */
+int node_client_nodes(const char *path, struct node_info **ret, size_t *ret_n, struct buf *err);
+int node_client_ps(const char *path, bool all, struct node_proc_info **ret, size_t *ret_n,
+		   struct buf *warnings, struct buf *err);
+void node_proc_info_free_array(struct node_proc_info *p, size_t n);
+/* Send signal sig to the managed process pid wherever it runs. */
+int node_client_kill(const char *path, pid_t pid, int sig, struct buf *err);
+/* Write the output log of the detached process pid to out_fd. */
+int node_client_logs(const char *path, pid_t pid, int out_fd, struct buf *err);
+
+enum node_run_flags {
+	NODE_RUN_DETACH = 1 << 0, /* output to a log file on the node; return at once */
+	NODE_RUN_NO_TTY = 1 << 1, /* never a pseudo-terminal on a remote node */
+};
+
+struct node_run_opts {
+	uint32_t node;      /* 0: the daemon's own node */
+	unsigned flags;     /* enum node_run_flags */
+	char *const *argv;  /* the command, argv[0] searched in the caller's PATH there */
+};
+
+/*
+ * Run a managed process, with this process's stdio, environment and working
+ * directory, and wait for it: its output and input are relayed, signals
+ * INT, TERM, HUP, QUIT and WINCH sent to the caller are forwarded, and a
+ * terminal on stdin and stdout is put in raw mode while a remote
+ * pseudo-terminal serves it. Returns 0 with the process's PID and node in
+ * ret_pid/ret_node and, unless detached, its wait status in ret_status;
+ * -ENOEXEC... errors of starting it (then ret_pid is 0), -ECONNRESET if the
+ * daemon went away, -EHOSTDOWN when the node failed meanwhile.
+ * The caller must not be handling SIGINT/TERM/HUP/QUIT/WINCH/PIPE itself.
+ */
+int node_client_run(const char *path, const struct node_run_opts *opts, pid_t *ret_pid,
+		    uint32_t *ret_node, int *ret_status, struct buf *err);
+
+#endif

@@ -1,0 +1,729 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Managed processes and global PIDs. Node ID hands out PIDs from its range
+ * [ID * R, ID * R + R - 1] (R = pid-range): each process is cloned with
+ * clone3(set_tid) at the next free PID of the range, as a child of the
+ * daemon, so that its PID is unique in the whole cluster (Kerrighed's global
+ * PIDs) and the daemon gets its exit status. The table keyed by PID holds
+ * the processes running here and, for processes born here, where they run
+ * now (the cluster-wide process table: a PID's range names its birth node,
+ * whose table names its current node).
+ *
+ * A table entry:
+ *
+ *   proc_spawn()           exec ok                 reaped
+ *   -----------> SPAWNING ---------> RUNNING ------------------> EXITED --> freed
+ *                   |                                  (detached: kept for   (evicted
+ *                   | exec failed: reaped, freed         ps -a and logs)     oldest first)
+ *                   v                                  (attached: freed at once)
+ *
+ *   ELSEWHERE: born here, running on another node (set by a migration).
+ *
+ * 1. An entry's PID is unique in the table; a PID in the table is never
+ *    handed out again until its entry is freed.
+ * 2. n_running counts SPAWNING and RUNNING entries.
+ * 3. p->session, when set, is a run session that p reports to; either side
+ *    clears the link before it goes away.
+ *
+ *   event               function
+ *   spawn               proc_spawn() -> child_exec() in the child
+ *   exec status pipe    on_exec_io() -> exec_check()
+ *   SIGCHLD             proc_reap()
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_PREFIX NULL
+#include "base/fileio.h"
+#include "base/log.h"
+#include "node/node-int.h"
+#include "base/banned.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define BUCKETS 1024
+/* Exited detached processes remembered for ps -a and logs. */
+#define MAX_EXITED 1000
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+extern char **environ;
+
+enum child_step {
+	STEP_SETUP = 1,
+	STEP_TERMINAL,
+	STEP_CREDS,
+	STEP_EXEC,
+};
+
+struct exec_status {
+	int err;
+	int step;
+};
+
+static size_t bucket(const struct node_daemon *d, pid_t pid)
+{
+	return (size_t)pid % d->ptable_buckets;
+}
+
+struct mproc *proc_find(struct node_daemon *d, pid_t pid)
+{
+	if (!d->ptable)
+		return NULL;
+	for (struct mproc *p = d->ptable[bucket(d, pid)]; p; p = p->hnext)
+		if (p->pid == pid)
+			return p;
+	return NULL;
+}
+
+static void table_remove(struct node_daemon *d, struct mproc *p)
+{
+	struct mproc **pp = &d->ptable[bucket(d, p->pid)];
+
+	while (*pp && *pp != p)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = p->hnext;
+	d->n_procs--;
+}
+
+static void exited_remove(struct node_daemon *d, struct mproc *p)
+{
+	if (d->exited_tail == p)
+		d->exited_tail = p->prev;
+	LIST_REMOVE(d->exited, p);
+	d->n_exited--;
+}
+
+static struct mproc *mproc_free(struct node_daemon *d, struct mproc *p)
+{
+	if (!p)
+		return NULL;
+	assert(!p->session);
+	p->exec_io = loop_io_free(p->exec_io);
+	p->exec_fd = safe_close(p->exec_fd);
+	(void)d;
+	free(p->command);
+	free(p->log_path);
+	free(p);
+	return NULL;
+}
+
+/* Take p out of the table and free it. */
+static void forget(struct node_daemon *d, struct mproc *p)
+{
+	if (p->state == MPROC_EXITED && p->detached)
+		exited_remove(d, p);
+	if (p->state == MPROC_SPAWNING || p->state == MPROC_RUNNING) {
+		d->n_running--;
+		node_procs_changed(d);
+	}
+	table_remove(d, p);
+	mproc_free(d, p);
+}
+
+static int raise_pid_max(struct node_daemon *d, struct buf *err)
+{
+	struct buf b = BUF_INIT;
+	uint64_t max = 0;
+	char text[32];
+	int r;
+
+	r = read_file_at(AT_FDCWD, "/proc/sys/kernel/pid_max", &b);
+	if (r >= 0) {
+		while (b.len && b.data[b.len - 1] == '\n')
+			b.data[--b.len] = '\0';
+		r = parse_u64(b.data, 10, &max);
+	}
+	buf_release(&b);
+	if (r < 0)
+		return node_err_errno(err, r, "cannot read /proc/sys/kernel/pid_max");
+	if ((uint64_t)d->pid_last < max)
+		return 0;
+	snprintf(text, sizeof(text), "%d", (int)d->pid_last + 1);
+	r = write_string_file("/proc/sys/kernel/pid_max", text);
+	if (r < 0)
+		return node_err_errno(err, r,
+				      "PIDs of node %u (%d-%d) are above pid_max %llu of this PID "
+				      "namespace, and raising it failed",
+				      d->self, (int)d->pid_first, (int)d->pid_last,
+				      (unsigned long long)max);
+	log_info("raised /proc/sys/kernel/pid_max from %llu to %s for the PIDs of node %u",
+		 (unsigned long long)max, text, d->self);
+	return 0;
+}
+
+int proc_init(struct node_daemon *d, struct buf *err)
+{
+	char self[32], want[32];
+	ssize_t n;
+	int r;
+
+	d->pid_first = (pid_t)(d->self * d->config.pid_range);
+	d->pid_last = (pid_t)(d->pid_first + (pid_t)d->config.pid_range - 1);
+	d->pid_next = d->pid_first;
+	r = raise_pid_max(d, err);
+	if (r < 0)
+		return r;
+	d->ptable_buckets = BUCKETS;
+	d->ptable = NEW_ARRAY(struct mproc *, d->ptable_buckets);
+	if (!d->ptable)
+		return node_err(err, -ENOMEM, "out of memory");
+	n = readlink("/proc/self", self, sizeof(self) - 1);
+	snprintf(want, sizeof(want), "%d", (int)getpid());
+	d->own_proc = n > 0 && (self[n] = '\0', strcmp(self, want) == 0);
+	if (!d->own_proc)
+		log_warn("/proc is not the one of this PID namespace: ps cannot show the state "
+			 "and memory of processes, ignoring");
+	/* Orphans of managed processes come back to us, not to an init that
+	 * may reap late (the node's PIDs must be freed at once). */
+	if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		log_warn_errno(errno, "cannot become a child subreaper, ignoring");
+	return 0;
+}
+
+void proc_done(struct node_daemon *d)
+{
+	if (!d->ptable)
+		return;
+	for (size_t i = 0; i < d->ptable_buckets; i++)
+		while (d->ptable[i])
+			forget(d, d->ptable[i]);
+	free(d->ptable);
+	d->ptable = NULL;
+}
+
+/* ---- spawning ------------------------------------------------------------ */
+
+static _Noreturn void child_fail(int status_fd, int step)
+{
+	struct exec_status st = { .err = errno ? errno : EIO, .step = step };
+
+	(void)write(status_fd, &st, sizeof(st));
+	_exit(127);
+}
+
+/* In the new process: never returns. */
+static _Noreturn void child_exec(const struct spawn_req *r, int status_fd)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigset_t none;
+	int fds[3];
+
+	sigemptyset(&sa.sa_mask);
+	for (int s = 1; s < NSIG; s++)
+		(void)sigaction(s, &sa, NULL);
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+		child_fail(status_fd, STEP_SETUP);
+	if (setsid() < 0)
+		child_fail(status_fd, STEP_SETUP);
+	for (int i = 0; i < 3; i++) {
+		fds[i] = fcntl(r->fds[i], F_DUPFD_CLOEXEC, 3);
+		if (fds[i] < 0)
+			child_fail(status_fd, STEP_SETUP);
+	}
+	for (int i = 0; i < 3; i++)
+		if (dup2(fds[i], i) < 0)
+			child_fail(status_fd, STEP_SETUP);
+	if (r->ctty && ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail(status_fd, STEP_TERMINAL);
+	/* Nothing of the daemon's but stdio survives the exec. */
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		child_fail(status_fd, STEP_SETUP);
+	if (geteuid() == 0) {
+		if (setgroups(r->n_groups, r->groups) < 0 ||
+		    setresgid(r->gid, r->gid, r->gid) < 0 || setresuid(r->uid, r->uid, r->uid) < 0)
+			child_fail(status_fd, STEP_CREDS);
+	} else if (r->uid != geteuid()) {
+		errno = EPERM;
+		child_fail(status_fd, STEP_CREDS);
+	}
+	/* After dropping privileges, so that only a directory the user may
+	 * enter becomes the working directory. */
+	if (!r->cwd || chdir(r->cwd) < 0)
+		(void)chdir("/");
+	umask(022);
+	environ = r->envp;
+	if (!getenv("PATH"))
+		(void)setenv("PATH", DEFAULT_PATH, 1);
+	execvp(r->argv[0], r->argv);
+	child_fail(status_fd, STEP_EXEC);
+}
+
+static pid_t clone_at(pid_t pid)
+{
+	struct clone_args args = {
+		.exit_signal = SIGCHLD,
+		.set_tid = (uint64_t)(uintptr_t)&pid,
+		.set_tid_size = 1,
+	};
+
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+}
+
+static bool pid_visible(pid_t pid)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	return access(path, F_OK) == 0;
+}
+
+static const char *step_text(int step)
+{
+	switch (step) {
+	case STEP_TERMINAL:
+		return "cannot attach the terminal";
+	case STEP_CREDS:
+		return "cannot take the caller's user and groups";
+	case STEP_EXEC:
+		return NULL;
+	default:
+		return "cannot set the process up";
+	}
+}
+
+/* Learn the exec's outcome; blocking is fine once the child is gone. */
+static void exec_check(struct mproc *p)
+{
+	struct exec_status st;
+	struct run_session *s;
+	ssize_t n;
+
+	if (p->exec_fd < 0)
+		return;
+	do
+		n = read(p->exec_fd, &st, sizeof(st));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	p->exec_io = loop_io_free(p->exec_io);
+	p->exec_fd = safe_close(p->exec_fd);
+	s = p->session;
+	if (n == (ssize_t)sizeof(st)) {
+		p->exec_failed = true;
+		p->session = NULL;
+		if (p->log_path)
+			(void)unlink(p->log_path);
+		log_debug("process %d: exec step %d failed: %s", (int)p->pid, st.step,
+			  strerror(st.err));
+		if (s)
+			run_proc_exec(s, p, -st.err, step_text(st.step));
+		return;
+	}
+	p->state = MPROC_RUNNING;
+	if (p->detached)
+		log_info("process %d started for uid %u: %s", (int)p->pid, (unsigned)p->uid,
+			 p->command);
+	if (s)
+		run_proc_exec(s, p, 0, NULL);
+}
+
+static void on_exec_io(struct loop_io *io, int fd, unsigned events, void *userdata)
+{
+	struct mproc *p = userdata;
+
+	(void)io;
+	(void)fd;
+	(void)events;
+	exec_check(p);
+}
+
+static char *join_argv(char **argv)
+{
+	struct buf b = BUF_INIT;
+
+	for (size_t i = 0; argv[i]; i++)
+		if (buf_printf(&b, "%s%s", i ? " " : "", argv[i]) < 0) {
+			buf_release(&b);
+			return NULL;
+		}
+	return buf_detach(&b, NULL);
+}
+
+int proc_spawn(struct node_daemon *d, const struct spawn_req *r, struct run_session *s,
+	       struct mproc **ret)
+{
+	_cleanup_close_ int rd = -1, wr = -1;
+	int pipefd[2], err = -EAGAIN;
+	struct mproc *p;
+	pid_t pid = -1;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->exec_fd = -1;
+	p->command = join_argv(r->argv);
+	if (!p->command) {
+		free(p);
+		return -ENOMEM;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	rd = pipefd[0];
+	wr = pipefd[1];
+	for (uint32_t tries = 0; tries < d->config.pid_range; tries++) {
+		pid_t want = d->pid_next;
+
+		d->pid_next = want == d->pid_last ? d->pid_first : want + 1;
+		if (proc_find(d, want) || (d->own_proc && pid_visible(want)))
+			continue;
+		pid = clone_at(want);
+		if (pid == 0)
+			child_exec(r, wr);
+		if (pid > 0)
+			break;
+		if (errno != EEXIST) {
+			err = -errno;
+			log_debug_errno(err, "clone3 with PID %d", (int)want);
+			goto fail;
+		}
+	}
+	if (pid < 0)
+		goto fail;
+	wr = safe_close(wr);
+	p->pid = pid;
+	p->node = d->self;
+	p->state = MPROC_SPAWNING;
+	p->uid = r->uid;
+	p->gid = r->gid;
+	p->start_time = (uint64_t)time(NULL);
+	p->detached = r->detached;
+	p->session = s;
+	if (fcntl(rd, F_SETFL, O_NONBLOCK) < 0 ||
+	    loop_io_new(d->loop, rd, LOOP_READ, on_exec_io, p, &p->exec_io) < 0) {
+		/* Without a watch, the status is read when the child is reaped. */
+		log_debug("process %d: exec status read at exit", (int)pid);
+	}
+	p->exec_fd = TAKE_FD(rd);
+	p->hnext = d->ptable[bucket(d, pid)];
+	d->ptable[bucket(d, pid)] = p;
+	d->n_procs++;
+	d->n_running++;
+	node_procs_changed(d);
+	*ret = p;
+	return 0;
+fail:
+	free(p->command);
+	free(p);
+	return err;
+}
+
+void proc_detach_session(struct node_daemon *d, struct mproc *p)
+{
+	(void)d;
+	if (p)
+		p->session = NULL;
+}
+
+void proc_reap(struct node_daemon *d)
+{
+	for (;;) {
+		struct run_session *s;
+		struct mproc *p;
+		int status;
+		pid_t pid;
+
+		pid = waitpid(-1, &status, WNOHANG);
+		if (pid <= 0) {
+			if (pid < 0 && errno == EINTR)
+				continue;
+			return;
+		}
+		p = proc_find(d, pid);
+		if (!p || (p->state != MPROC_SPAWNING && p->state != MPROC_RUNNING)) {
+			log_debug("reaped process %d, not managed", (int)pid);
+			continue;
+		}
+		if (p->state == MPROC_SPAWNING)
+			exec_check(p);
+		if (p->exec_failed) {
+			forget(d, p);
+			continue;
+		}
+		d->n_running--;
+		node_procs_changed(d);
+		p->state = MPROC_EXITED;
+		p->wstatus = status;
+		if (p->detached) {
+			if (WIFSIGNALED(status))
+				log_info("process %d killed by signal %d", (int)pid,
+					 WTERMSIG(status));
+			else
+				log_info("process %d exited with status %d", (int)pid,
+					 WEXITSTATUS(status));
+		}
+		s = TAKE_PTR(p->session);
+		if (s)
+			run_proc_exited(s, p);
+		if (!p->detached) {
+			table_remove(d, p);
+			mproc_free(d, p);
+			continue;
+		}
+		LIST_PREPEND(d->exited, p);
+		if (!d->exited_tail)
+			d->exited_tail = p;
+		d->n_exited++;
+		if (d->n_exited > MAX_EXITED)
+			forget(d, d->exited_tail);
+	}
+}
+
+/* ---- logs ---------------------------------------------------------------- */
+
+int proc_log_open(struct node_daemon *d, uid_t uid, gid_t gid, char **ret_path)
+{
+	struct buf path = BUF_INIT;
+	int fd, r;
+
+	r = buf_printf(&path, "%s/.new-XXXXXX", d->log_dir);
+	if (r < 0)
+		return r;
+	fd = mkostemp(path.data, O_CLOEXEC | O_APPEND);
+	if (fd < 0) {
+		r = -errno;
+		buf_release(&path);
+		return r;
+	}
+	if (fchown(fd, uid, gid) < 0 && geteuid() == 0) {
+		r = -errno;
+		(void)unlink(path.data);
+		safe_close(fd);
+		buf_release(&path);
+		return r;
+	}
+	*ret_path = buf_detach(&path, NULL);
+	return fd;
+}
+
+int proc_log_rename(struct node_daemon *d, const char *tmp_path, pid_t pid, char **ret_path)
+{
+	struct buf path = BUF_INIT;
+	int r;
+
+	r = buf_printf(&path, "%s/%d.log", d->log_dir, (int)pid);
+	if (r >= 0 && rename(tmp_path, path.data) < 0)
+		r = -errno;
+	if (r < 0) {
+		buf_release(&path);
+		return r;
+	}
+	*ret_path = buf_detach(&path, NULL);
+	return 0;
+}
+
+static int set_err(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
+static int set_err(struct buf *err, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	buf_reset(err);
+	va_start(ap, fmt);
+	(void)buf_vprintf(err, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int proc_read_log(struct node_daemon *d, pid_t pid, uid_t uid, uint64_t offset, struct buf *data,
+		  struct buf *err)
+{
+	struct mproc *p = proc_find(d, pid);
+	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	size_t want;
+	ssize_t n;
+	int r;
+
+	if (p && !p->detached)
+		return set_err(err, -ENOENT,
+			       "process %d is not detached: its output goes to its caller",
+			       (int)pid);
+	if (p && p->log_path) {
+		path = strdup(p->log_path);
+	} else {
+		struct buf b = BUF_INIT;
+
+		if (buf_printf(&b, "%s/%d.log", d->log_dir, (int)pid) < 0) {
+			buf_release(&b);
+			return set_err(err, -ENOMEM, "out of memory");
+		}
+		path = buf_detach(&b, NULL);
+	}
+	if (!path)
+		return set_err(err, -ENOMEM, "out of memory");
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT && !p)
+			return set_err(err, -ESRCH, "no managed process %d", (int)pid);
+		return set_err(err, -errno, "cannot open the log of process %d on node %u: %s",
+			       (int)pid, d->self, strerror(errno));
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return set_err(err, -EIO, "the log of process %d on node %u is not a file",
+			       (int)pid, d->self);
+	if (uid != 0 && uid != (p ? p->uid : st.st_uid))
+		return set_err(err, -EPERM, "process %d belongs to another user", (int)pid);
+	if ((uint64_t)st.st_size <= offset)
+		return 1;
+	want = (size_t)MIN((uint64_t)LOGS_CHUNK, (uint64_t)st.st_size - offset);
+	r = buf_reserve(data, want);
+	if (r < 0)
+		return set_err(err, r, "out of memory");
+	do
+		n = pread(fd, data->data + data->len, want, (off_t)offset);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return set_err(err, -errno, "cannot read the log of process %d on node %u: %s",
+			       (int)pid, d->self, strerror(errno));
+	data->len += (size_t)n;
+	data->data[data->len] = '\0';
+	return offset + (uint64_t)n >= (uint64_t)st.st_size ? 1 : 0;
+}
+
+/* ---- ps and kill --------------------------------------------------------- */
+
+static const char *proc_state(struct node_daemon *d, const struct mproc *p, uint64_t *ret_rss)
+{
+	char path[64];
+	struct buf b = BUF_INIT;
+	const char *state = "running";
+	char *paren;
+	unsigned long long size, rss;
+
+	*ret_rss = 0;
+	if (p->state == MPROC_EXITED)
+		return "exited";
+	if (p->state == MPROC_SPAWNING)
+		return "starting";
+	if (!d->own_proc)
+		return "running";
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
+	if (read_file_at(AT_FDCWD, path, &b) >= 0 && b.data &&
+	    (paren = strrchr(b.data, ')')) && paren[1] == ' ') {
+		switch (paren[2]) {
+		case 'R':
+			state = "running";
+			break;
+		case 'S':
+			state = "sleeping";
+			break;
+		case 'D':
+			state = "disk-sleep";
+			break;
+		case 'T':
+			state = "stopped";
+			break;
+		case 't':
+			state = "traced";
+			break;
+		case 'Z':
+			state = "zombie";
+			break;
+		case 'I':
+			state = "idle";
+			break;
+		default:
+			state = "unknown";
+			break;
+		}
+	}
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)p->pid);
+	if (read_file_at(AT_FDCWD, path, &b) >= 0 && b.data &&
+	    sscanf(b.data, "%llu %llu", &size, &rss) == 2)
+		*ret_rss = (uint64_t)rss * ((uint64_t)sysconf(_SC_PAGESIZE) / 1024);
+	buf_release(&b);
+	return state;
+}
+
+int proc_put_info(struct node_daemon *d, const struct mproc *p, struct buf *b)
+{
+	uint64_t rss;
+	const char *state = proc_state(d, p, &rss);
+	int r;
+
+	r = attr_put_u32(b, A_PID, (uint32_t)p->pid);
+	if (r >= 0)
+		r = attr_put_u32(b, A_NODE, p->node);
+	if (r >= 0)
+		r = attr_put_u32(b, A_UID, (uint32_t)p->uid);
+	if (r >= 0)
+		r = attr_put_str(b, A_STATE, state);
+	if (r >= 0)
+		r = attr_put_u64(b, A_RSS, rss);
+	if (r >= 0)
+		r = attr_put_u64(b, A_START, p->start_time);
+	if (r >= 0)
+		r = attr_put_str(b, A_COMMAND, p->command);
+	if (r >= 0)
+		r = attr_put_u32(b, A_FLAGS, p->detached ? RUN_DETACH : 0);
+	if (r >= 0 && p->state == MPROC_EXITED) {
+		if (WIFSIGNALED(p->wstatus))
+			r = attr_put_u32(b, A_EXIT_SIGNAL, (uint32_t)WTERMSIG(p->wstatus));
+		else
+			r = attr_put_u32(b, A_EXIT_CODE, (uint32_t)WEXITSTATUS(p->wstatus));
+	}
+	return r;
+}
+
+int proc_put_all(struct node_daemon *d, bool all, struct buf *b)
+{
+	struct buf one = BUF_INIT;
+	int r = 0;
+
+	for (size_t i = 0; i < d->ptable_buckets && r >= 0; i++)
+		for (struct mproc *p = d->ptable[i]; p && r >= 0; p = p->hnext) {
+			if (p->state == MPROC_ELSEWHERE || p->exec_failed)
+				continue;
+			if (p->state == MPROC_EXITED && !all)
+				continue;
+			buf_reset(&one);
+			r = proc_put_info(d, p, &one);
+			if (r >= 0)
+				r = attr_put(b, A_PROC, one.data, one.len);
+		}
+	buf_release(&one);
+	return r;
+}
+
+int proc_kill(struct node_daemon *d, pid_t pid, int sig, uid_t uid, struct buf *err)
+{
+	struct mproc *p = proc_find(d, pid);
+
+	if (!p || p->state == MPROC_ELSEWHERE || p->exec_failed)
+		return set_err(err, -ESRCH, "no managed process %d", (int)pid);
+	if (p->state == MPROC_EXITED)
+		return set_err(err, -ESRCH, "process %d has exited", (int)pid);
+	if (uid != 0 && uid != p->uid)
+		return set_err(err, -EPERM,
+			       "not allowed to signal process %d: it belongs to another user",
+			       (int)pid);
+	if (sig < 0 || sig >= NSIG)
+		return set_err(err, -EINVAL, "bad signal %d", sig);
+	if (kill(pid, sig) < 0)
+		return set_err(err, -errno, "cannot signal process %d: %s", (int)pid,
+			       strerror(errno));
+	log_info("process %d: signal %d sent for uid %u", (int)pid, sig, (unsigned)uid);
+	return 0;
+}
