@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* ghost run, ps, kill, nodes, logs: the verbs that talk to the node daemon ghostd. */
+#ifndef GHOST_CMD_NODE_H
+#define GHOST_CMD_NODE_H
+
+/* The help texts, for `ghost help VERB`. */
+extern const char cmd_run_usage[];
+extern const char cmd_ps_usage[];
+extern const char cmd_kill_usage[];
+extern const char cmd_nodes_usage[];
+extern const char cmd_logs_usage[];
+
+/*
+ * argv[0] is the verb; getopt's optind must be 0 on entry. Each talks to the
+ * ghostd whose control socket is $GHOST_CONTROL (default
+ * /run/ghost/ghostd.sock) and returns the exit status: 0 success, 1 failure
+ * (one line "ghost: ..." on stderr), 2 usage error. cmd_run returns the
+ * process's status instead (128+N if it was killed by signal N, 127 if the
+ * command could not be executed).
+ */
+int cmd_run(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_nodes(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+
+#endif
