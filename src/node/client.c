@@ -908,11 +908,21 @@ static int run_session(struct session *s)
 		goto out;
 	}
 	if (!loop_exiting(s->loop)) {
+		/* A reader of our stdout that goes away is the process's
+		 * business (CTL_CLOSE_OUT gives it its SIGPIPE), not a reason
+		 * for us to die. */
+		struct sigaction ign = { .sa_handler = SIG_IGN }, old_pipe;
+		bool pipe_saved;
+
+		sigemptyset(&ign.sa_mask);
+		pipe_saved = sigaction(SIGPIPE, &ign, &old_pipe) == 0;
 		flush_out(s);
 		session_update(s);
 		r = loop_run(s->loop);
 		if (r < 0)
 			(void)set_err(s->err, r, "event loop failed: %s", strerror(-r));
+		if (pipe_saved)
+			(void)sigaction(SIGPIPE, &old_pipe, NULL);
 	}
 	r = r < 0 ? r : s->result;
 out:

@@ -6,13 +6,12 @@
  *
  * Membership, per configured node other than this one:
  *
- *             msg UP                       msg DOWN (no MEMBER_LEAVE)
- *    DOWN ------------------> UP -----------------------------------> FAILED
- *     ^  ^                    |  \                                      |
- *     |  +--------------------+   +-- MEMBER_LEAVE --> DOWN              |
- *     |      msg DOWN after LEAVE                                        |
- *     +------------------------------- msg UP (rejoin) ------------------+
- *                                     (FAILED and DOWN both go to UP)
+ *               msg UP                      msg DOWN, no MEMBER_LEAVE
+ *   DOWN --------------------> UP ----------------------------------> FAILED
+ *    ^  <---------------------  ^                                       |
+ *    |   MEMBER_LEAVE, or msg    \________________ msg UP _____________/
+ *    |   DOWN after it                  (rejoin: a new incarnation)
+ *  start
  *
  * 1. A node is UP exactly while msg has a session with it that did not
  *    announce its leaving; msg declares it DOWN after timeout ms of silence.

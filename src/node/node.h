@@ -165,13 +165,15 @@ struct node_run_opts {
 /*
  * Run a managed process, with this process's stdio, environment and working
  * directory, and wait for it: its output and input are relayed, signals
- * INT, TERM, HUP, QUIT and WINCH sent to the caller are forwarded, and a
- * terminal on stdin and stdout is put in raw mode while a remote
- * pseudo-terminal serves it. Returns 0 with the process's PID and node in
- * ret_pid/ret_node and, unless detached, its wait status in ret_status;
- * -ENOEXEC... errors of starting it (then ret_pid is 0), -ECONNRESET if the
- * daemon went away, -EHOSTDOWN when the node failed meanwhile.
- * The caller must not be handling SIGINT/TERM/HUP/QUIT/WINCH/PIPE itself.
+ * INT, TERM, HUP, QUIT and WINCH sent to the caller are forwarded (unless
+ * the caller ignores them), and a terminal on stdin and stdout is put in
+ * raw mode while a remote pseudo-terminal serves it. Returns 0 with the
+ * process's PID and node in ret_pid/ret_node and, unless detached, its wait
+ * status in ret_status; 1 if the command itself could not be executed
+ * there (err says why); -errno if it could not be started or the session
+ * broke: -EHOSTDOWN (the node is down, or failed meanwhile), -ECONNRESET
+ * (the daemon went away), others. The caller must not handle SIGINT, TERM,
+ * HUP, QUIT, WINCH or PIPE itself.
  */
 int node_client_run(const char *path, const struct node_run_opts *opts, pid_t *ret_pid,
 		    uint32_t *ret_node, int *ret_status, struct buf *err);

@@ -72,6 +72,8 @@ st=$?
 check_eq "a process may catch the forwarded SIGHUP" "9 hup" "$st $(cat "$TEST_TMP/hup")"
 g 1 run --node 2 -- yes | head -1 > /dev/null
 check_eq "a closed reader ends the remote writer with SIGPIPE" 141 "${PIPESTATUS[0]}"
+g 1 run --node 3 -- sh -c 'trap "" PIPE; yes 2>/dev/null; exit 7' | head -1 > /dev/null
+check_eq "... or with EPIPE, and its own exit status comes back" 7 "${PIPESTATUS[0]}"
 
 # Commands that cannot run.
 g 1 run --node 2 -- /nonexistent/cmd 2>"$TEST_TMP/err"
