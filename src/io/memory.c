@@ -62,6 +62,11 @@ static int buffer_grow(struct ghost_buffer *b, size_t need)
 	}
 	if (!p)
 		return -ENOMEM;
+	/* A ghost can be gigabytes: a fork of its holder (the engine clones the
+	 * new process from itself) must not copy its page tables. mremap keeps
+	 * the flag. Failure costs only speed. */
+	if (!b->data)
+		(void)madvise(p, cap, MADV_DONTFORK);
 	b->data = p;
 	b->cap = cap;
 	return 0;

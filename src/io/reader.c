@@ -215,6 +215,9 @@ static int reader_map_all(struct ghost_io *io, const void **ret_ptr, size_t *ret
 				 aligned);
 			if (p == MAP_FAILED)
 				return -errno;
+			/* Not copied into children: the engine clones the new process
+			 * from itself while this mapping is in use. */
+			(void)madvise(p, f->map_size, MADV_DONTFORK);
 			f->map = p;
 			f->map_skip = (size_t)(abs - (uint64_t)aligned);
 			f->map_len = (size_t)((uint64_t)st.st_size - abs);
