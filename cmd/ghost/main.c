@@ -25,6 +25,7 @@
 #include "image/image.h"
 #include "io/io.h"
 #include "cmd-cluster.h"
+#include "cmd-node.h"
 #include "base/banned.h"
 
 #ifndef GHOST_VERSION
@@ -43,6 +44,11 @@ static const char usage_main[] =
 	"  checkpoint PID -o FILE   write a process's image to FILE\n"
 	"  restart FILE             make a live process from an image, with its PID\n"
 	"  image show FILE          print an image as text or JSON\n"
+	"  run [--node N] -- CMD    run a managed process on a node of the cluster\n"
+	"  ps                       list the managed processes of the cluster\n"
+	"  kill [-SIG] PID          signal a managed process wherever it runs\n"
+	"  nodes                    list the nodes of the cluster\n"
+	"  logs PID                 print the output of a detached process\n"
 	"  cluster COMMAND          an N-node cluster on this machine: up, down, status, exec\n"
 	"  help [COMMAND]           show help for a command\n"
 	"  version                  print the version\n"
@@ -480,6 +486,22 @@ static int cmd_image(int argc, char **argv)
 	return 0;
 }
 
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+} verbs[] = {
+	{ "checkpoint", cmd_checkpoint, usage_checkpoint },
+	{ "restart", cmd_restart, usage_restart },
+	{ "image", cmd_image, usage_image },
+	{ "run", cmd_run, cmd_run_usage },
+	{ "ps", cmd_ps, cmd_ps_usage },
+	{ "kill", cmd_kill, cmd_kill_usage },
+	{ "nodes", cmd_nodes, cmd_nodes_usage },
+	{ "logs", cmd_logs, cmd_logs_usage },
+	{ "cluster", cmd_cluster, cmd_cluster_usage },
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -521,14 +543,9 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 0;
-	if (strcmp(cmd, "checkpoint") == 0)
-		return cmd_checkpoint(argc, argv);
-	if (strcmp(cmd, "restart") == 0)
-		return cmd_restart(argc, argv);
-	if (strcmp(cmd, "image") == 0)
-		return cmd_image(argc, argv);
-	if (strcmp(cmd, "cluster") == 0)
-		return cmd_cluster(argc, argv);
+	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+		if (strcmp(cmd, verbs[i].name) == 0)
+			return verbs[i].fn(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		puts("ghost " GHOST_VERSION);
 		return 0;
@@ -536,19 +553,16 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "help") == 0) {
 		const char *what = argc > 1 ? argv[1] : NULL;
 
-		if (!what)
+		if (!what) {
 			fputs(usage_main, stdout);
-		else if (strcmp(what, "checkpoint") == 0)
-			fputs(usage_checkpoint, stdout);
-		else if (strcmp(what, "restart") == 0)
-			fputs(usage_restart, stdout);
-		else if (strcmp(what, "image") == 0)
-			fputs(usage_image, stdout);
-		else if (strcmp(what, "cluster") == 0)
-			fputs(cmd_cluster_usage, stdout);
-		else
-			return usage_error(usage_main, "no help for unknown command '%s'", what);
-		return 0;
+			return 0;
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+			if (strcmp(what, verbs[i].name) == 0) {
+				fputs(verbs[i].usage, stdout);
+				return 0;
+			}
+		return usage_error(usage_main, "no help for unknown command '%s'", what);
 	}
 	return usage_error(usage_main, "unknown command '%s'", cmd);
 }
