@@ -11,16 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
 #include "base/fileio.h"
 #include "cluster/cluster.h"
 #include "cmd-cluster.h"
+#include "node/node.h"
 #include "base/banned.h"
 
 #define EXIT_USAGE 2
+#define DEFAULT_TIMEOUT_MS 10000
 
 const char cmd_cluster_usage[] =
 	"Usage: ghost cluster COMMAND [OPTIONS]\n"
@@ -30,7 +34,9 @@ const char cmd_cluster_usage[] =
 	"its own process tree under an init (PID 1), its own /proc, hostname nodeID\n"
 	"and an interface eth0 with address " CLUSTER_NET_PREFIX "ID/24. The nodes are joined by\n"
 	"a bridge in a network namespace of its own; none of these addresses or\n"
-	"devices exists in the machine's own network namespace. Needs root.\n"
+	"devices exists in the machine's own network namespace. Each node runs its\n"
+	"own ghostd, the node daemon; while the cluster is up, 'ghost run', 'ps',\n"
+	"'kill', 'nodes' and 'logs' talk to node 1's daemon by default. Needs root.\n"
 	"\n"
 	"Commands:\n"
 	"  up [--nodes N] [--json]       build the cluster, wait until it is ready\n"
@@ -49,6 +55,8 @@ const char cmd_cluster_usage[] =
 	"  " CLUSTER_KEY_FILE "            32 random bytes, the cluster key (mode 0600)\n"
 	"  " CLUSTER_STATE_FILE "          the processes of the cluster, for these commands\n"
 	"  " CLUSTER_LOG_FILE "    what the cluster's keeper process logged\n"
+	"  nodeID/        node ID's daemon: " CLUSTER_GHOSTD_SOCKET " (its control socket),\n"
+	"                 " CLUSTER_GHOSTD_LOG " (its output), " CLUSTER_GHOSTD_LOG_DIR "/ (output of detached processes)\n"
 	"\n"
 	"Exit status: 0 success, 1 failure (one line 'ghost: ...' on standard error),\n"
 	"2 usage error; 'exec' exits with the command's status.\n"
@@ -57,15 +65,23 @@ const char cmd_cluster_usage[] =
 	"  ghost cluster up --nodes 3\n"
 	"  ghost cluster exec 2 -- hostname          # node2\n"
 	"  ghost cluster exec 1 -- ping -c1 " CLUSTER_NET_PREFIX "3\n"
+	"  ghost run --node 3 -- hostname            # node3, through node 1's ghostd\n"
 	"  ghost cluster down\n";
 
 static const char usage_up[] =
 	"Usage: ghost cluster up [--nodes N] [--json] [OPTIONS]\n"
 	"\n"
 	"Build a cluster of N nodes (ids 1 to N) on this machine and wait until it\n"
-	"is ready: every node's init is running and every node reaches every other\n"
-	"node over TCP, from inside the nodes. Then print the nodes and return; the\n"
-	"cluster stays up until 'ghost cluster down'.\n"
+	"is ready: every node's init is running, every node reaches every other\n"
+	"node over TCP, from inside the nodes, and every node's ghostd sees every\n"
+	"node up. Then print the nodes and return; the cluster stays up until\n"
+	"'ghost cluster down'.\n"
+	"\n"
+	"Each node's init starts the node's ghostd as its child, with the cluster's\n"
+	"configuration, its node id, and its control socket, log and detached\n"
+	"processes' output under the run directory's nodeID/. The ghostd program is\n"
+	"$" CLUSTER_GHOSTD_ENV " if set, else 'ghostd' next to this ghost program, else\n"
+	"../ghostd/ghostd from there (a build tree), else 'ghostd' in $PATH.\n"
 	"\n"
 	"Node ID is a process tree under its own init (PID 1 of the node's PID\n"
 	"namespace) with its own /proc, hostname nodeID, System V IPC, and network:\n"
@@ -87,7 +103,8 @@ static const char usage_up[] =
 	"      --json         print the cluster as one JSON document\n"
 	"      --no-encrypt   write 'encrypt no' in the configuration (messages are\n"
 	"                     then authenticated but not encrypted)\n"
-	"      --timeout SEC  how long the nodes may take to be ready (default 10)\n"
+	"      --timeout SEC  how long the nodes may take to be ready, and then their\n"
+	"                     daemons to see each other (default 10 each)\n"
 	"      --dir DIR      run directory (default $" CLUSTER_DIR_ENV " or\n"
 	"                     " CLUSTER_DEFAULT_DIR ")\n"
 	"  -h, --help         show this help\n";
@@ -96,8 +113,8 @@ static const char usage_down[] =
 	"Usage: ghost cluster down [--dir DIR]\n"
 	"\n"
 	"Take the cluster down: stop every node (its init sends SIGTERM to the\n"
-	"node's processes and, when it ends, the kernel kills whatever is left in\n"
-	"the node's PID namespace), end the keeper (with it the switch, its bridge\n"
+	"node's ghostd, then to the node's other processes and, when it ends, the\n"
+	"kernel kills whatever is left in the node's PID namespace), end the keeper (with it the switch, its bridge\n"
 	"and veth pairs), wait until all these processes are gone, and remove the\n"
 	"run directory and any parent directory 'up' created. Afterwards nothing of\n"
 	"the cluster is left: no process, namespace, mount, device or file.\n"
@@ -114,11 +131,15 @@ static const char usage_status[] =
 	"\n"
 	"Show the cluster in the run directory: its keeper process and, for each\n"
 	"node, its id, hostname, address, port, the PID of its init (as seen from\n"
-	"the machine) and whether it is up. Exits 0 when the cluster is running\n"
-	"and every node is up, 1 otherwise (also when there is no cluster).\n"
+	"the machine), whether its ghostd answers on its control socket and how\n"
+	"many nodes it sees up, and whether the node is up. Exits 0 when the\n"
+	"cluster is running and every node and every daemon is up, 1 otherwise\n"
+	"(also when there is no cluster).\n"
 	"\n"
 	"Options:\n"
-	"      --json         print one JSON document (also when there is no cluster)\n"
+	"      --json         print one JSON document (also when there is no cluster);\n"
+	"                     per node: id, hostname, address, port, pid, up,\n"
+	"                     control, ghostd (true when it answers), nodes_up\n"
 	"      --dir DIR      run directory (default $" CLUSTER_DIR_ENV " or\n"
 	"                     " CLUSTER_DEFAULT_DIR ")\n"
 	"  -h, --help         show this help\n";
@@ -188,6 +209,25 @@ static int fail_err(const struct buf *err, int r)
 	return fail("%s", err->len ? err->data : strerror(-r));
 }
 
+/* What node n's daemon says: -errno when it does not answer, else the
+ * number of nodes it sees up (itself included). */
+static int daemon_nodes_up(const char *control)
+{
+	struct node_info *info = NULL;
+	size_t count = 0;
+	int r, up = 0;
+
+	if (!control)
+		return -ENOMEM;
+	r = node_client_nodes(control, &info, &count, NULL);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < count; i++)
+		up += strcmp(info[i].state, "self") == 0 || strcmp(info[i].state, "up") == 0;
+	free(info);
+	return up;
+}
+
 static int print_json(const struct cluster *c, const char *dir)
 {
 	struct buf b = BUF_INIT;
@@ -212,12 +252,23 @@ static int print_json(const struct cluster *c, const char *dir)
 			       (int)cluster_keeper_pid(c));
 	for (size_t i = 0; r >= 0 && i < cluster_n_nodes(c); i++) {
 		const struct cluster_node *n = cluster_get_node(c, i);
+		_cleanup_free_ char *control = cluster_node_file(dir, n->id, CLUSTER_GHOSTD_SOCKET);
+		int up = n->up ? daemon_nodes_up(control) : -EHOSTDOWN;
 
+		if (!control) {
+			r = -ENOMEM;
+			break;
+		}
 		r = buf_printf(&b,
 			       "%s{\"id\":%u,\"hostname\":\"%s\",\"address\":\"%s\",\"port\":%u,"
-			       "\"pid\":%d,\"up\":%s}",
+			       "\"pid\":%d,\"up\":%s,\"control\":",
 			       i ? "," : "", n->id, n->hostname, n->address, n->port, (int)n->pid,
 			       n->up ? "true" : "false");
+		if (r >= 0)
+			r = buf_append_json_string(&b, control, strlen(control));
+		if (r >= 0)
+			r = buf_printf(&b, ",\"ghostd\":%s,\"nodes_up\":%d}",
+				       up >= 0 ? "true" : "false", MAX(up, 0));
 	}
 	if (r >= 0)
 		r = buf_printf(&b, "]}\n");
@@ -227,33 +278,100 @@ static int print_json(const struct cluster *c, const char *dir)
 	return r < 0 ? fail("out of memory") : 0;
 }
 
-static void print_table(const struct cluster *c)
+/* The table; false when a node or a daemon is not up. */
+static bool print_table(const struct cluster *c)
 {
-	size_t up = 0;
+	size_t up = 0, n_nodes = cluster_n_nodes(c);
+	bool all = cluster_is_running(c);
 
-	for (size_t i = 0; i < cluster_n_nodes(c); i++)
+	for (size_t i = 0; i < n_nodes; i++)
 		up += cluster_get_node(c, i)->up;
 	printf("cluster in %s: %s, keeper PID %d, %zu of %zu nodes up\n", cluster_get_dir(c),
 	       cluster_is_running(c) ? "running" : "NOT RUNNING", (int)cluster_keeper_pid(c), up,
-	       cluster_n_nodes(c));
-	printf("%-5s %-9s %-15s %-5s %-8s %s\n", "NODE", "HOSTNAME", "ADDRESS", "PORT", "PID",
-	       "STATE");
-	for (size_t i = 0; i < cluster_n_nodes(c); i++) {
+	       n_nodes);
+	printf("%-5s %-9s %-15s %-5s %-8s %-11s %s\n", "NODE", "HOSTNAME", "ADDRESS", "PORT",
+	       "PID", "GHOSTD", "STATE");
+	for (size_t i = 0; i < n_nodes; i++) {
 		const struct cluster_node *n = cluster_get_node(c, i);
+		_cleanup_free_ char *control =
+			cluster_node_file(cluster_get_dir(c), n->id, CLUSTER_GHOSTD_SOCKET);
+		int seen = n->up ? daemon_nodes_up(control) : -EHOSTDOWN;
+		char daemon[48];
 
-		printf("%-5u %-9s %-15s %-5u %-8d %s\n", n->id, n->hostname, n->address, n->port,
-		       (int)n->pid, n->up ? "up" : "down");
+		if (seen >= 0)
+			snprintf(daemon, sizeof(daemon), "up(%d/%zu)", seen, n_nodes);
+		else
+			snprintf(daemon, sizeof(daemon), "down");
+		all = all && n->up && seen >= 0;
+		printf("%-5u %-9s %-15s %-5u %-8d %-11s %s\n", n->id, n->hostname, n->address,
+		       n->port, (int)n->pid, daemon, n->up ? "up" : "down");
 	}
+	printf("control sockets: %s/nodeID/%s (the ghost commands use node 1's)\n",
+	       cluster_get_dir(c), CLUSTER_GHOSTD_SOCKET);
+	return all;
 }
 
+/* Every node and daemon up (for --json, where the table is not printed). */
 static bool all_up(const struct cluster *c)
 {
 	if (!cluster_is_running(c))
 		return false;
-	for (size_t i = 0; i < cluster_n_nodes(c); i++)
-		if (!cluster_get_node(c, i)->up)
+	for (size_t i = 0; i < cluster_n_nodes(c); i++) {
+		const struct cluster_node *n = cluster_get_node(c, i);
+		_cleanup_free_ char *control =
+			cluster_node_file(cluster_get_dir(c), n->id, CLUSTER_GHOSTD_SOCKET);
+
+		if (!n->up || daemon_nodes_up(control) < 0)
 			return false;
+	}
 	return true;
+}
+
+/* Wait until every node's daemon sees every node up; one line in err if not. */
+static int wait_daemons(const struct cluster *c, unsigned timeout_ms, struct buf *err)
+{
+	size_t n_nodes = cluster_n_nodes(c);
+	struct timespec ts;
+	uint64_t end;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	end = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + timeout_ms;
+	for (size_t i = 0; i < n_nodes; i++) {
+		const struct cluster_node *n = cluster_get_node(c, i);
+		_cleanup_free_ char *control =
+			cluster_node_file(cluster_get_dir(c), n->id, CLUSTER_GHOSTD_SOCKET);
+		int seen;
+
+		if (!control)
+			return -ENOMEM;
+		for (;;) {
+			uint64_t now;
+
+			seen = daemon_nodes_up(control);
+			if (seen >= 0 && (size_t)seen == n_nodes)
+				break;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+			if (now >= end) {
+				buf_reset(err);
+				if (seen < 0)
+					(void)buf_printf(err,
+							 "node %u: ghostd does not answer on '%s' "
+							 "(see %s/node%u/%s)",
+							 n->id, control, cluster_get_dir(c), n->id,
+							 CLUSTER_GHOSTD_LOG);
+				else
+					(void)buf_printf(err,
+							 "node %u: ghostd sees %d of %zu nodes up "
+							 "after the timeout (see %s/node%u/%s)",
+							 n->id, seen, n_nodes, cluster_get_dir(c),
+							 n->id, CLUSTER_GHOSTD_LOG);
+				return -ETIMEDOUT;
+			}
+			(void)poll(NULL, 0, 50);
+		}
+	}
+	return 0;
 }
 
 static int do_up(int argc, char **argv)
@@ -310,6 +428,14 @@ static int do_up(int argc, char **argv)
 	if (optind != argc)
 		return usage_error(usage_up, "unexpected argument '%s'", argv[optind]);
 	r = cluster_up(&o, &c, &err);
+	if (r >= 0) {
+		r = wait_daemons(c, o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS, &err);
+		if (r < 0) {
+			/* Leave nothing behind, as a failed cluster_up() does. */
+			(void)cluster_down(cluster_get_dir(c), NULL);
+			c = cluster_free(c);
+		}
+	}
 	if (r < 0) {
 		r = fail_err(&err, r);
 		buf_release(&err);
@@ -319,7 +445,7 @@ static int do_up(int argc, char **argv)
 	if (json)
 		r = print_json(c, cluster_get_dir(c));
 	else
-		print_table(c);
+		(void)print_table(c);
 	cluster_free(c);
 	return r;
 }
@@ -408,12 +534,13 @@ static int do_status(int argc, char **argv)
 		return r;
 	}
 	buf_release(&err);
-	if (json)
+	if (json) {
 		r = print_json(c, cluster_get_dir(c));
-	else
-		print_table(c);
-	if (r == 0 && !all_up(c))
+		if (r == 0 && !all_up(c))
+			r = EXIT_FAILURE;
+	} else if (!print_table(c)) {
 		r = EXIT_FAILURE;
+	}
 	cluster_free(c);
 	return r;
 }

@@ -18,12 +18,21 @@
 
 #include "base/buf.h"
 #include "base/fileio.h"
+#include "cluster/cluster.h"
 #include "cmd-node.h"
 #include "node/node.h"
 #include "base/banned.h"
 
 #define EXIT_USAGE 2
 #define EXIT_NOT_RUN 127
+
+/* Where the verbs find ghostd, at the end of each help text. */
+#define CONTROL_HELP \
+	"\n" \
+	"Environment: GHOST_CONTROL names the ghostd control socket. Without it,\n" \
+	"ghost uses node 1's daemon of the local cluster ('ghost cluster up') when\n" \
+	"one is running in $GHOST_CLUSTER_DIR (default " CLUSTER_DEFAULT_DIR "),\n" \
+	"else " NODE_DEFAULT_CONTROL ".\n"
 
 const char cmd_run_usage[] =
 	"Usage: ghost run [--node N] [-d] [-T] [--] COMMAND [ARGS...]\n"
@@ -54,9 +63,7 @@ const char cmd_run_usage[] =
 	"Exit status: the process's own; 128+N if it was killed by signal N; 127 if\n"
 	"COMMAND could not be executed; 1 if it could not be started or the node\n"
 	"failed while it ran; 2 on a usage error; 0 after -d.\n"
-	"\n"
-	"Environment: GHOST_CONTROL names the ghostd control socket (default\n"
-	"/run/ghost/ghostd.sock).\n";
+	CONTROL_HELP;
 
 const char cmd_ps_usage[] =
 	"Usage: ghost ps [-a] [--json]\n"
@@ -72,7 +79,8 @@ const char cmd_ps_usage[] =
 	"      --json        print a JSON array of objects with the keys pid, node,\n"
 	"                    uid, user, state, rss_kib, start_time, detached,\n"
 	"                    command, and exit_code or exit_signal once exited\n"
-	"  -h, --help        show this help\n";
+	"  -h, --help        show this help\n"
+	CONTROL_HELP;
 
 const char cmd_kill_usage[] =
 	"Usage: ghost kill [-SIGNAL | -s SIGNAL] PID...\n"
@@ -89,7 +97,8 @@ const char cmd_kill_usage[] =
 	"  -h, --help           show this help\n"
 	"\n"
 	"Exit status: 0 if every process was signalled, 1 otherwise (one line per\n"
-	"failure), 2 on a usage error.\n";
+	"failure), 2 on a usage error.\n"
+	CONTROL_HELP;
 
 const char cmd_nodes_usage[] =
 	"Usage: ghost nodes [--json]\n"
@@ -104,7 +113,8 @@ const char cmd_nodes_usage[] =
 	"Options:\n"
 	"      --json        print a JSON array of objects with the keys id,\n"
 	"                    address, state, load and processes\n"
-	"  -h, --help        show this help\n";
+	"  -h, --help        show this help\n"
+	CONTROL_HELP;
 
 const char cmd_logs_usage[] =
 	"Usage: ghost logs PID\n"
@@ -115,7 +125,8 @@ const char cmd_logs_usage[] =
 	"logs of their own processes, root all of them.\n"
 	"\n"
 	"Options:\n"
-	"  -h, --help        show this help\n";
+	"  -h, --help        show this help\n"
+	CONTROL_HELP;
 
 static int fail(const char *fmt, ...) _printf_(1, 2);
 static int fail(const char *fmt, ...)
@@ -142,6 +153,19 @@ static int usage_error(const char *usage, const char *fmt, ...)
 	fputc('\n', stderr);
 	fputs(usage, stderr);
 	return EXIT_USAGE;
+}
+
+/* The daemon's control socket, for the node_client_*() calls: NULL (that is
+ * $GHOST_CONTROL, else NODE_DEFAULT_CONTROL) unless $GHOST_CONTROL is unset
+ * and a local cluster runs, whose node 1's socket is then returned. */
+static char *control_path(void)
+{
+	const char *env = getenv(NODE_CONTROL_ENV);
+	char *path = NULL;
+
+	if (env && *env)
+		return NULL;
+	return cluster_local_control(&path) >= 0 ? path : NULL;
 }
 
 /* For the commands without options but --help (and --json). */
@@ -189,6 +213,7 @@ int cmd_run(int argc, char **argv)
 		{}
 	};
 	struct node_run_opts o = { 0 };
+	_cleanup_free_ char *control = NULL;
 	struct buf err = BUF_INIT;
 	uint32_t node = 0;
 	int c, r, status = 0;
@@ -220,7 +245,8 @@ int cmd_run(int argc, char **argv)
 		return usage_error(cmd_run_usage, "run needs a command");
 	o.argv = argv + optind;
 	fflush(stdout);
-	r = node_client_run(NULL, &o, &pid, &node, &status, &err);
+	control = control_path();
+	r = node_client_run(control, &o, &pid, &node, &status, &err);
 	if (r != 0) {
 		fail("%s", err.data ? err.data : "cannot run the command");
 		buf_release(&err);
@@ -313,6 +339,7 @@ static int print_json_procs(const struct node_proc_info *p, size_t n)
 int cmd_ps(int argc, char **argv)
 {
 	struct buf err = BUF_INIT, warnings = BUF_INIT;
+	_cleanup_free_ char *control = NULL;
 	struct node_proc_info *p = NULL;
 	bool json = false, all = false;
 	size_t n = 0;
@@ -323,7 +350,8 @@ int cmd_ps(int argc, char **argv)
 		return r < 0 ? 0 : r;
 	if (optind != argc)
 		return usage_error(cmd_ps_usage, "ps takes no arguments");
-	r = node_client_ps(NULL, all, &p, &n, &warnings, &err);
+	control = control_path();
+	r = node_client_ps(control, all, &p, &n, &warnings, &err);
 	if (r < 0) {
 		fail("%s", err.data ? err.data : "cannot list processes");
 		buf_release(&err);
@@ -393,6 +421,7 @@ static int parse_signal(const char *s, int *ret)
 
 int cmd_kill(int argc, char **argv)
 {
+	_cleanup_free_ char *control = NULL;
 	struct buf err = BUF_INIT;
 	int sig = SIGTERM, i, status = 0;
 	bool have_sig = false;
@@ -430,6 +459,7 @@ int cmd_kill(int argc, char **argv)
 	}
 	if (i >= argc)
 		return usage_error(cmd_kill_usage, "kill needs a PID");
+	control = control_path();
 	for (; i < argc; i++) {
 		pid_t pid;
 		int r;
@@ -438,7 +468,7 @@ int cmd_kill(int argc, char **argv)
 			status = usage_error(cmd_kill_usage, "'%s' is not a PID", argv[i]);
 			break;
 		}
-		r = node_client_kill(NULL, pid, sig, &err);
+		r = node_client_kill(control, pid, sig, &err);
 		if (r < 0)
 			status = fail("%s", err.data ? err.data : strerror(-r));
 	}
@@ -449,6 +479,7 @@ int cmd_kill(int argc, char **argv)
 int cmd_nodes(int argc, char **argv)
 {
 	struct buf err = BUF_INIT, out = BUF_INIT;
+	_cleanup_free_ char *control = NULL;
 	struct node_info *n = NULL;
 	size_t count = 0;
 	bool json = false;
@@ -459,7 +490,8 @@ int cmd_nodes(int argc, char **argv)
 		return r < 0 ? 0 : r;
 	if (optind != argc)
 		return usage_error(cmd_nodes_usage, "nodes takes no arguments");
-	r = node_client_nodes(NULL, &n, &count, &err);
+	control = control_path();
+	r = node_client_nodes(control, &n, &count, &err);
 	if (r < 0) {
 		fail("%s", err.data ? err.data : "cannot list nodes");
 		buf_release(&err);
@@ -509,6 +541,7 @@ int cmd_nodes(int argc, char **argv)
 
 int cmd_logs(int argc, char **argv)
 {
+	_cleanup_free_ char *control = NULL;
 	struct buf err = BUF_INIT;
 	pid_t pid;
 	int r;
@@ -521,7 +554,8 @@ int cmd_logs(int argc, char **argv)
 	if (parse_pid(argv[optind], &pid) < 0)
 		return usage_error(cmd_logs_usage, "'%s' is not a PID", argv[optind]);
 	fflush(stdout);
-	r = node_client_logs(NULL, pid, STDOUT_FILENO, &err);
+	control = control_path();
+	r = node_client_logs(control, pid, STDOUT_FILENO, &err);
 	if (r < 0)
 		fail("%s", err.data ? err.data : strerror(-r));
 	buf_release(&err);

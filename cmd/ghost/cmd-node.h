@@ -12,8 +12,9 @@ extern const char cmd_logs_usage[];
 
 /*
  * argv[0] is the verb; getopt's optind must be 0 on entry. Each talks to the
- * ghostd whose control socket is $GHOST_CONTROL (default
- * /run/ghost/ghostd.sock) and returns the exit status: 0 success, 1 failure
+ * ghostd whose control socket is $GHOST_CONTROL, else node 1's of the local
+ * cluster when one runs (cluster_local_control()), else
+ * /run/ghost/ghostd.sock, and returns the exit status: 0 success, 1 failure
  * (one line "ghost: ..." on stderr), 2 usage error. cmd_run returns the
  * process's status instead (128+N if it was killed by signal N, 127 if the
  * command could not be executed).

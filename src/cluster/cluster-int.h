@@ -78,6 +78,7 @@ struct cl_keeper_args {
 	struct cluster *c;     /* nodes with id, hostname, address, port */
 	unsigned timeout_ms;
 	const char *fault;     /* GHOST_CLUSTER_FAULT: "init", "net" or "reach" */
+	const char *ghostd;    /* the node daemon's executable (absolute) */
 	int report_fd;         /* "ok\n" or "error ERRNO MESSAGE\n" goes here */
 };
 
@@ -86,9 +87,11 @@ _Noreturn void cl_keeper_main(const struct cl_keeper_args *a);
 
 /* ---- init.c ---- */
 
-/* Run in the clone of a new node: be its PID 1. ctl is the node's end of the
+/* Run in the clone of a new node: be its PID 1. dir is the run directory,
+ * ghostd the daemon to start when the keeper asks, ctl the node's end of the
  * control socket; fault makes it fail on purpose. Never returns. */
-_Noreturn void cl_node_init_main(const struct cluster_node *n, int ctl, bool fault);
+_Noreturn void cl_node_init_main(const struct cluster_node *n, const char *dir,
+				 const char *ghostd, int ctl, bool fault);
 
 /* ---- netlink.c: rtnetlink requests, each answered by the kernel's ack ---- */
 

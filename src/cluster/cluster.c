@@ -117,6 +117,95 @@ static int absolute_dir(const char *dir, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+char *cluster_node_file(const char *dir, uint32_t id, const char *name)
+{
+	struct buf b = BUF_INIT;
+
+	if (buf_printf(&b, "%s/node%u/%s", dir, id, name) < 0) {
+		buf_release(&b);
+		return NULL;
+	}
+	return buf_detach(&b, NULL);
+}
+
+/* path, if it is an executable regular file, made absolute into ret. */
+static int try_exe(const char *path, char **ret)
+{
+	struct stat st;
+	char *abs;
+
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+		return -ENOENT;
+	abs = realpath(path, NULL);
+	if (!abs)
+		return -errno;
+	*ret = abs;
+	return 0;
+}
+
+int cluster_find_ghostd(char **ret, struct buf *err)
+{
+	const char *env = getenv(CLUSTER_GHOSTD_ENV), *path;
+	_cleanup_free_ char *self = NULL, *dirs = NULL;
+	struct buf b = BUF_INIT;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	if (env && *env) {
+		r = try_exe(env, ret);
+		if (r < 0)
+			return cl_fail(err, r, "$%s names '%s', which is not an executable file",
+				       CLUSTER_GHOSTD_ENV, env);
+		return 0;
+	}
+	self = realpath("/proc/self/exe", NULL);
+	if (self) {
+		char *slash = strrchr(self, '/');
+
+		*slash = '\0';
+		r = buf_printf(&b, "%s/ghostd", self);
+		if (r >= 0 && try_exe(b.data, ret) >= 0)
+			goto found;
+		buf_reset(&b);
+		r = r < 0 ? r : buf_printf(&b, "%s/../ghostd/ghostd", self);
+		if (r >= 0 && try_exe(b.data, ret) >= 0)
+			goto found;
+		if (r < 0) {
+			buf_release(&b);
+			return cl_fail(err, -ENOMEM, "out of memory");
+		}
+	}
+	path = getenv("PATH");
+	dirs = strdup(path ? path : "");
+	if (!dirs) {
+		buf_release(&b);
+		return cl_fail(err, -ENOMEM, "out of memory");
+	}
+	for (char *d = dirs, *next; d; d = next) {
+		next = strchr(d, ':');
+		if (next)
+			*next++ = '\0';
+		if (!*d)
+			continue;
+		buf_reset(&b);
+		if (buf_printf(&b, "%s/ghostd", d) < 0) {
+			buf_release(&b);
+			return cl_fail(err, -ENOMEM, "out of memory");
+		}
+		if (try_exe(b.data, ret) >= 0)
+			goto found;
+	}
+	buf_release(&b);
+	return cl_fail(err, -ENOENT,
+		       "cannot find ghostd, the node daemon: set $%s, or put ghostd next to "
+		       "ghost or in $PATH",
+		       CLUSTER_GHOSTD_ENV);
+found:
+	buf_release(&b);
+	return 0;
+}
+
 static void check_alive(struct cluster *c)
 {
 	c->keeper_alive = cl_proc_life(c->keeper_pid, c->keeper_start) == CL_PROC_ALIVE;
@@ -144,6 +233,25 @@ int cluster_load(const char *dir, struct cluster **ret, struct buf *err)
 	check_alive(c);
 	*ret = c;
 	return 0;
+}
+
+int cluster_local_control(char **ret)
+{
+	struct cluster *c = NULL;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = cluster_load(NULL, &c, NULL);
+	if (r < 0)
+		return r;
+	if (!cluster_is_running(c) || !cluster_find_node(c, 1)) {
+		cluster_free(c);
+		return -ENOENT;
+	}
+	*ret = cluster_node_file(cluster_get_dir(c), 1, CLUSTER_GHOSTD_SOCKET);
+	cluster_free(c);
+	return *ret ? 0 : -ENOMEM;
 }
 
 /* The run directory exists: say why, for cluster_up(). */
@@ -210,6 +318,23 @@ static void remove_dirs(const struct cluster *c, bool run_dir)
 		(void)rmdir(c->created[i - 1]);
 }
 
+static int make_node_dir(const char *dir, uint32_t id, struct buf *err)
+{
+	_cleanup_free_ char *logs = cluster_node_file(dir, id, CLUSTER_GHOSTD_LOG_DIR);
+	char *slash;
+
+	if (!logs)
+		return cl_fail(err, -ENOMEM, "out of memory");
+	slash = strrchr(logs, '/');
+	*slash = '\0';
+	if (mkdir(logs, 0755) < 0)
+		return cl_fail_errno(err, -errno, "cannot create '%s'", logs);
+	*slash = '/';
+	if (mkdir(logs, 0755) < 0)
+		return cl_fail_errno(err, -errno, "cannot create '%s'", logs);
+	return 0;
+}
+
 static int write_files(struct cluster *c, bool encrypt, struct buf *err)
 {
 	struct cluster_config conf = CLUSTER_CONFIG_INIT;
@@ -265,6 +390,9 @@ static int write_files(struct cluster *c, bool encrypt, struct buf *err)
 		if (r < 0)
 			r = cl_fail_errno(err, r, "cannot write the state file in '%s'", c->dir);
 	}
+	/* Each node's daemon gets a directory: control socket, log, logs/. */
+	for (size_t i = 0; r >= 0 && i < c->n_nodes; i++)
+		r = make_node_dir(c->dir, c->nodes[i].id, err);
 	buf_release(&path);
 	buf_release(&text);
 	return r;
@@ -314,6 +442,7 @@ static int run_keeper(struct cluster *c, const struct cluster_up_opts *o, struct
 		.c = c,
 		.timeout_ms = o->timeout_ms,
 		.fault = getenv("GHOST_CLUSTER_FAULT"),
+		.ghostd = o->ghostd,
 	};
 	struct buf line = BUF_INIT;
 	bool answered = false;
@@ -376,6 +505,7 @@ static int run_keeper(struct cluster *c, const struct cluster_up_opts *o, struct
 int cluster_up(const struct cluster_up_opts *opts, struct cluster **ret, struct buf *err)
 {
 	struct cluster_up_opts o = CLUSTER_UP_OPTS_INIT;
+	_cleanup_free_ char *ghostd = NULL;
 	struct cluster *c;
 	bool made_dir = false;
 	int r;
@@ -390,6 +520,12 @@ int cluster_up(const struct cluster_up_opts *opts, struct cluster **ret, struct 
 	if (geteuid() != 0)
 		return cl_fail(err, -EPERM,
 			       "a local cluster needs root (namespaces, network devices)");
+	if (!o.ghostd) {
+		r = cluster_find_ghostd(&ghostd, err);
+		if (r < 0)
+			return r;
+		o.ghostd = ghostd;
+	}
 
 	c = calloc(1, sizeof(*c));
 	if (!c)

@@ -41,6 +41,12 @@
 #define CLUSTER_CONFIG_FILE "cluster.conf"
 #define CLUSTER_KEY_FILE "key"
 #define CLUSTER_LOG_FILE "cluster.log"
+/* Each node's daemon keeps its files in the run directory's "nodeID/": */
+#define CLUSTER_GHOSTD_SOCKET "ghostd.sock" /* its control socket */
+#define CLUSTER_GHOSTD_LOG "ghostd.log"     /* its stdout and stderr */
+#define CLUSTER_GHOSTD_LOG_DIR "logs"       /* output of detached processes */
+/* Environment variable naming the ghostd executable to start in the nodes. */
+#define CLUSTER_GHOSTD_ENV "GHOST_GHOSTD"
 
 /* ---- cluster.conf ---------------------------------------------------------
  *
@@ -111,9 +117,10 @@ struct cluster_up_opts {
 	unsigned n_nodes;    /* 1..CLUSTER_MAX_NODES */
 	bool encrypt;        /* written to cluster.conf */
 	unsigned timeout_ms; /* for the nodes to be ready and reach each other; 0: 10000 */
+	const char *ghostd;  /* the node daemon; NULL: cluster_find_ghostd() */
 };
 
-#define CLUSTER_UP_OPTS_INIT { NULL, 3, true, 0 }
+#define CLUSTER_UP_OPTS_INIT { NULL, 3, true, 0, NULL }
 
 /* $GHOST_CLUSTER_DIR when set and not empty, else CLUSTER_DEFAULT_DIR. */
 const char *cluster_dir_default(void);
@@ -121,8 +128,10 @@ const char *cluster_dir_default(void);
 /*
  * Build a cluster: create the run directory (which must not exist), the key,
  * cluster.conf, the keeper with the switch, and one node per id 1..n_nodes,
- * and wait until every node's init is ready and every node reaches every
- * other over TCP. Returns 0 and the loaded cluster in ret (may be NULL);
+ * wait until every node's init is ready and every node reaches every other
+ * over TCP, then have every init start the node's ghostd (as its child,
+ * with --config, --node, --control and --log-dir in the run directory's
+ * nodeID/). Waiting until the daemons have joined is left to the caller. Returns 0 and the loaded cluster in ret (may be NULL);
  * the keeper and the nodes live on after the caller exits. On failure
  * nothing is left: no process, namespace, device, file or directory.
  * Errors: -EEXIST (the run directory exists: a cluster is up, or a dead one
@@ -130,6 +139,22 @@ const char *cluster_dir_default(void);
  * -ETIMEDOUT, others from the system.
  */
 int cluster_up(const struct cluster_up_opts *opts, struct cluster **ret, struct buf *err);
+
+/*
+ * The ghostd executable for the nodes, as an absolute path, in this order:
+ * $GHOST_GHOSTD (which must then be an executable file); "ghostd" in the
+ * directory of the running program (/proc/self/exe); "../ghostd/ghostd"
+ * from there (a build tree); "ghostd" in $PATH. -ENOENT when none is found.
+ */
+int cluster_find_ghostd(char **ret, struct buf *err);
+
+/* "DIR/nodeID/NAME", a file of node id's daemon in the run directory dir;
+ * NULL when out of memory. */
+char *cluster_node_file(const char *dir, uint32_t id, const char *name);
+
+/* The control socket of node 1's daemon when the cluster in the default run
+ * directory (cluster_dir_default()) is running; -ENOENT otherwise. */
+int cluster_local_control(char **ret);
 
 /* Load the state of the cluster in dir (NULL: the default) and check which
  * of its processes are alive. -ENOENT when there is no cluster there. */

@@ -21,12 +21,18 @@
  *      eth0 up.
  *   5. from inside every node, a TCP connection to every other node's
  *      address and port: an accept or a reset proves the path both ways.
- *   6. the state file, then "ok" to cluster_up().
+ *   6. per node: "ghostd" to its init, which starts the node's daemon and
+ *      answers "started PID" (waiting until the daemons have joined is
+ *      the caller's part: it speaks their control protocol).
+ *   7. the state file, then "ok" to cluster_up().
  * Undo: stopping closes every control socket (each init then stops its node),
  * waits up to KEEPER_STOP_MS for the inits, SIGKILLs the rest through their
  * pidfds and reaps them. Devices go with their namespaces: the veth ends and
  * the bridge disappear with the switch, which is the keeper's own namespace
  * and ends with it. Nothing is ever created in the caller's namespaces.
+ *
+ * While running, an init may say "ghostd-exit STATUS": the node's daemon
+ * ended (it is not restarted); the keeper logs it.
  *
  * Invariants: (1) the keeper is the parent of every node init and reaps it;
  * (2) only the keeper holds the keeper's end of a control socket, so an init
@@ -101,7 +107,7 @@ static int spawn_node(struct keeper *k, size_t i)
 		return cl_fail_errno(&k->err, -errno, "cannot make a control socket");
 	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 	if (pid == 0)
-		cl_node_init_main(kn->n, sv[1], fault_at(k, "init", i));
+		cl_node_init_main(kn->n, k->c->dir, k->a->ghostd, sv[1], fault_at(k, "init", i));
 	r = -errno;
 	close(sv[1]);
 	if (pid < 0) {
@@ -364,6 +370,57 @@ static int check_reach(struct keeper *k)
 	return r;
 }
 
+/* Ask every init to start its node's daemon, then wait for every answer. */
+static int start_daemons(struct keeper *k)
+{
+	for (size_t i = 0; i < k->n_nodes; i++)
+		if (send(k->nodes[i].ctl, "ghostd", 6, MSG_NOSIGNAL) < 0)
+			return cl_fail_errno(&k->err, -errno, "node %u: cannot talk to its init",
+					     k->nodes[i].n->id);
+	for (size_t i = 0; i < k->n_nodes; i++) {
+		struct knode *kn = &k->nodes[i];
+		char msg[512];
+		ssize_t n;
+
+		for (;;) {
+			struct pollfd p = { .fd = kn->ctl, .events = POLLIN };
+			uint64_t now = cl_now_ms();
+			int r;
+
+			if (now >= k->deadline)
+				return cl_fail(&k->err, -ETIMEDOUT,
+					       "node %u: its init did not start ghostd in time",
+					       kn->n->id);
+			r = poll(&p, 1, (int)(k->deadline - now));
+			if (r < 0 && errno != EINTR)
+				return cl_fail_errno(&k->err, -errno, "poll");
+			if (r > 0)
+				break;
+		}
+		n = recv(kn->ctl, msg, sizeof(msg) - 1, 0);
+		if (n <= 0)
+			return cl_fail(&k->err, n < 0 ? -errno : -ECHILD,
+				       "node %u: its init went away while starting ghostd",
+				       kn->n->id);
+		msg[n] = '\0';
+		if (strncmp(msg, "started ", 8) == 0)
+			continue;
+		if (strncmp(msg, "error ", 6) == 0) {
+			char *text = NULL;
+			long e = strtol(msg + 6, &text, 10);
+
+			if (e <= 0 || e > 4095)
+				e = EIO;
+			if (text && *text == ' ')
+				text++;
+			return cl_fail(&k->err, (int)-e, "node %u: %s: %s", kn->n->id,
+				       text ? text : "?", strerror((int)e));
+		}
+		return cl_fail(&k->err, -EPROTO, "node %u: its init said '%s'", kn->n->id, msg);
+	}
+	return 0;
+}
+
 static int build(struct keeper *k)
 {
 	int r, bridge;
@@ -400,6 +457,9 @@ static int build(struct keeper *k)
 			return r;
 	}
 	r = check_reach(k);
+	if (r < 0)
+		return r;
+	r = start_daemons(k);
 	if (r < 0)
 		return r;
 
@@ -482,15 +542,55 @@ static void stop_all(struct keeper *k)
 	}
 }
 
-/* Wait for SIGTERM, SIGINT or SIGHUP, reaping nodes that end meanwhile. */
+/* A message from node kn's init while running: log what its daemon did. */
+static void hear_init(struct knode *kn)
+{
+	char msg[256];
+	ssize_t n = recv(kn->ctl, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+	int st;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* The init is gone; SIGCHLD tells the rest. */
+		kn->ctl = safe_close(kn->ctl);
+		return;
+	}
+	msg[n] = '\0';
+	if (sscanf(msg, "ghostd-exit %d", &st) != 1)
+		log_warn("node %u: its init said '%s', ignoring", kn->n->id, msg);
+	else if (WIFSIGNALED(st))
+		log_warn("node %u: ghostd killed by signal %d; not restarted", kn->n->id,
+			 WTERMSIG(st));
+	else
+		log_warn("node %u: ghostd exited with status %d; not restarted", kn->n->id,
+			 WEXITSTATUS(st));
+}
+
+/* Wait for SIGTERM, SIGINT or SIGHUP, reaping nodes that end meanwhile and
+ * logging what their inits report. */
 static void supervise(struct keeper *k)
 {
+	_cleanup_free_ struct pollfd *p = NEW_ARRAY(struct pollfd, k->n_nodes + 1);
+
 	for (;;) {
 		struct signalfd_siginfo si;
-		struct pollfd p = { .fd = k->sfd, .events = POLLIN };
+		struct pollfd one = { .fd = k->sfd, .events = POLLIN };
+		int r;
 
-		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+		if (p) {
+			p[0] = one;
+			for (size_t i = 0; i < k->n_nodes; i++)
+				p[i + 1] = (struct pollfd){ .fd = k->nodes[i].ctl, .events = POLLIN };
+			r = poll(p, k->n_nodes + 1, -1);
+		} else {
+			r = poll(&one, 1, -1);
+		}
+		if (r < 0 && errno != EINTR)
 			return;
+		for (size_t i = 0; p && r > 0 && i < k->n_nodes; i++)
+			if (p[i + 1].fd >= 0 && p[i + 1].revents)
+				hear_init(&k->nodes[i]);
 		while (read(k->sfd, &si, sizeof(si)) == sizeof(si)) {
 			if (si.ssi_signo != SIGCHLD) {
 				log_info("signal %u: stopping the cluster", si.ssi_signo);

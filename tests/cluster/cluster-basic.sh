@@ -37,12 +37,14 @@ host_net=$(readlink /proc/self/ns/net)
 for i in $(seq 1 $N); do
 	check_eq "node $i: hostname" "node$i" "$("$GHOST" cluster exec $i -- hostname)"
 	check_eq "node $i: hostname through nodeN" "node$i" "$("$GHOST" cluster exec node$i -- cat /proc/sys/kernel/hostname)"
-	# The shell's own PID, the processes its /proc shows, PID 1's name.
-	out=$("$GHOST" cluster exec $i -- sh -c 'echo $$; echo /proc/[0-9]*; cat /proc/1/comm; readlink /proc/self/ns/net')
+	# The shell's own PID, the processes its /proc shows, PID 1's name, the
+	# name of the one other process (the node's ghostd).
+	out=$("$GHOST" cluster exec $i -- sh -c 'echo $$; echo /proc/[0-9]*; cat /proc/1/comm; readlink /proc/self/ns/net; for p in /proc/[0-9]*; do [ $p = /proc/1 ] || [ $p = /proc/$$ ] || cat $p/comm; done')
 	self=$(echo "$out" | sed -n 1p)
 	check "node $i: exec gets a small PID of the node ($self)" test "$self" -gt 1 -a "$self" -lt 100
-	check_eq "node $i: /proc shows only the node's init and the command" \
-		"/proc/1 /proc/$self" "$(echo "$out" | sed -n 2p)"
+	check_eq "node $i: /proc shows only the node's init, its ghostd and the command" \
+		3 "$(echo "$out" | sed -n 2p | wc -w)"
+	check_eq "  ... the third being ghostd" ghostd "$(echo "$out" | sed -n 5p)"
 	check_eq "node $i: PID 1 is the node init" "ghost-init" "$(echo "$out" | sed -n 3p)"
 	net=$(echo "$out" | sed -n 4p)
 	if [ "$net" != "$host_net" ]; then

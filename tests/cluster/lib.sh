@@ -30,6 +30,9 @@ parse_args() {
 		exit 77
 	fi
 	command -v ip >/dev/null || { echo "SKIP: needs ip (iproute2)"; exit 77; }
+	# ghost finds ghostd next to it (the build tree) and the cluster's
+	# daemon by itself, not what the caller's environment names.
+	unset GHOST_GHOSTD GHOST_CONTROL
 	TEST_TMP=$(mktemp -d /tmp/ghost-cluster-test.XXXXXX)
 	mkdir "$TEST_TMP/base"
 	# Parents that do not exist yet: up must create them and down remove them.
@@ -103,6 +106,11 @@ proc_start() {
 	echo "$s" | cut -d' ' -f20
 }
 
+# The PIDs of the children of process $1.
+children() {
+	ps -o pid= --ppid "$1" | tr -d ' '
+}
+
 # Everything on the machine a cluster could leave behind, as text.
 snapshot() {
 	echo "== links"
@@ -120,7 +128,7 @@ snapshot() {
 	ls -A "$TEST_TMP/base"
 }
 
-# Record the cluster's processes (keeper, inits) and namespaces while it is up.
+# Record the cluster's processes (keeper, inits, daemons) and namespaces while it is up.
 record_cluster() {
 	local pid
 	for pid in $("$GHOST" cluster status --json | grep -o '"\(keeper_pid\|pid\)":[0-9]*' |
@@ -129,6 +137,11 @@ record_cluster() {
 		for ns in net pid mnt uts ipc; do
 			readlink "/proc/$pid/ns/$ns"
 		done >> "$TEST_TMP/ns"
+		# The node's ghostd, a child of its init.
+		for d in $(children "$pid"); do
+			[ "$(cat "/proc/$d/comm" 2>/dev/null)" = ghostd ] &&
+				echo "$d $(proc_start "$d")" >> "$TEST_TMP/pids"
+		done
 	done
 	sort -u -o "$TEST_TMP/ns" "$TEST_TMP/ns"
 	# The host's own namespaces are not the cluster's.
