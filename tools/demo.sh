@@ -1,8 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# The demo: build Ghost, start an ordinary program, checkpoint it, kill it,
-# show its image, restart it from the image with the same PID and watch it
-# carry on from where it was.
+# The demo: build Ghost, then
+#  1. start an ordinary program, checkpoint it, kill it, show its image,
+#     restart it from the image with the same PID and watch it carry on from
+#     where it was;
+#  2. bring a 3-node cluster up on this machine (needs root), run something
+#     on each node through the node daemons, show ghost ps and ghost nodes,
+#     and bring it down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -14,11 +18,18 @@ ghost="$build/cmd/ghost/ghost"
 
 work=$(mktemp -d /tmp/ghost-demo.XXXXXX)
 pid=""
+# The demo's cluster has a run directory of its own, never a real one.
+export GHOST_CLUSTER_DIR=$work/cluster
+unset GHOST_CONTROL GHOST_GHOSTD
 cleanup() {
 	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+	if [ -e "$GHOST_CLUSTER_DIR/state" ]; then
+		"$ghost" cluster down || true
+	fi
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # Run a command with only fds 0-2: whatever else our caller left open would be
 # a descriptor the checkpoint has to refuse.
@@ -68,4 +79,33 @@ after=$(wc -l <"$work/out.txt")
 tail -n 3 "$work/out.txt"
 echo "lines before checkpoint: $before, after restart: $after"
 grep -q "finished at tick 40" "$work/out.txt"
-step "demo finished: the loop resumed where it was checkpointed"
+step "part 1 finished: the loop resumed where it was checkpointed"
+
+if [ "$(id -u)" != 0 ]; then
+	step "part 2 (a 3-node cluster on this machine) needs root: skipped"
+	exit 0
+fi
+
+step "ghost cluster up --nodes 3 (namespaces, a bridge, one ghostd per node)"
+"$ghost" cluster up --nodes 3
+
+step "ghost run --node N -- hostname (from the machine, through node 1's ghostd)"
+for n in 1 2 3; do
+	echo "node $n says: $("$ghost" run --node "$n" -- hostname)"
+done
+
+step "ghost run -d --node N -- sleep 600 (each node hands out PIDs from its own range)"
+for n in 1 2 3; do
+	echo "node $n: PID $("$ghost" run -d --node "$n" -- sleep 600)"
+done
+
+step "ghost ps"
+"$ghost" ps
+
+step "ghost nodes"
+"$ghost" nodes
+
+step "ghost cluster down (daemons, processes, namespaces, bridge, files: all gone)"
+"$ghost" cluster down
+echo "run directory left: $([ -e "$GHOST_CLUSTER_DIR" ] && echo yes || echo no)"
+step "demo finished"
