@@ -21,9 +21,9 @@
 #include "cluster/cluster.h"
 #include "cmd-cluster.h"
 #include "node/node.h"
+#include "cli.h"
 #include "base/banned.h"
 
-#define EXIT_USAGE 2
 #define DEFAULT_TIMEOUT_MS 10000
 
 const char cmd_cluster_usage[] =
@@ -176,37 +176,9 @@ enum {
 	OPT_TIMEOUT,
 };
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ghost: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_FAILURE;
-}
-
-static int usage_error(const char *usage, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int usage_error(const char *usage, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ghost: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fputs(usage, stderr);
-	return EXIT_USAGE;
-}
-
 static int fail_err(const struct buf *err, int r)
 {
-	return fail("%s", err->len ? err->data : strerror(-r));
+	return cli_fail("%s", err->len ? err->data : strerror(-r));
 }
 
 /* What node n's daemon says: -errno when it does not answer, else the
@@ -275,7 +247,7 @@ static int print_json(const struct cluster *c, const char *dir)
 	if (r >= 0)
 		fputs(b.data, stdout);
 	buf_release(&b);
-	return r < 0 ? fail("out of memory") : 0;
+	return r < 0 ? cli_fail("out of memory") : 0;
 }
 
 /* The table; false when a node or a daemon is not up. */
@@ -397,7 +369,7 @@ static int do_up(int argc, char **argv)
 		switch (ch) {
 		case 'n':
 			if (parse_u64(optarg, 10, &v) < 0 || v < 1 || v > CLUSTER_MAX_NODES)
-				return usage_error(usage_up, "--nodes wants 1 to %d, not '%s'",
+				return cli_usage_error(usage_up, "--nodes wants 1 to %d, not '%s'",
 						   CLUSTER_MAX_NODES, optarg);
 			o.n_nodes = (unsigned)v;
 			break;
@@ -409,7 +381,7 @@ static int do_up(int argc, char **argv)
 			break;
 		case OPT_TIMEOUT:
 			if (parse_u64(optarg, 10, &v) < 0 || v < 1 || v > 600)
-				return usage_error(usage_up,
+				return cli_usage_error(usage_up,
 						   "--timeout wants 1 to 600 seconds, not '%s'",
 						   optarg);
 			o.timeout_ms = (unsigned)v * 1000;
@@ -426,7 +398,7 @@ static int do_up(int argc, char **argv)
 		}
 	}
 	if (optind != argc)
-		return usage_error(usage_up, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(usage_up, "unexpected argument '%s'", argv[optind]);
 	r = cluster_up(&o, &c, &err);
 	if (r >= 0) {
 		r = wait_daemons(c, o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS, &err);
@@ -475,7 +447,7 @@ static int do_down(int argc, char **argv)
 		}
 	}
 	if (optind != argc)
-		return usage_error(usage_down, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(usage_down, "unexpected argument '%s'", argv[optind]);
 	r = cluster_down(dir, &err);
 	if (r < 0)
 		r = fail_err(&err, r);
@@ -514,7 +486,7 @@ static int do_status(int argc, char **argv)
 		}
 	}
 	if (optind != argc)
-		return usage_error(usage_status, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(usage_status, "unexpected argument '%s'", argv[optind]);
 	r = cluster_load(dir, &c, &err);
 	if (r == -ENOENT && json) {
 		struct buf b = BUF_INIT;
@@ -599,15 +571,15 @@ static int do_exec(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error(usage_exec, "exec needs a node and a command");
+		return cli_usage_error(usage_exec, "exec needs a node and a command");
 	if (parse_node_id(argv[optind], &id) < 0)
-		return usage_error(usage_exec, "'%s' is not a node (an id like 2, or node2)",
+		return cli_usage_error(usage_exec, "'%s' is not a node (an id like 2, or node2)",
 				   argv[optind]);
 	optind++;
 	if (optind < argc && strcmp(argv[optind], "--") == 0)
 		optind++;
 	if (optind >= argc)
-		return usage_error(usage_exec, "exec needs a command to run in node %u", id);
+		return cli_usage_error(usage_exec, "exec needs a command to run in node %u", id);
 
 	r = cluster_load(dir, &c, &err);
 	if (r < 0) {
@@ -635,7 +607,7 @@ static int do_exec(int argc, char **argv)
 		sigaction(sigs[i], &sa, NULL);
 	while (waitpid(pid, &st, 0) < 0) {
 		if (errno != EINTR)
-			return fail("cannot wait for '%s' in node %u: %s", argv[optind], id,
+			return cli_fail("cannot wait for '%s' in node %u: %s", argv[optind], id,
 				    strerror(errno));
 	}
 	if (WIFEXITED(st))
@@ -674,5 +646,5 @@ int cmd_cluster(int argc, char **argv)
 			return verbs[i].fn(argc - 1, argv + 1);
 		}
 	}
-	return usage_error(cmd_cluster_usage, "unknown cluster command '%s'", verb);
+	return cli_usage_error(cmd_cluster_usage, "unknown cluster command '%s'", verb);
 }

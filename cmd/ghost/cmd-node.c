@@ -21,9 +21,9 @@
 #include "cluster/cluster.h"
 #include "cmd-node.h"
 #include "node/node.h"
+#include "cli.h"
 #include "base/banned.h"
 
-#define EXIT_USAGE 2
 #define EXIT_NOT_RUN 127
 
 /* Where the verbs find ghostd, at the end of each help text. */
@@ -128,33 +128,6 @@ const char cmd_logs_usage[] =
 	"  -h, --help        show this help\n"
 	CONTROL_HELP;
 
-static int fail(const char *fmt, ...) _printf_(1, 2);
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ghost: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_FAILURE;
-}
-
-static int usage_error(const char *usage, const char *fmt, ...) _printf_(2, 3);
-static int usage_error(const char *usage, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ghost: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fputs(usage, stderr);
-	return EXIT_USAGE;
-}
-
 /* The daemon's control socket, for the node_client_*() calls: NULL (that is
  * $GHOST_CONTROL, else NODE_DEFAULT_CONTROL) unless $GHOST_CONTROL is unset
  * and a local cluster runs, whose node 1's socket is then returned. */
@@ -184,12 +157,12 @@ static int simple_opts(int argc, char **argv, const char *usage, bool *json, boo
 		switch (c) {
 		case OPT_JSON:
 			if (!json)
-				return usage_error(usage, "%s has no --json", argv[0]);
+				return cli_usage_error(usage, "%s has no --json", argv[0]);
 			*json = true;
 			break;
 		case 'a':
 			if (!all)
-				return usage_error(usage, "%s has no --all", argv[0]);
+				return cli_usage_error(usage, "%s has no --all", argv[0]);
 			*all = true;
 			break;
 		case 'h':
@@ -224,7 +197,7 @@ int cmd_run(int argc, char **argv)
 		switch (c) {
 		case 'n':
 			if (parse_u64(optarg, 10, &v) < 0 || v == 0 || v > UINT32_MAX)
-				return usage_error(cmd_run_usage, "bad node id '%s'", optarg);
+				return cli_usage_error(cmd_run_usage, "bad node id '%s'", optarg);
 			o.node = (uint32_t)v;
 			break;
 		case 'd':
@@ -242,13 +215,13 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error(cmd_run_usage, "run needs a command");
+		return cli_usage_error(cmd_run_usage, "run needs a command");
 	o.argv = argv + optind;
 	fflush(stdout);
 	control = control_path();
 	r = node_client_run(control, &o, &pid, &node, &status, &err);
 	if (r != 0) {
-		fail("%s", err.data ? err.data : "cannot run the command");
+		cli_fail("%s", err.data ? err.data : "cannot run the command");
 		buf_release(&err);
 		return r > 0 ? EXIT_NOT_RUN : EXIT_FAILURE;
 	}
@@ -349,11 +322,11 @@ int cmd_ps(int argc, char **argv)
 	if (r)
 		return r < 0 ? 0 : r;
 	if (optind != argc)
-		return usage_error(cmd_ps_usage, "ps takes no arguments");
+		return cli_usage_error(cmd_ps_usage, "ps takes no arguments");
 	control = control_path();
 	r = node_client_ps(control, all, &p, &n, &warnings, &err);
 	if (r < 0) {
-		fail("%s", err.data ? err.data : "cannot list processes");
+		cli_fail("%s", err.data ? err.data : "cannot list processes");
 		buf_release(&err);
 		buf_release(&warnings);
 		return EXIT_FAILURE;
@@ -392,7 +365,7 @@ int cmd_ps(int argc, char **argv)
 	buf_release(&err);
 	buf_release(&warnings);
 	if (r < 0)
-		return fail("cannot write the list: %s", strerror(-r));
+		return cli_fail("cannot write the list: %s", strerror(-r));
 	return 0;
 }
 
@@ -442,35 +415,35 @@ int cmd_kill(int argc, char **argv)
 		}
 		if (strcmp(a, "-s") == 0 || strcmp(a, "--signal") == 0) {
 			if (++i == argc)
-				return usage_error(cmd_kill_usage, "%s needs a signal", a);
+				return cli_usage_error(cmd_kill_usage, "%s needs a signal", a);
 			spec = argv[i];
 		} else if (strncmp(a, "--signal=", 9) == 0) {
 			spec = a + 9;
 		} else if (a[1] == '-') {
-			return usage_error(cmd_kill_usage, "unknown option '%s'", a);
+			return cli_usage_error(cmd_kill_usage, "unknown option '%s'", a);
 		} else {
 			spec = a + 1;
 		}
 		if (have_sig)
-			return usage_error(cmd_kill_usage, "more than one signal given");
+			return cli_usage_error(cmd_kill_usage, "more than one signal given");
 		if (parse_signal(spec, &sig) < 0)
-			return usage_error(cmd_kill_usage, "unknown signal '%s'", spec);
+			return cli_usage_error(cmd_kill_usage, "unknown signal '%s'", spec);
 		have_sig = true;
 	}
 	if (i >= argc)
-		return usage_error(cmd_kill_usage, "kill needs a PID");
+		return cli_usage_error(cmd_kill_usage, "kill needs a PID");
 	control = control_path();
 	for (; i < argc; i++) {
 		pid_t pid;
 		int r;
 
 		if (parse_pid(argv[i], &pid) < 0) {
-			status = usage_error(cmd_kill_usage, "'%s' is not a PID", argv[i]);
+			status = cli_usage_error(cmd_kill_usage, "'%s' is not a PID", argv[i]);
 			break;
 		}
 		r = node_client_kill(control, pid, sig, &err);
 		if (r < 0)
-			status = fail("%s", err.data ? err.data : strerror(-r));
+			status = cli_fail("%s", err.data ? err.data : strerror(-r));
 	}
 	buf_release(&err);
 	return status;
@@ -489,11 +462,11 @@ int cmd_nodes(int argc, char **argv)
 	if (r)
 		return r < 0 ? 0 : r;
 	if (optind != argc)
-		return usage_error(cmd_nodes_usage, "nodes takes no arguments");
+		return cli_usage_error(cmd_nodes_usage, "nodes takes no arguments");
 	control = control_path();
 	r = node_client_nodes(control, &n, &count, &err);
 	if (r < 0) {
-		fail("%s", err.data ? err.data : "cannot list nodes");
+		cli_fail("%s", err.data ? err.data : "cannot list nodes");
 		buf_release(&err);
 		return EXIT_FAILURE;
 	}
@@ -535,7 +508,7 @@ int cmd_nodes(int argc, char **argv)
 	buf_release(&out);
 	buf_release(&err);
 	if (r < 0)
-		return fail("cannot write the list: %s", strerror(-r));
+		return cli_fail("cannot write the list: %s", strerror(-r));
 	return 0;
 }
 
@@ -550,14 +523,14 @@ int cmd_logs(int argc, char **argv)
 	if (r)
 		return r < 0 ? 0 : r;
 	if (optind + 1 != argc)
-		return usage_error(cmd_logs_usage, "logs needs exactly one PID");
+		return cli_usage_error(cmd_logs_usage, "logs needs exactly one PID");
 	if (parse_pid(argv[optind], &pid) < 0)
-		return usage_error(cmd_logs_usage, "'%s' is not a PID", argv[optind]);
+		return cli_usage_error(cmd_logs_usage, "'%s' is not a PID", argv[optind]);
 	fflush(stdout);
 	control = control_path();
 	r = node_client_logs(control, pid, STDOUT_FILENO, &err);
 	if (r < 0)
-		fail("%s", err.data ? err.data : strerror(-r));
+		cli_fail("%s", err.data ? err.data : strerror(-r));
 	buf_release(&err);
 	return r < 0 ? EXIT_FAILURE : 0;
 }

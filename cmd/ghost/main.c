@@ -26,13 +26,13 @@
 #include "io/io.h"
 #include "cmd-cluster.h"
 #include "cmd-node.h"
+#include "cli.h"
 #include "base/banned.h"
 
 #ifndef GHOST_VERSION
 #define GHOST_VERSION "unknown"
 #endif
 
-#define EXIT_USAGE 2
 
 static const char usage_main[] =
 	"Usage: ghost [--verbose] COMMAND [ARGS...]\n"
@@ -113,33 +113,6 @@ static const char usage_image[] =
 	"      --json              print one JSON document\n"
 	"      --any-kernel        do not complain about the kernel release\n"
 	"  -h, --help              show this help\n";
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ghost: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_FAILURE;
-}
-
-static int usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *usage, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ghost: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fputs(usage, stderr);
-	return EXIT_USAGE;
-}
 
 static double ms(uint64_t ns)
 {
@@ -233,16 +206,16 @@ static int cmd_checkpoint(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc)
-		return usage_error(usage_checkpoint, "checkpoint needs exactly one PID");
+		return cli_usage_error(usage_checkpoint, "checkpoint needs exactly one PID");
 	if (!out)
-		return usage_error(usage_checkpoint, "checkpoint needs an output file (-o FILE)");
+		return cli_usage_error(usage_checkpoint, "checkpoint needs an output file (-o FILE)");
 	if (parse_pid(argv[optind], &pid) < 0)
-		return usage_error(usage_checkpoint, "'%s' is not a PID", argv[optind]);
+		return cli_usage_error(usage_checkpoint, "'%s' is not a PID", argv[optind]);
 	if ((eo.flags & GHOST_EXPORT_KILL) && (eo.flags & GHOST_EXPORT_STOP))
-		return usage_error(usage_checkpoint, "--kill and --stop exclude each other");
+		return cli_usage_error(usage_checkpoint, "--kill and --stop exclude each other");
 	to_stdout = strcmp(out, "-") == 0;
 	if (to_stdout && json)
-		return usage_error(usage_checkpoint, "--json needs an output file, not '-'");
+		return cli_usage_error(usage_checkpoint, "--json needs an output file, not '-'");
 
 	if (isatty(STDERR_FILENO)) {
 		eo.progress = show_progress;
@@ -251,7 +224,7 @@ static int cmd_checkpoint(int argc, char **argv)
 	fd = to_stdout ? STDOUT_FILENO
 		       : open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return fail("cannot create '%s': %s", out, strerror(errno));
+		return cli_fail("cannot create '%s': %s", out, strerror(errno));
 	r = ghost_new(&g);
 	if (r >= 0)
 		r = ghost_plug(g, GHOST_FILE_WRITE);
@@ -267,14 +240,14 @@ static int cmd_checkpoint(int argc, char **argv)
 			close(fd);
 			unlink(out);
 		}
-		fail("checkpoint of process %d failed: %s", pid, msg);
+		cli_fail("checkpoint of process %d failed: %s", pid, msg);
 		ghost_free(g);
 		return EXIT_FAILURE;
 	}
 	if (!to_stdout && close(fd) < 0) {
 		ghost_free(g);
 		unlink(out);
-		return fail("cannot write '%s': %s", out, strerror(errno));
+		return cli_fail("cannot write '%s': %s", out, strerror(errno));
 	}
 	if (json) {
 		const struct ghost_stats *s = ghost_get_stats(g);
@@ -344,7 +317,7 @@ static int cmd_restart(int argc, char **argv)
 			uint64_t v;
 
 			if (parse_u64(optarg, 10, &v) < 0 || v > 600000)
-				return usage_error(usage_restart, "bad --pid-wait '%s'", optarg);
+				return cli_usage_error(usage_restart, "bad --pid-wait '%s'", optarg);
 			io.pid_wait_ms = (unsigned)v;
 			break;
 		}
@@ -360,7 +333,7 @@ static int cmd_restart(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc)
-		return usage_error(usage_restart, "restart needs exactly one image file");
+		return cli_usage_error(usage_restart, "restart needs exactly one image file");
 	in = argv[optind];
 	io.caller_uid = getuid();
 	io.caller_gid = getgid();
@@ -370,7 +343,7 @@ static int cmd_restart(int argc, char **argv)
 	}
 	fd = strcmp(in, "-") == 0 ? STDIN_FILENO : open(in, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail("cannot open '%s': %s", in, strerror(errno));
+		return cli_fail("cannot open '%s': %s", in, strerror(errno));
 	if (fd == STDIN_FILENO)
 		io.stdio[0] = -1;
 	r = ghost_new(&g);
@@ -384,7 +357,7 @@ static int cmd_restart(int argc, char **argv)
 	if (fd != STDIN_FILENO)
 		close(fd);
 	if (r < 0) {
-		fail("restart from '%s' failed: %s", in,
+		cli_fail("restart from '%s' failed: %s", in,
 		     g && ghost_errmsg(g)[0] ? ghost_errmsg(g) : ghost_strerror(r));
 		ghost_free(g);
 		return EXIT_FAILURE;
@@ -416,7 +389,7 @@ static int cmd_restart(int argc, char **argv)
 	}
 	while (waitpid(pid, &st, 0) < 0) {
 		if (errno != EINTR)
-			return fail("cannot wait for process %d: %s", pid, strerror(errno));
+			return cli_fail("cannot wait for process %d: %s", pid, strerror(errno));
 	}
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
@@ -445,7 +418,7 @@ static int cmd_image(int argc, char **argv)
 		return argc < 2 ? EXIT_USAGE : 0;
 	}
 	if (strcmp(argv[1], "show") != 0)
-		return usage_error(usage_image, "unknown image command '%s'", argv[1]);
+		return cli_usage_error(usage_image, "unknown image command '%s'", argv[1]);
 	argc--;
 	argv++;
 	optind = 0;
@@ -466,11 +439,11 @@ static int cmd_image(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc)
-		return usage_error(usage_image, "image show needs exactly one image file");
+		return cli_usage_error(usage_image, "image show needs exactly one image file");
 	in = argv[optind];
 	fd = strcmp(in, "-") == 0 ? STDIN_FILENO : open(in, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail("cannot open '%s': %s", in, strerror(errno));
+		return cli_fail("cannot open '%s': %s", in, strerror(errno));
 	r = io_file_new(fd, IO_READ, 0, &io);
 	if (r >= 0)
 		r = img_show(io, rf, json, &out);
@@ -482,7 +455,7 @@ static int cmd_image(int argc, char **argv)
 	if (fd != STDIN_FILENO)
 		close(fd);
 	if (r < 0)
-		return fail("cannot show '%s': %s", in, ghost_strerror(r));
+		return cli_fail("cannot show '%s': %s", in, ghost_strerror(r));
 	return 0;
 }
 
@@ -562,7 +535,7 @@ int main(int argc, char **argv)
 				fputs(verbs[i].usage, stdout);
 				return 0;
 			}
-		return usage_error(usage_main, "no help for unknown command '%s'", what);
+		return cli_usage_error(usage_main, "no help for unknown command '%s'", what);
 	}
-	return usage_error(usage_main, "unknown command '%s'", cmd);
+	return cli_usage_error(usage_main, "unknown command '%s'", cmd);
 }
