@@ -3,8 +3,10 @@
  * msg-peer: one msg endpoint with test traffic, driven from the command line,
  * for multi-node tests (one per node, e.g. one per network namespace). It
  * prints event lines on stdout ("ready ID port P", "up ID INC", "down ID",
- * "stats ...", "done") and exits 0 once all traffic went through exactly once
- * and in order, 1 if not, 2 on a usage error.
+ * "send ID ERR" with what a send to a node that just went down returned,
+ * "stats ...", "done"; SIGUSR1 prints the stats lines again) and exits 0
+ * once all traffic went through exactly once and in order, 1 if not, 2 on a
+ * usage error.
  */
 #include <fcntl.h>
 #include <getopt.h>

@@ -44,7 +44,7 @@ struct run {
 	uint8_t *buf;
 	size_t buf_size;
 	struct loop_timer *tick;
-	struct loop_signal *sigterm, *sigint;
+	struct loop_signal *sigterm, *sigint, *sigusr1;
 };
 
 static void event(struct run *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -184,6 +184,8 @@ static void on_peer(struct msg *m, uint32_t id, enum msg_peer_event ev, uint64_t
 	if (ev == MSG_PEER_DOWN) {
 		n->up = false;
 		event(run, "down %u", id);
+		/* A send to a node that is down fails at once. */
+		event(run, "send %u %d", id, msg_send(m, id, TPEER_CONTROL_CHANNEL, 0, NULL, 0));
 		if (n->fin_rx)
 			n->gone = true;
 		else if (!run->o->linger)
@@ -397,11 +399,15 @@ static void on_tick(struct loop_timer *t, void *userdata)
 	loop_timer_arm(t, 20000);
 }
 
-static void on_signal(struct loop_signal *s _unused_, const struct signalfd_siginfo *si _unused_,
+static void on_signal(struct loop_signal *s _unused_, const struct signalfd_siginfo *si,
 		      void *userdata)
 {
 	struct run *run = userdata;
 
+	if (si->ssi_signo == SIGUSR1) {
+		print_stats(run);
+		return;
+	}
 	loop_exit(run->loop, run->status);
 }
 
@@ -466,6 +472,8 @@ int tpeer_run(const struct tpeer_opts *o)
 		r = loop_signal_new(run.loop, SIGTERM, on_signal, &run, &run.sigterm);
 	if (r >= 0)
 		r = loop_signal_new(run.loop, SIGINT, on_signal, &run, &run.sigint);
+	if (r >= 0)
+		r = loop_signal_new(run.loop, SIGUSR1, on_signal, &run, &run.sigusr1);
 	if (r < 0)
 		goto out;
 	loop_timer_arm(run.tick, 20000);
@@ -488,6 +496,7 @@ int tpeer_run(const struct tpeer_opts *o)
 out:
 	loop_signal_free(run.sigterm);
 	loop_signal_free(run.sigint);
+	loop_signal_free(run.sigusr1);
 	loop_timer_free(run.tick);
 	msg_free(run.m);
 	loop_free(run.loop);
