@@ -578,6 +578,7 @@ static int on_session_record(struct conn *c, uint8_t *rec, size_t size)
 	r = msg_wire_open(&c->rx, rec, size, &body, &n);
 	if (r < 0)
 		return bad_record(c, r, "frame failed its integrity check");
+	p->confirmed = true;
 	r = msg_wire_hdr_unpack(body, &h);
 	if (r < 0)
 		return bad_record(c, r, "malformed frame header");

@@ -305,6 +305,9 @@ struct peer {
 	socklen_t addrlen;
 	enum msg_peer_state state;
 	uint64_t inc; /* the peer's incarnation in the current session, 0 if none */
+	/* A session record came from the peer in this session, so it holds the
+	 * session too; until then, only our side of the handshake may have. */
+	bool confirmed;
 
 	/* sending: queue holds frames tx_acked + 1 .. tx_seq */
 	uint64_t tx_seq;

@@ -31,6 +31,16 @@
  * either side already declared the other failed, which ends the session on
  * both sides at the next handshake.
  *
+ * One exception: the dialer takes a new session when the acceptor's hello
+ * checks out, the acceptor only when the dialer's MAC does, so a connection
+ * that breaks in between leaves the session on one side only. The next hello
+ * from the other side then names no session (0) but the same incarnation.
+ * Until a record of the peer shows that it holds the session too
+ * (p->confirmed), nothing of the session can have been received or
+ * acknowledged by either side, so the side holding it keeps it, with no DOWN
+ * and no failures, and the other side starts it, with its UP: a cut in the
+ * first handshake is as invisible as any other.
+ *
  * Invariants:
  *   1. Frames to a peer carry seq 1, 2, ... in queueing order; the queue
  *      holds exactly tx_acked + 1 .. tx_seq, and tx_acked <= tx_sent <= tx_seq.
@@ -260,6 +270,7 @@ int msg_peer_queue(struct peer *p, struct frame *f)
 static void reset_session(struct peer *p)
 {
 	p->inc = 0;
+	p->confirmed = false;
 	p->tx_seq = p->tx_acked = p->tx_sent = 0;
 	p->q_head = p->q_tail = NULL;
 	p->q_bytes = 0;
@@ -306,11 +317,22 @@ int msg_peer_attach(struct peer *p, struct conn *c)
 {
 	struct msg *m = p->msg;
 	const struct hs_hello *ph = &c->peer_hello;
-	bool resume, fresh = false;
+	bool resume, fresh = false, adopted = false;
 	int r;
 
 	resume = c->my_hello.your_incarnation == ph->incarnation &&
 		 ph->your_incarnation == m->incarnation;
+	if (!resume && p->state == MSG_PEER_STATE_UP && !p->confirmed &&
+	    ph->incarnation == p->inc && c->my_hello.your_incarnation == p->inc &&
+	    ph->your_incarnation == 0) {
+		/* The connection that started our session broke after our side of
+		 * the handshake took it and before the peer's did: the peer starts
+		 * the session now, ours goes on. Nothing in it was ever received
+		 * or acknowledged, so both sides stand at its beginning. */
+		assert(p->rx_seq == 0 && p->tx_acked == 0 && ph->rx_seq == 0);
+		adopted = true;
+		resume = true;
+	}
 	if (resume) {
 		if (p->state != MSG_PEER_STATE_UP || p->inc != ph->incarnation)
 			/* Our session ended after our hello went out: start over. */
@@ -351,8 +373,11 @@ int msg_peer_attach(struct peer *p, struct conn *c)
 	p->info.connections++;
 	msg_peer_heard(p);
 	arm_liveness(p);
+	if (!adopted)
+		p->confirmed = !fresh;
 	log_debug("node %u connected (%s session, incarnation %016llx)", p->id,
-		  fresh ? "new" : "resumed", (unsigned long long)p->inc);
+		  fresh ? "new" : adopted ? "its new, our unconfirmed" : "resumed",
+		  (unsigned long long)p->inc);
 	if (fresh && m->peer_fn)
 		m->peer_fn(m, p->id, MSG_PEER_UP, p->inc, m->peer_userdata);
 	msg_conn_kick(c);
