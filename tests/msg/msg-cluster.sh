@@ -126,7 +126,7 @@ done
 cuts=0
 while alive p1 || alive p2 || alive p3; do
 	[ $((SECONDS - t0)) -gt 70 ] && break
-	sleep 0.3
+	sleep 0.1
 	from=$((cuts % 3 + 1))
 	to=$(((cuts + 1) % 3 + 1))
 	if "$GHOST" cluster exec "$from" -- ss -K dst "10.77.0.$to" > /dev/null 2>&1; then

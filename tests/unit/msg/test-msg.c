@@ -967,6 +967,117 @@ static void test_bad_frames(void **state _unused_)
 	check_faults(true);
 }
 
+/* Shut down every connection of m that is not closed yet, in whatever state
+ * of its handshake, as `ss -K` does from outside. */
+static int cut_every_connection(struct msg *m)
+{
+	int n = 0;
+
+	for (struct conn *c = m->conns; c; c = c->next) {
+		if (c->state == CONN_CLOSED || c->fd < 0)
+			continue;
+		(void)shutdown(c->fd, SHUT_RDWR);
+		n++;
+	}
+	return n;
+}
+
+static bool state_is(struct msg *m, uint32_t node, enum msg_peer_state state)
+{
+	struct msg_peer_info info;
+
+	return msg_peer_get_info(m, node, &info) == 0 && info.state == state;
+}
+
+/* Cuts at every point of the first handshake and of later ones, as a cut
+ * from outside would land: a brief disconnection never shows, even when it
+ * lands after the dialer has taken the new session and before the acceptor
+ * has. Each round cuts once after `step` loop iterations from the start, then
+ * again `step` iterations into the next handshake. */
+static void test_cuts_during_handshake(void **state _unused_)
+{
+	bool split_seen = false;
+
+	for (int step = 0; step < 24; step++) {
+		struct world w;
+		bool first_split = false;
+		uint32_t sent = 0;
+
+		world_init(&w);
+		assert_int_equal(ep_start(&w, 1, NULL), 0);
+		assert_int_equal(ep_start(&w, 2, NULL), 0);
+		for (int i = 0; i < step; i++)
+			assert_int_equal(loop_run_once(w.loop, 10000), 0);
+		/* The dialer holds the session, the acceptor does not yet. */
+		if (state_is(w.ep[1].m, 2, MSG_PEER_STATE_UP) &&
+		    state_is(w.ep[2].m, 1, MSG_PEER_STATE_DOWN))
+			first_split = split_seen = true;
+		cut_every_connection(w.ep[step % 2 ? 2 : 1].m);
+		if (state_is(w.ep[1].m, 2, MSG_PEER_STATE_UP)) {
+			send_range(&w, 1, sent, 20);
+			sent += 20;
+		}
+		run_until(&w, both_up, NULL);
+		send_range(&w, 1, sent, 20);
+		send_range(&w, 2, 0, 20);
+		sent += 20;
+		for (int round = 0; round < 3; round++) {
+			assert_int_equal(msg_fault_inject(w.ep[1].m, 2, MSG_FAULT_CUT), 0);
+			for (int i = 0; i < step; i++)
+				assert_int_equal(loop_run_once(w.loop, 10000), 0);
+			cut_every_connection(w.ep[round % 2 ? 1 : 2].m);
+			run_until(&w, both_up, NULL);
+		}
+		run_until(&w, received, (uint64_t[]){ 0, 20, sent });
+		run_until(&w, all_acked, NULL);
+		assert_int_equal(w.ep[1].rx_bad + w.ep[2].rx_bad, 0);
+		assert_int_equal(w.ep[1].failed + w.ep[2].failed, 0);
+		if (w.ep[1].downs + w.ep[2].downs != 0 || w.ep[1].ups != 1 || w.ep[2].ups != 1)
+			fail_msg("step %d%s: %d/%d ups, %d/%d downs", step,
+				 first_split ? " (cut between the two sides' UP)" : "",
+				 w.ep[1].ups, w.ep[2].ups, w.ep[1].downs, w.ep[2].downs);
+		world_release(&w);
+	}
+	assert_true(split_seen);
+}
+
+/* Cuts from outside at a high rate on both sides, during handshakes as well,
+ * while messages flow both ways: every message arrives once, in order, and
+ * neither side ever sees the other go down. */
+static void test_cuts_at_high_rate(void **state _unused_)
+{
+	const struct ep_opts o = { .timeout_ms = 1000 };
+	struct world w;
+	uint32_t sent = 0;
+	uint64_t start, cuts = 0;
+
+	world_init(&w);
+	assert_int_equal(ep_start(&w, 1, &o), 0);
+	assert_int_equal(ep_start(&w, 2, &o), 0);
+	start = loop_now_update(w.loop);
+	for (unsigned i = 0; loop_now(w.loop) - start < 3000000; i++) {
+		assert_int_equal(loop_run_once(w.loop, 1000), 0);
+		if (sent < 4000 && both_up(&w, NULL)) {
+			send_range(&w, 1, sent, 20);
+			send_range(&w, 2, sent, 20);
+			sent += 20;
+		}
+		/* Every few iterations, from either side: in any state. */
+		if (i % 7 == 3)
+			cuts += (uint64_t)cut_every_connection(w.ep[1 + (i / 7) % 2].m);
+	}
+	run_until(&w, received, (uint64_t[]){ 0, sent, sent });
+	run_until(&w, all_acked, NULL);
+	assert_true(cuts > 100);
+	assert_true(sent > 0);
+	assert_int_equal(w.ep[1].rx_bad + w.ep[2].rx_bad, 0);
+	assert_int_equal(w.ep[1].failed + w.ep[2].failed, 0);
+	assert_int_equal(w.ep[1].downs + w.ep[2].downs, 0);
+	assert_int_equal(w.ep[1].ups, 1);
+	assert_int_equal(w.ep[2].ups, 1);
+	world_release(&w);
+}
+
 static bool down_1(struct world *w, void *arg _unused_)
 {
 	return w->ep[1].downs > 0;
@@ -1318,6 +1429,8 @@ int main(void)
 		cmocka_unit_test(test_big_messages),
 		cmocka_unit_test(test_retransmit_after_cut),
 		cmocka_unit_test(test_bad_frames),
+		cmocka_unit_test(test_cuts_during_handshake),
+		cmocka_unit_test(test_cuts_at_high_rate),
 		cmocka_unit_test(test_peer_failure_and_rejoin),
 		cmocka_unit_test(test_restart_before_timeout),
 		cmocka_unit_test(test_streams),
