@@ -364,11 +364,13 @@ static int encode_frame(struct conn *c, struct frame *f, bool *ret_done)
 		if (f->taken || off > 0) {
 			memcpy(c->out + start + body, f->hdr, WIRE_HDR_SIZE);
 			memcpy(c->out + start + body + WIRE_HDR_SIZE, f->payload + off, chunk);
-			msg_wire_seal(&c->tx, c->out + start + body, n, c->out + start);
+			r = msg_wire_seal(&c->tx, c->out + start + body, n, c->out + start);
 		} else {
 			/* hdr and the payload's start are contiguous */
-			msg_wire_seal(&c->tx, f->hdr, n, c->out + start);
+			r = msg_wire_seal(&c->tx, f->hdr, n, c->out + start);
 		}
+		if (r < 0)
+			return r;
 		out_commit(c, msg_wire_overhead(&c->tx) + n, more ? 0 : f->seq);
 	}
 	c->tx_off = more ? off + chunk : 0;
@@ -395,7 +397,9 @@ static int encode_control(struct conn *c, uint8_t kind)
 	if (r < 0)
 		return r;
 	msg_wire_hdr_pack(&h, hdr);
-	msg_wire_seal(&c->tx, hdr, WIRE_HDR_SIZE, c->out + start);
+	r = msg_wire_seal(&c->tx, hdr, WIRE_HDR_SIZE, c->out + start);
+	if (r < 0)
+		return r;
 	out_commit(c, msg_wire_overhead(&c->tx) + WIRE_HDR_SIZE, 0);
 	if (c->fault == MSG_FAULT_CORRUPT) {
 		c->out[start + WIRE_LEN_SIZE] ^= 0x20;
@@ -830,18 +834,23 @@ int msg_conn_accept(struct msg *m, int fd)
 	return 0;
 }
 
-void msg_conn_establish(struct conn *c, const uint8_t tx_key[WIRE_KEY_SIZE],
-		    const uint8_t rx_key[WIRE_KEY_SIZE])
+int msg_conn_establish(struct conn *c, const uint8_t tx_key[WIRE_KEY_SIZE],
+		       const uint8_t rx_key[WIRE_KEY_SIZE])
 {
 	struct msg *m = c->msg;
+	int r;
 
-	msg_wire_cipher_init(&c->tx, m->encrypt, tx_key);
-	msg_wire_cipher_init(&c->rx, m->encrypt, rx_key);
+	r = msg_wire_cipher_init(&c->tx, m->encrypt, tx_key);
+	if (r >= 0)
+		r = msg_wire_cipher_init(&c->rx, m->encrypt, rx_key);
+	if (r < 0)
+		return r; /* the caller closes c, which wipes both */
 	c->state = CONN_ESTABLISHED;
 	if (!c->dialer)
 		m->n_handshaking--;
 	c->last_rx = c->last_tx = loop_now(m->loop);
 	loop_timer_arm(c->timer, MAX(m->heartbeat_us / 2, (uint64_t)1000));
+	return 0;
 }
 
 int msg_conn_fault(struct conn *c, enum msg_fault fault)

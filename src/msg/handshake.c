@@ -252,9 +252,11 @@ static int on_acceptor_hello(struct conn *c, const uint8_t *body, size_t len)
 	if (r < 0)
 		return r;
 	msg_hs_session_keys(&m->keys, th, d2a, a2d);
-	msg_conn_establish(c, d2a, a2d);
+	r = msg_conn_establish(c, d2a, a2d);
 	sodium_memzero(d2a, sizeof(d2a));
 	sodium_memzero(a2d, sizeof(a2d));
+	if (r < 0)
+		return r;
 	m->stats.handshakes++;
 	return msg_peer_attach(c->peer, c);
 }
@@ -263,6 +265,7 @@ static int on_dialer_mac(struct conn *c, const uint8_t *body, size_t len)
 {
 	struct msg *m = c->msg;
 	uint8_t th[32], mac[HS_MAC_SIZE], d2a[WIRE_KEY_SIZE], a2d[WIRE_KEY_SIZE];
+	int r;
 
 	if (len != HS_MAC_SIZE)
 		return refuse(c, "malformed authentication");
@@ -271,9 +274,11 @@ static int on_dialer_mac(struct conn *c, const uint8_t *body, size_t len)
 	if (sodium_memcmp(mac, body, HS_MAC_SIZE) != 0)
 		return refuse(c, "authentication failed (wrong cluster key or replay?)");
 	msg_hs_session_keys(&m->keys, th, d2a, a2d);
-	msg_conn_establish(c, a2d, d2a);
+	r = msg_conn_establish(c, a2d, d2a);
 	sodium_memzero(d2a, sizeof(d2a));
 	sodium_memzero(a2d, sizeof(a2d));
+	if (r < 0)
+		return r;
 	m->stats.handshakes++;
 	return msg_peer_attach(c->peer, c);
 }

@@ -74,16 +74,18 @@ void msg_wire_hdr_pack(const struct wire_hdr *h, uint8_t out[WIRE_HDR_SIZE]);
 int msg_wire_hdr_unpack(const uint8_t in[WIRE_HDR_SIZE], struct wire_hdr *ret);
 
 struct wire_cipher {
-	crypto_aead_aes256gcm_state aes; /* expanded key, when aes */
+	struct evp_cipher_ctx_st *aes; /* OpenSSL's EVP_CIPHER_CTX, when aes_ok */
 	uint8_t key[WIRE_KEY_SIZE];
 	uint64_t counter;
 	bool encrypt;
 	bool aes_ok;
 };
 
-/* Set up one direction. With encrypt, AES-256-GCM if the CPU has AES-NI,
- * else ChaCha20-Poly1305-IETF. */
-void msg_wire_cipher_init(struct wire_cipher *c, bool encrypt, const uint8_t key[WIRE_KEY_SIZE]);
+/* Set up one direction. With encrypt, AES-256-GCM (OpenSSL's, one context
+ * per direction, kept for the connection's life) if the CPU has AES-NI, else
+ * libsodium's ChaCha20-Poly1305-IETF. -ENOMEM, -EIO. A copy of c shares its
+ * context; only one of them may be wiped. */
+int msg_wire_cipher_init(struct wire_cipher *c, bool encrypt, const uint8_t key[WIRE_KEY_SIZE]);
 void msg_wire_cipher_wipe(struct wire_cipher *c);
 /* Bytes a record adds to its n = WIRE_HDR_SIZE + payload bytes. */
 size_t msg_wire_overhead(const struct wire_cipher *c);
@@ -91,8 +93,8 @@ size_t msg_wire_overhead(const struct wire_cipher *c);
 #define WIRE_PLAIN_BODY (WIRE_LEN_SIZE + WIRE_HMAC_SIZE)
 /* Seal n bytes (header then payload) into out, which holds msg_wire_overhead() + n
  * bytes. in may equal out + WIRE_LEN_SIZE (encrypted) or out + WIRE_PLAIN_BODY
- * (plain) to seal in place. */
-void msg_wire_seal(struct wire_cipher *c, const uint8_t *in, size_t n, uint8_t *out);
+ * (plain) to seal in place. -EIO if the cipher fails. */
+int msg_wire_seal(struct wire_cipher *c, const uint8_t *in, size_t n, uint8_t *out);
 /* Plain only: write the WIRE_PLAIN_BODY bytes that go before in[0..n). */
 void msg_wire_seal_prefix(struct wire_cipher *c, const uint8_t *in, size_t n, uint8_t *out);
 /* Check and open a whole record of size bytes (length field included) in
@@ -285,7 +287,7 @@ void msg_conn_free(struct conn *c);
 /* Queue a handshake record. */
 int msg_conn_send_record(struct conn *c, const uint8_t *body, size_t len);
 /* Handshake done: install the keys and start heartbeats. */
-void msg_conn_establish(struct conn *c, const uint8_t tx_key[WIRE_KEY_SIZE],
+int msg_conn_establish(struct conn *c, const uint8_t tx_key[WIRE_KEY_SIZE],
 		    const uint8_t rx_key[WIRE_KEY_SIZE]);
 /* Write soon (end of this loop iteration). */
 void msg_conn_kick(struct conn *c);

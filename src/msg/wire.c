@@ -8,6 +8,7 @@
  */
 #include <assert.h>
 #include <string.h>
+#include <openssl/evp.h>
 
 #include "msg/msg-int.h"
 #include "base/banned.h"
@@ -52,20 +53,49 @@ int msg_wire_hdr_unpack(const uint8_t in[WIRE_HDR_SIZE], struct wire_hdr *ret)
 	return 0;
 }
 
-void msg_wire_cipher_init(struct wire_cipher *c, bool encrypt, const uint8_t key[WIRE_KEY_SIZE])
+int msg_wire_cipher_init(struct wire_cipher *c, bool encrypt, const uint8_t key[WIRE_KEY_SIZE])
 {
 	memset(c, 0, sizeof(*c));
 	c->encrypt = encrypt;
 	memcpy(c->key, key, WIRE_KEY_SIZE);
 	if (encrypt && crypto_aead_aes256gcm_is_available()) {
-		crypto_aead_aes256gcm_beforenm(&c->aes, key);
+		c->aes = EVP_CIPHER_CTX_new();
+		if (!c->aes)
+			return -ENOMEM;
+		/* The key is expanded once; each record sets only its nonce. */
+		if (EVP_CipherInit_ex(c->aes, EVP_aes_256_gcm(), NULL, key, NULL, 1) != 1) {
+			msg_wire_cipher_wipe(c);
+			return -EIO;
+		}
 		c->aes_ok = true;
 	}
+	return 0;
 }
 
 void msg_wire_cipher_wipe(struct wire_cipher *c)
 {
+	EVP_CIPHER_CTX_free(c->aes);
 	sodium_memzero(c, sizeof(*c));
+}
+
+/* AES-256-GCM through OpenSSL: n bytes at in to out (may be equal), with the
+ * length field as AD; enc 1 writes the tag to tag, enc 0 checks it. */
+static int aes_gcm(struct wire_cipher *c, int enc, const uint8_t nonce[12], const uint8_t *ad,
+		   const uint8_t *in, size_t n, uint8_t *out, uint8_t *tag)
+{
+	int len;
+
+	if (EVP_CipherInit_ex(c->aes, NULL, NULL, NULL, nonce, enc) != 1 ||
+	    EVP_CipherUpdate(c->aes, NULL, &len, ad, WIRE_LEN_SIZE) != 1 ||
+	    (n && EVP_CipherUpdate(c->aes, out, &len, in, (int)n) != 1))
+		return -EIO;
+	if (!enc && EVP_CIPHER_CTX_ctrl(c->aes, EVP_CTRL_GCM_SET_TAG, WIRE_TAG_SIZE, tag) != 1)
+		return -EIO;
+	if (EVP_CipherFinal_ex(c->aes, out + n, &len) != 1)
+		return -EBADMSG;
+	if (enc && EVP_CIPHER_CTX_ctrl(c->aes, EVP_CTRL_GCM_GET_TAG, WIRE_TAG_SIZE, tag) != 1)
+		return -EIO;
+	return 0;
 }
 
 size_t msg_wire_overhead(const struct wire_cipher *c)
@@ -100,7 +130,7 @@ void msg_wire_seal_prefix(struct wire_cipher *c, const uint8_t *in, size_t n, ui
 	c->counter++;
 }
 
-void msg_wire_seal(struct wire_cipher *c, const uint8_t *in, size_t n, uint8_t *out)
+int msg_wire_seal(struct wire_cipher *c, const uint8_t *in, size_t n, uint8_t *out)
 {
 	uint8_t nonce[12];
 
@@ -108,20 +138,17 @@ void msg_wire_seal(struct wire_cipher *c, const uint8_t *in, size_t n, uint8_t *
 	if (!c->encrypt) {
 		memmove(out + WIRE_PLAIN_BODY, in, n);
 		msg_wire_seal_prefix(c, out + WIRE_PLAIN_BODY, n, out);
-		return;
+		return 0;
 	}
 	put_le32(out, (uint32_t)(n + WIRE_TAG_SIZE));
 	make_nonce(c->counter++, nonce);
 	if (c->aes_ok)
-		crypto_aead_aes256gcm_encrypt_detached_afternm(out + WIRE_LEN_SIZE,
-							       out + WIRE_LEN_SIZE + n, NULL, in, n,
-							       out, WIRE_LEN_SIZE, NULL, nonce,
-							       &c->aes);
-	else
-		crypto_aead_chacha20poly1305_ietf_encrypt_detached(out + WIRE_LEN_SIZE,
-								   out + WIRE_LEN_SIZE + n, NULL,
-								   in, n, out, WIRE_LEN_SIZE, NULL,
-								   nonce, c->key);
+		return aes_gcm(c, 1, nonce, out, in, n, out + WIRE_LEN_SIZE,
+			       out + WIRE_LEN_SIZE + n);
+	crypto_aead_chacha20poly1305_ietf_encrypt_detached(out + WIRE_LEN_SIZE,
+							   out + WIRE_LEN_SIZE + n, NULL, in, n,
+							   out, WIRE_LEN_SIZE, NULL, nonce, c->key);
+	return 0;
 }
 
 int msg_wire_open(struct wire_cipher *c, uint8_t *rec, size_t size, uint8_t **ret_body,
@@ -154,9 +181,8 @@ int msg_wire_open(struct wire_cipher *c, uint8_t *rec, size_t size, uint8_t **re
 	n = len - WIRE_TAG_SIZE;
 	make_nonce(c->counter, nonce);
 	if (c->aes_ok)
-		r = crypto_aead_aes256gcm_decrypt_detached_afternm(
-			rec + WIRE_LEN_SIZE, NULL, rec + WIRE_LEN_SIZE, n, rec + WIRE_LEN_SIZE + n,
-			rec, WIRE_LEN_SIZE, nonce, &c->aes);
+		r = aes_gcm(c, 0, nonce, rec, rec + WIRE_LEN_SIZE, n, rec + WIRE_LEN_SIZE,
+			    rec + WIRE_LEN_SIZE + n);
 	else
 		r = crypto_aead_chacha20poly1305_ietf_decrypt_detached(
 			rec + WIRE_LEN_SIZE, NULL, rec + WIRE_LEN_SIZE, n, rec + WIRE_LEN_SIZE + n,

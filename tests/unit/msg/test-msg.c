@@ -394,8 +394,8 @@ static void seal_open_roundtrip(bool encrypt, bool aes)
 	memset(key, 7, sizeof(key));
 	for (size_t i = 0; i < sizeof(in); i++)
 		in[i] = (uint8_t)(i * 31);
-	msg_wire_cipher_init(&tx, encrypt, key);
-	msg_wire_cipher_init(&rx, encrypt, key);
+	assert_int_equal(msg_wire_cipher_init(&tx, encrypt, key), 0);
+	assert_int_equal(msg_wire_cipher_init(&rx, encrypt, key), 0);
 	if (encrypt && !aes) {
 		tx.aes_ok = false;
 		rx.aes_ok = false;
@@ -517,6 +517,16 @@ struct fake {
 	struct wire_cipher tx, rx;
 };
 
+/* Close the connection and free its ciphers (which the next handshake sets up again). */
+static void fake_close(struct fake *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	msg_wire_cipher_wipe(&f->tx);
+	msg_wire_cipher_wipe(&f->rx);
+}
+
 static int fake_connect(struct world *w, int i)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)w->port[i]) };
@@ -602,8 +612,8 @@ static void fake_handshake(struct world *w, struct fake *f, const uint8_t *key)
 	memcpy(f->auth_rec + WIRE_LEN_SIZE, mac, HS_MAC_SIZE);
 	send_all(f->fd, f->auth_rec, sizeof(f->auth_rec));
 	msg_hs_session_keys(&keys, th, d2a, a2d);
-	msg_wire_cipher_init(&f->tx, true, d2a);
-	msg_wire_cipher_init(&f->rx, true, a2d);
+	assert_int_equal(msg_wire_cipher_init(&f->tx, true, d2a), 0);
+	assert_int_equal(msg_wire_cipher_init(&f->rx, true, a2d), 0);
 }
 
 static void fake_frame(struct fake *f, uint8_t kind, uint64_t seq, uint64_t ack, uint32_t type)
@@ -628,7 +638,7 @@ static void start_node2_alone(struct world *w, const struct ep_opts *o)
 static void test_handshake_replay(void **state _unused_)
 {
 	struct world w;
-	struct fake f, g;
+	struct fake f = { .fd = -1 }, g = { .fd = -1 };
 	struct msg_stats st;
 	struct msg_peer_info info;
 	uint8_t hello_a2[WIRE_LEN_SIZE + HS_HELLO_SIZE + HS_MAC_SIZE];
@@ -665,15 +675,15 @@ static void test_handshake_replay(void **state _unused_)
 	assert_int_equal(info.connections, 1);
 	assert_int_equal(w.ep[2].downs, 0);
 
-	close(f.fd);
-	close(g.fd);
+	fake_close(&f);
+	fake_close(&g);
 	world_release(&w);
 }
 
 static void test_sequencing_from_the_wire(void **state _unused_)
 {
 	struct world w;
-	struct fake f;
+	struct fake f = { .fd = -1 };
 	struct msg_stats st;
 	struct msg_peer_info info;
 	uint32_t t[4], nt = 0;
@@ -719,7 +729,7 @@ static void test_sequencing_from_the_wire(void **state _unused_)
 	msg_get_stats(w.ep[2].m, &st);
 	assert_int_equal(st.bad_frames, 1);
 	assert_int_equal(w.ep[2].rx, 2);
-	close(f.fd);
+	fake_close(&f);
 
 	/* A resumed connection that acknowledges frames never sent is dropped too. */
 	fake_handshake(&w, &f, key_a);
@@ -728,14 +738,14 @@ static void test_sequencing_from_the_wire(void **state _unused_)
 	assert_true(fake_eof(&w, f.fd));
 	msg_get_stats(w.ep[2].m, &st);
 	assert_int_equal(st.bad_frames, 2);
-	close(f.fd);
+	fake_close(&f);
 	world_release(&w);
 }
 
 static void test_wrong_key_and_garbage(void **state _unused_)
 {
 	struct world w;
-	struct fake f;
+	struct fake f = { .fd = -1 };
 	struct msg_stats st;
 	const struct ep_opts wrong = { .key = key_b };
 	int fd;
@@ -744,7 +754,7 @@ static void test_wrong_key_and_garbage(void **state _unused_)
 	start_node2_alone(&w, NULL);
 	fake_handshake(&w, &f, key_b);
 	assert_true(fake_eof(&w, f.fd));
-	close(f.fd);
+	fake_close(&f);
 	msg_get_stats(w.ep[2].m, &st);
 	assert_int_equal(st.auth_failures, 1);
 	assert_int_equal(w.ep[2].ups, 0);
