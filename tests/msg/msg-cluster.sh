@@ -180,7 +180,7 @@ reap q3b > /dev/null
 
 # ---- 3. the wrong key -------------------------------------------------------
 start bad 3 --key "$BADKEY" --count 10 --linger --timeout $TIMEOUT_MS --reconnect 50
-refused() { grep -q "refus" "$T/q1.err" && grep -q "refus" "$T/q2.err"; }
+refused() { grep -q "authentication failed" "$T/q1.err" && grep -q "authentication failed" "$T/q2.err"; }
 check "nodes 1 and 2 refuse the peer with the wrong key (and log it)" wait_for 10 refused
 check "the peer with the wrong key never comes up" [ "$(grep -c '^up' "$T/bad.out")" = 0 ]
 kill -TERM "$PID_bad"
