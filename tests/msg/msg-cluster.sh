@@ -105,13 +105,14 @@ wait_for() {
 	done
 }
 
-# reap TAG: exit status of a peer started with start.
+# reap TAG: wait for a peer started with start; its exit status in $REAPED. It
+# must run in this shell, not in $(...): a subshell cannot wait for our
+# children, and got a status only when the peer had already ended.
 reap() {
-	local p st
+	local p
 	eval "p=\$PID_$1"
 	wait "$p"
-	st=$?
-	echo $st
+	REAPED=$?
 }
 
 "$GHOST" cluster up --nodes 3 > /dev/null || fatal "ghost cluster up --nodes 3"
@@ -134,7 +135,8 @@ while alive p1 || alive p2 || alive p3; do
 	fi
 done
 for n in 1 2 3; do
-	st=$(reap "p$n")
+	reap "p$n"
+	st=$REAPED
 	check_st="peer $n: 2 x $COUNT messages received exactly once, in order (exit $st)"
 	if [ "$st" = 0 ] && [ "$(lines "p$n" done)" = 1 ]; then ok "$check_st"; else
 		not_ok "$check_st"; sed 's/^/# /' "$T/p$n.err" | head -20; fi
@@ -166,7 +168,7 @@ check "node 3 declared down ${ms} ms after SIGKILL (timeout $TIMEOUT_MS ms)" \
 	[ $ms -le $((TIMEOUT_MS + 1000)) -a $ms -ge $((TIMEOUT_MS - 500)) ]
 check "a send to node 3 then fails with -EHOSTDOWN" \
 	[ "$(lines q1 'send 3 -112')" = 1 -a "$(lines q2 'send 3 -112')" = 1 ]
-reap q3 > /dev/null
+reap q3
 check "nodes 1 and 2 still running" both_alive
 start q3b 3 --key "$KEY" --count 2000 --max-size 4096 --linger --heartbeat 200 \
 	--timeout $TIMEOUT_MS
@@ -176,7 +178,7 @@ rejoined() {
 }
 check "restarted node 3 rejoins and exchanges traffic again" wait_for 30 rejoined
 kill -TERM "$PID_q3b"
-reap q3b > /dev/null
+reap q3b
 
 # ---- 3. the wrong key -------------------------------------------------------
 start bad 3 --key "$BADKEY" --count 10 --linger --timeout $TIMEOUT_MS --reconnect 50
@@ -184,7 +186,7 @@ refused() { grep -q "authentication failed" "$T/q1.err" && grep -q "authenticati
 check "nodes 1 and 2 refuse the peer with the wrong key (and log it)" wait_for 10 refused
 check "the peer with the wrong key never comes up" [ "$(grep -c '^up' "$T/bad.out")" = 0 ]
 kill -TERM "$PID_bad"
-reap bad > /dev/null
+reap bad
 for n in 1 2; do
 	kill -USR1 "$(eval echo "\$PID_q$n")"
 done
@@ -221,7 +223,8 @@ for t in q3c q1 q2; do
 	kill -TERM "$(eval echo "\$PID_$t")"
 done
 for t in q3c q1 q2; do
-	st=$(reap $t)
+	reap $t
+	st=$REAPED
 	if [ "$st" = 0 ]; then ok "peer $t exits cleanly"; else
 		not_ok "peer $t exits cleanly (status $st)"; sed 's/^/# /' "$T/$t.err" | tail -5; fi
 done
