@@ -17,40 +17,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "base/macro.h"
+
 #define MIB ((size_t)1024 * 1024)
-
-/* Convert a libc -1/errno return into -errno; pass other values through. */
-#define RET_ERRNO(expr)                                                                            \
-	({                                                                                         \
-		long _r = (long)(expr);                                                            \
-		_r < 0 ? -errno : _r;                                                              \
-	})
-
-static inline void freep(void *p)
-{
-	free(*(void **)p);
-}
-
-static inline int safe_close(int fd)
-{
-	if (fd >= 0) {
-		int saved = errno;
-		close(fd);
-		errno = saved;
-	}
-	return -1;
-}
-
-static inline void closep(int *fd)
-{
-	safe_close(*fd);
-}
-
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _cleanup_free_ _cleanup_(freep)
-#define _cleanup_close_ _cleanup_(closep)
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
