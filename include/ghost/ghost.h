@@ -116,8 +116,17 @@ struct ghost_import_opts {
 	void *userdata;
 };
 
-/* Import the ghost from the plugged interface; the new process's PID in ret_pid.
- * Unless GHOST_IMPORT_DETACH, the new process is a child of the caller. */
+/*
+ * Import the ghost from the plugged interface; the new process's PID in ret_pid.
+ * Unless GHOST_IMPORT_DETACH, the new process is a child of the caller.
+ *
+ * Side effects on the caller: the new process is cloned from the calling
+ * process, so call it from a single-threaded process; the caller's soft
+ * RLIMIT_NOFILE is raised to its hard limit (files are staged at high fd
+ * numbers); a dead, unreaped child of the caller holding the PID to restore is
+ * reaped; with GHOST_IMPORT_DETACH the caller is a child subreaper for the
+ * duration of the call.
+ */
 int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *ret_pid);
 
 /* Statistics of the last export or import. */
