@@ -48,6 +48,40 @@ int write_full(int fd, const void *data, size_t len)
 	return 0;
 }
 
+int pread_full(int fd, void *data, size_t len, off_t offset)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = pread(fd, (char *)data + done, len - done, offset + (off_t)done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int pwrite_full(int fd, const void *data, size_t len, off_t offset)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = pwrite(fd, (const char *)data + done, len - done, offset + (off_t)done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
 int read_file_at(int dirfd, const char *path, struct buf *b)
 {
 	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);

@@ -15,6 +15,9 @@
 ssize_t read_full(int fd, void *data, size_t len);
 /* Write all len bytes or fail with -errno. */
 int write_full(int fd, const void *data, size_t len);
+/* The same at a file offset (pread/pwrite); an early end of file is -EIO. */
+int pread_full(int fd, void *data, size_t len, off_t offset);
+int pwrite_full(int fd, const void *data, size_t len, off_t offset);
 /* Read a whole (small, /proc-like) file into b, replacing its contents. */
 int read_file_at(int dirfd, const char *path, struct buf *b);
 /* Write a whole string to a file (e.g. a /proc knob). */

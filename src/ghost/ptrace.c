@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "ptrace"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "ghost/ghost-int.h"
 #include "base/banned.h"
@@ -305,18 +306,7 @@ int tracee_write_mem(struct tracee *t, uint64_t addr, const void *data, size_t l
 	if (n == (ssize_t)len)
 		return 0;
 	/* Memory without write permission: /proc/PID/mem forces the access. */
-	for (size_t done = 0; done < len;) {
-		n = pwrite(t->mem_fd, (const char *)data + done, len - done, (off_t)(addr + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	return pwrite_full(t->mem_fd, data, len, (off_t)addr);
 }
 
 int tracee_read_mem(struct tracee *t, uint64_t addr, void *data, size_t len)
@@ -327,18 +317,8 @@ int tracee_read_mem(struct tracee *t, uint64_t addr, void *data, size_t len)
 
 	if (n == (ssize_t)len)
 		return 0;
-	for (size_t done = 0; done < len;) {
-		n = pread(t->mem_fd, (char *)data + done, len - done, (off_t)(addr + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	/* Memory without read permission: /proc/PID/mem forces the access. */
+	return pread_full(t->mem_fd, data, len, (off_t)addr);
 }
 
 int tracee_detach(struct tracee *t)
