@@ -19,6 +19,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "target.h"
+
 #define PAGE           4096UL
 #define WORDS_PER_PAGE (PAGE / sizeof(uint64_t))
 
@@ -91,23 +93,6 @@ static int parse_ulong(const char *s, char stop, unsigned long *ret, const char 
 	return 0;
 }
 
-static int signal_ready(void)
-{
-	const char *path = getenv("GHOST_TEST_READY");
-	int fd;
-
-	if (!path)
-		return 0;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	if (write(fd, "ready\n", 6) != 6) {
-		close(fd);
-		return -1;
-	}
-	return close(fd);
-}
-
 int main(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = on_usr1 };
@@ -159,7 +144,7 @@ int main(int argc, char **argv)
 	}
 
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGUSR1, &sa, NULL) < 0 || signal_ready() < 0) {
+	if (sigaction(SIGUSR1, &sa, NULL) < 0 || target_signal_ready() < 0) {
 		perror("memhog");
 		return 1;
 	}

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "target.h"
+
 #define SAMPLES   16
 #define TOLERANCE 1e-9
 
@@ -113,23 +115,6 @@ static void on_usr1(int sig)
 	_exit(check() < 0 ? 1 : 0);
 }
 
-static int signal_ready(void)
-{
-	const char *path = getenv("GHOST_TEST_READY");
-	int fd;
-
-	if (!path)
-		return 0;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	if (write(fd, "ready\n", 6) != 6) {
-		close(fd);
-		return -1;
-	}
-	return close(fd);
-}
-
 int main(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = on_usr1 };
@@ -162,7 +147,7 @@ int main(int argc, char **argv)
 	}
 
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGUSR1, &sa, NULL) < 0 || signal_ready() < 0) {
+	if (sigaction(SIGUSR1, &sa, NULL) < 0 || target_signal_ready() < 0) {
 		perror("mgs");
 		return 1;
 	}
