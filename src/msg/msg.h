@@ -247,4 +247,118 @@ enum msg_fault {
 
 int msg_fault_inject(struct msg *m, uint32_t node, enum msg_fault fault);
 
+/*
+ * Direct data channel (chan.c): one TCP connection between two worker
+ * processes for a bulk transfer (a process image streamed from the exporting
+ * node's worker to the importing node's worker), outside the message layer
+ * and its event loop. The node daemons agree on a one-time transfer key over
+ * msg first (msg_chan_key_new() on one side, then msg_send()); with it the
+ * receiving worker listens and accepts, the sending worker connects, and a
+ * mutual handshake proves to each end that the other knows the key:
+ *
+ *   S -> R  "GHCH" | u32le version 1 | Ns                         40 bytes
+ *   R -> S  Nr | MAC_r = BLAKE2b-256(key; "ghost chan r" | Ns | Nr)  64 bytes
+ *   S -> R  MAC_s = BLAKE2b-256(key; "ghost chan s" | Ns | Nr)       32 bytes
+ *   session key = BLAKE2b-256(key; "ghost chan k" | Ns | Nr)
+ *
+ * Ns and Nr are 32 fresh random bytes, so neither side accepts a recorded
+ * handshake, and every connection has its own session key.
+ *
+ * With encryption on, the sender runs msg_chan_seal_pump() and the receiver
+ * msg_chan_open_pump(): the data travels as msg records (msg_wire_seal(), the
+ * AEAD of the message layer, counter nonces from 0) sealed with the session
+ * key, each carrying a 32-byte header (kind: DATA 1 or END 2, then 31 zero
+ * bytes) and up to MSG_CHAN_RECORD_MAX data bytes; a sealed END record closes
+ * the stream, so truncation, replay, reordering and tampering are all caught.
+ * With encryption off, the pumps are not used at all: after the handshake the
+ * caller hands the session's socket itself to the engine, which reads or
+ * writes the stream in clear, unauthenticated past the handshake.
+ *
+ * Calling context: every call here blocks (bounded by its timeout, except
+ * the pumps), so they belong in a worker or a forked helper, never on an
+ * event loop. Errors are -errno; nothing is logged above debug level.
+ */
+#define MSG_CHAN_KEY_SIZE 32
+/* The most data bytes one sealed record carries. */
+#define MSG_CHAN_RECORD_MAX (256u << 10)
+
+/* A connected, authenticated channel: a value type, owned by whoever holds it. */
+struct msg_chan_session {
+	int fd;                         /* blocking, O_CLOEXEC TCP socket, or -1 */
+	uint8_t key[MSG_CHAN_KEY_SIZE]; /* session key from the handshake */
+};
+
+#define MSG_CHAN_SESSION_INIT { .fd = -1 }
+
+/* Fill key with a new random transfer key (libsodium's randombytes_buf()).
+ * Use one key for one transfer. -EIO if libsodium cannot be initialised. */
+int msg_chan_key_new(uint8_t key[MSG_CHAN_KEY_SIZE]);
+
+/* Receiver: a listening TCP socket on host, a numeric IPv4 or IPv6 address
+ * without brackets or scope (no name lookups), on a port the kernel chooses.
+ * The socket is O_CLOEXEC and O_NONBLOCK (msg_chan_accept() polls it); it
+ * belongs to the caller, who closes it. Errors: -EINVAL (bad arguments or not
+ * a numeric address), socket(), bind() and listen() errors. Nothing is written
+ * to the ret_ outputs on failure. */
+int msg_chan_listen(const char *host, int *ret_fd, uint16_t *ret_port);
+
+/* Receiver: accept connections on listen_fd (from msg_chan_listen(), or any
+ * non-blocking listening TCP socket) until one completes the handshake with
+ * key, for at most timeout_ms in all. Handshakes run side by side (up to 16;
+ * a new connection then displaces the oldest), so a client that connects and
+ * stays silent does not hold up the real sender; connections that fail the
+ * handshake (wrong magic or version, wrong key, closed early) are closed,
+ * logged at debug level, and accepting goes on. On success *ret receives the
+ * session: its fd is a blocking O_CLOEXEC socket, now the caller's (release
+ * it with msg_chan_session_release()). listen_fd stays open and the
+ * caller's. Errors: -EINVAL, -ETIMEDOUT (no sender completed in time), -EIO
+ * (libsodium), accept() errors that are not about a single connection
+ * (-EMFILE, -ENFILE, -ENOMEM, ...); *ret is untouched on failure. */
+int msg_chan_accept(int listen_fd, const uint8_t key[MSG_CHAN_KEY_SIZE], unsigned timeout_ms,
+		    struct msg_chan_session *ret);
+
+/* Sender: connect to host (numeric, as msg_chan_listen()) port and do the
+ * handshake with key, for at most timeout_ms in all. On success *ret receives
+ * the session (as msg_chan_accept()). Errors: -EINVAL, -EIO, -ECONNREFUSED,
+ * -ETIMEDOUT (connection or handshake too slow), -EACCES (the receiver does
+ * not know the key), -ECONNRESET (the receiver closed the connection during
+ * the handshake, as it does for a version it does not speak), other socket
+ * errors; *ret is untouched on failure. The sender is done once it has sent
+ * MAC_s; a receiver that still refuses it (only a tampered connection can
+ * make it) closes the connection, and the seal pump fails with -EPIPE. */
+int msg_chan_connect(const char *host, uint16_t port, const uint8_t key[MSG_CHAN_KEY_SIZE],
+		     unsigned timeout_ms, struct msg_chan_session *ret);
+
+/* Close the session's socket (if any) and wipe its key; *s is then
+ * MSG_CHAN_SESSION_INIT. Accepts a session that is already released. */
+void msg_chan_session_release(struct msg_chan_session *s);
+
+/* Sender, encryption on: read in_fd (blocking, any kind of fd) until end of
+ * file, cut the bytes into records of at most MSG_CHAN_RECORD_MAX data bytes,
+ * seal each with the session key and write it to the session's socket; then
+ * a sealed END record. A record goes out when it is full or when in_fd has
+ * nothing more to read at that moment, so a slow writer is not held back.
+ * There is no timeout: a caller that gives up kills the helper running the
+ * pump. Neither in_fd nor the session is closed. Returns 0 once END is
+ * written (handed to the kernel: the receiver's outcome comes back another
+ * way), or -EINVAL, -ENOMEM, -EIO (cipher failure), -errno from reading
+ * in_fd, -EPIPE when the receiver is gone (EPIPE or ECONNRESET on the
+ * socket; never SIGPIPE), -errno for other socket errors. */
+int msg_chan_seal_pump(const struct msg_chan_session *s, int in_fd);
+
+/* Receiver, encryption on: read sealed records from the session's socket,
+ * check and open each, and write its data to out_fd (blocking) until the END
+ * record; 0 then. END must be empty and last: bytes already waiting behind it
+ * are an error, and nothing after it is ever read. Only records that passed
+ * their check are written out, so on error out_fd has received a prefix of
+ * the stream and nothing more; the caller closes it, and a reader at its
+ * other end sees a truncated stream. No timeout (as msg_chan_seal_pump()).
+ * Neither out_fd nor the session is closed. Errors: -EINVAL, -ENOMEM, -EIO,
+ * -EBADMSG (a record is malformed, fails its check, or comes out of order,
+ * replayed, after END or with an unknown kind), -ECONNRESET (the stream ends,
+ * cleanly or not, before END: truncated), -EPIPE (out_fd's reader is gone;
+ * SIGPIPE is held blocked while the pump runs and one it caused is
+ * discarded), -errno from the socket or from writing out_fd. */
+int msg_chan_open_pump(const struct msg_chan_session *s, int out_fd);
+
 #endif
