@@ -78,7 +78,8 @@ const char cmd_ps_usage[] =
 	"                    state is \"exited\"; their logs are kept)\n"
 	"      --json        print a JSON array of objects with the keys pid, node,\n"
 	"                    uid, user, state, rss_kib, start_time, detached,\n"
-	"                    command, and exit_code or exit_signal once exited\n"
+	"                    command, exit_code or exit_signal once exited, and\n"
+	"                    forked_from for a copy made by 'ghost fork'\n"
 	"  -h, --help        show this help\n"
 	CONTROL_HELP;
 
@@ -126,6 +127,62 @@ const char cmd_logs_usage[] =
 	"\n"
 	"Options:\n"
 	"  -h, --help        show this help\n"
+	CONTROL_HELP;
+
+const char cmd_migrate_usage[] =
+	"Usage: ghost migrate [--json] PID NODE\n"
+	"\n"
+	"Move the managed process PID, wherever it runs, to node NODE. The daemon\n"
+	"of the node where it runs exports it straight into a direct connection to\n"
+	"the daemon of NODE, which imports it while the bytes arrive: no image file\n"
+	"is written on either side, and no other node carries the data. The\n"
+	"process keeps its PID, its open files (reopened by path at the same\n"
+	"offsets: the nodes must share their filesystem), its memory, registers,\n"
+	"signal handlers and timers; a signal sent to it meanwhile is delivered on\n"
+	"NODE. The original is ended only once NODE holds a complete copy; if\n"
+	"anything fails before that (NODE or its daemon fails, the connection\n"
+	"breaks, the import is refused), the original goes on where it was and\n"
+	"ghost migrate says why.\n"
+	"\n"
+	"On success it prints what moved and how long the process was frozen (from\n"
+	"the start of the export to the moment it runs on NODE). A progress line is\n"
+	"shown on a terminal for large processes.\n"
+	"\n"
+	"Only detached processes ('ghost run -d') can move for now. Root may move\n"
+	"any managed process, other users only their own.\n"
+	"\n"
+	"Options:\n"
+	"      --json        print one JSON object with the keys pid, from, to,\n"
+	"                    image_bytes, pages, total_ms, frozen_ms, export_ms,\n"
+	"                    import_ms\n"
+	"  -h, --help        show this help\n"
+	"\n"
+	"Exit status: 0 when the process runs on NODE; 1 if it did not move (it\n"
+	"still runs where it was, unless it exited meanwhile); 2 on a usage error.\n"
+	CONTROL_HELP;
+
+const char cmd_fork_usage[] =
+	"Usage: ghost fork [--json] PID NODE\n"
+	"\n"
+	"Duplicate the managed process PID onto node NODE (a remote fork): the\n"
+	"original runs on where it is, and a copy starts on NODE from the same\n"
+	"instant, with its own new PID from NODE's range; 'ghost ps' shows the\n"
+	"copy's origin. The copy is made as 'ghost migrate' moves a process: the\n"
+	"original is frozen only while its state is read, the bytes go directly to\n"
+	"NODE's daemon, and nothing is written to disk. The copy's open files are\n"
+	"reopened by path at the same offsets (with O_APPEND, both append to the\n"
+	"same file); NODE may be the node the original runs on.\n"
+	"\n"
+	"Only detached processes ('ghost run -d') can be forked for now.\n"
+	"\n"
+	"Options:\n"
+	"      --json        print one JSON object with the keys pid (the copy's),\n"
+	"                    forked_from, from, to, image_bytes, pages, total_ms,\n"
+	"                    frozen_ms (the original's), export_ms, import_ms\n"
+	"  -h, --help        show this help\n"
+	"\n"
+	"Exit status: 0 when the copy runs; 1 if there is no copy (the original is\n"
+	"not affected); 2 on a usage error.\n"
 	CONTROL_HELP;
 
 /* The daemon's control socket, for the node_client_*() calls: NULL (that is
@@ -298,6 +355,8 @@ static int print_json_procs(const struct node_proc_info *p, size_t n)
 			else
 				r = buf_printf(&b, ", \"exit_code\": %d", p[i].exit_code);
 		}
+		if (r >= 0 && p[i].forked_from)
+			r = buf_printf(&b, ", \"forked_from\": %d", (int)p[i].forked_from);
 		if (r >= 0)
 			r = buf_printf(&b, "}");
 	}
@@ -355,9 +414,12 @@ int cmd_ps(int argc, char **argv)
 				snprintf(state, sizeof(state), "exited(%d)", p[i].exit_code);
 			else
 				snprintf(state, sizeof(state), "%s", p[i].state);
-			printf("%-8d %-5u %-10s %-10s %9llu %-8s %s\n", (int)p[i].pid, p[i].node,
+			printf("%-8d %-5u %-10s %-10s %9llu %-8s %s", (int)p[i].pid, p[i].node,
 			       user, state, (unsigned long long)p[i].rss_kib, start,
 			       p[i].command);
+			if (p[i].forked_from)
+				printf(" (fork of %d)", (int)p[i].forked_from);
+			putchar('\n');
 		}
 		r = fflush(stdout) == 0 ? 0 : -EIO;
 	}
@@ -533,4 +595,116 @@ int cmd_logs(int argc, char **argv)
 		cli_fail("%s", err.data ? err.data : strerror(-r));
 	buf_release(&err);
 	return r < 0 ? EXIT_FAILURE : 0;
+}
+
+struct move_progress {
+	bool tty;
+	bool shown;
+};
+
+static void show_move_progress(uint64_t done, uint64_t total, void *userdata)
+{
+	struct move_progress *mp = userdata;
+
+	if (!mp->tty || total < (64ull << 20))
+		return;
+	fprintf(stderr, "\rghost: migrate: %llu/%llu MiB (%u%%)", (unsigned long long)(done >> 20),
+		(unsigned long long)(total >> 20), (unsigned)(done * 100 / total));
+	mp->shown = true;
+}
+
+static double ns_to_ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+static int move_verb(int argc, char **argv, bool fork)
+{
+	const char *usage = fork ? cmd_fork_usage : cmd_migrate_usage;
+	enum { OPT_JSON = 0x100 };
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct move_progress mp = { .tty = isatty(STDERR_FILENO) };
+	_cleanup_free_ char *control = NULL;
+	struct node_move_result res;
+	struct buf err = BUF_INIT;
+	bool json = false;
+	uint64_t node;
+	pid_t pid;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_JSON:
+			json = true;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2)
+		return cli_usage_error(usage, "%s needs a PID and a NODE", argv[0]);
+	if (parse_pid(argv[optind], &pid) < 0)
+		return cli_usage_error(usage, "'%s' is not a PID", argv[optind]);
+	if (parse_u64(argv[optind + 1], 10, &node) < 0 || node == 0 || node > UINT32_MAX)
+		return cli_usage_error(usage, "bad node id '%s'", argv[optind + 1]);
+	control = control_path();
+	if (fork)
+		r = node_client_fork(control, pid, (uint32_t)node, show_move_progress, &mp, &res,
+				     &err);
+	else
+		r = node_client_migrate(control, pid, (uint32_t)node, show_move_progress, &mp,
+					&res, &err);
+	if (mp.shown)
+		fputs("\r\033[K", stderr);
+	if (r < 0) {
+		r = cli_fail("%s", err.data ? err.data : strerror(-r));
+		buf_release(&err);
+		return r;
+	}
+	buf_release(&err);
+	if (json && fork)
+		printf("{\"pid\": %d, \"forked_from\": %d, \"from\": %u, \"to\": %u, "
+		       "\"image_bytes\": %llu, \"pages\": %llu, \"total_ms\": %.3f, "
+		       "\"frozen_ms\": %.3f, \"export_ms\": %.3f, \"import_ms\": %.3f}\n",
+		       (int)res.pid, (int)res.forked_from, res.from, res.to,
+		       (unsigned long long)res.bytes, (unsigned long long)res.pages,
+		       ns_to_ms(res.total_ns), ns_to_ms(res.frozen_ns), ns_to_ms(res.export_ns),
+		       ns_to_ms(res.import_ns));
+	else if (fork)
+		printf("process %d on node %u copied to node %u as process %d: %.1f MiB in %.0f "
+		       "ms, original frozen %.0f ms\n",
+		       (int)res.forked_from, res.from, res.to, (int)res.pid,
+		       (double)res.bytes / (1 << 20), ns_to_ms(res.total_ns),
+		       ns_to_ms(res.frozen_ns));
+	else if (json)
+		printf("{\"pid\": %d, \"from\": %u, \"to\": %u, \"image_bytes\": %llu, "
+		       "\"pages\": %llu, \"total_ms\": %.3f, \"frozen_ms\": %.3f, "
+		       "\"export_ms\": %.3f, \"import_ms\": %.3f}\n",
+		       (int)res.pid, res.from, res.to, (unsigned long long)res.bytes,
+		       (unsigned long long)res.pages, ns_to_ms(res.total_ns), ns_to_ms(res.frozen_ns),
+		       ns_to_ms(res.export_ns), ns_to_ms(res.import_ns));
+	else
+		printf("process %d moved from node %u to node %u: %.1f MiB in %.0f ms, frozen "
+		       "%.0f ms\n",
+		       (int)res.pid, res.from, res.to, (double)res.bytes / (1 << 20),
+		       ns_to_ms(res.total_ns), ns_to_ms(res.frozen_ns));
+	return 0;
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	return move_verb(argc, argv, false);
+}
+
+int cmd_fork(int argc, char **argv)
+{
+	return move_verb(argc, argv, true);
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* ghost run, ps, kill, nodes, logs: the verbs that talk to the node daemon ghostd. */
+/* ghost run, ps, kill, nodes, logs, migrate: the verbs that talk to the node daemon ghostd. */
 #ifndef GHOST_CMD_NODE_H
 #define GHOST_CMD_NODE_H
 
@@ -9,6 +9,8 @@ extern const char cmd_ps_usage[];
 extern const char cmd_kill_usage[];
 extern const char cmd_nodes_usage[];
 extern const char cmd_logs_usage[];
+extern const char cmd_migrate_usage[];
+extern const char cmd_fork_usage[];
 
 /*
  * argv[0] is the verb; getopt's optind must be 0 on entry. Each talks to the
@@ -24,5 +26,7 @@ int cmd_ps(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_nodes(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_fork(int argc, char **argv);
 
 #endif

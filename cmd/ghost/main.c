@@ -49,6 +49,8 @@ static const char usage_main[] =
 	"  kill [-SIG] PID          signal a managed process wherever it runs\n"
 	"  nodes                    list the nodes of the cluster\n"
 	"  logs PID                 print the output of a detached process\n"
+	"  migrate PID NODE         move a managed process to another node\n"
+	"  fork PID NODE            start a copy of a managed process on a node\n"
 	"  cluster COMMAND          an N-node cluster on this machine: up, down, status, exec\n"
 	"  help [COMMAND]           show help for a command\n"
 	"  version                  print the version\n"
@@ -472,6 +474,8 @@ static const struct {
 	{ "kill", cmd_kill, cmd_kill_usage },
 	{ "nodes", cmd_nodes, cmd_nodes_usage },
 	{ "logs", cmd_logs, cmd_logs_usage },
+	{ "migrate", cmd_migrate, cmd_migrate_usage },
+	{ "fork", cmd_fork, cmd_fork_usage },
 	{ "cluster", cmd_cluster, cmd_cluster_usage },
 };
 

@@ -112,6 +112,11 @@ struct ghost_import_opts {
 	int stdio[3];
 	/* How long to wait for an unreaped PID to come free, in ms. */
 	unsigned pid_wait_ms;
+	/* 0: the image's PID. Else make the process with this PID instead (a
+	 * duplicate: remote fork); as fork() does with CLONE_CHILD_SETTID, the
+	 * new TID is written where the image's clear_child_tid points, which is
+	 * where the C library keeps the thread's own TID. */
+	pid_t pid;
 	ghost_progress_fn progress;
 	void *userdata;
 };

@@ -1265,6 +1265,15 @@ static int set_thread_state(struct import_ctx *c)
 	 * value, and the kernel restarts it when we let the process go, or turns it
 	 * into EINTR if a signal handler runs first (see normalize_regs()). */
 	memcpy(&regs, c->th.regs, sizeof(regs));
+	if (c->pid != (pid_t)c->proc.pid && c->th.clear_child_tid) {
+		int32_t tid = c->pid;
+		struct iovec local = { .iov_base = &tid, .iov_len = sizeof(tid) };
+		struct iovec remote = { .iov_base = (void *)(uintptr_t)c->th.clear_child_tid,
+					.iov_len = sizeof(tid) };
+
+		if (process_vm_writev(c->pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(tid))
+			return ghost_fail(c->g, -errno, "cannot give the copy its TID: %m");
+	}
 	if (c->th.xstate_len && ptrace(PTRACE_SETREGSET, c->pid, NT_X86_XSTATE, &iov) < 0)
 		return ghost_fail(c->g, -errno, "cannot set the FPU/vector state: %m");
 	if (ptrace(PTRACE_SETREGS, c->pid, 0, &regs) < 0)
@@ -1425,7 +1434,7 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 			goto out;
 		}
 	}
-	c.pid = (pid_t)c.proc.pid;
+	c.pid = opts && opts->pid > 0 ? opts->pid : (pid_t)c.proc.pid;
 	r = check_image(&c);
 	if (r < 0)
 		goto out;

@@ -389,6 +389,10 @@ static int parse_proc(const void *payload, size_t len, struct node_proc_info *pi
 			if (attr_u32(&a, &v) >= 0)
 				pi->exit_signal = (int)v;
 			break;
+		case A_FORKED_FROM:
+			if (attr_u32(&a, &v) >= 0)
+				pi->forked_from = (pid_t)v;
+			break;
 		case A_COMMAND:
 			free(pi->command);
 			pi->command = NULL;
@@ -506,6 +510,133 @@ int node_client_kill(const char *path, pid_t pid, int sig, struct buf *err)
 		r = unexpected(&cl, type, err);
 	client_release(&cl);
 	return r;
+}
+
+static int parse_moved(const void *payload, size_t len, struct node_move_result *ret)
+{
+	struct attr_iter it;
+	struct attr a;
+	uint32_t v;
+	int r;
+
+	attr_iter_init(&it, payload, len);
+	while ((r = attr_next(&it, &a)) > 0) {
+		switch (a.type) {
+		case A_PID:
+			r = attr_u32(&a, &v);
+			ret->pid = (pid_t)v;
+			break;
+		case A_NODE:
+			r = attr_u32(&a, &ret->from);
+			break;
+		case A_BYTES:
+			r = attr_u64(&a, &ret->bytes);
+			break;
+		case A_PAGES:
+			r = attr_u64(&a, &ret->pages);
+			break;
+		case A_TOTAL_NS:
+			r = attr_u64(&a, &ret->total_ns);
+			break;
+		case A_FROZEN_NS:
+			r = attr_u64(&a, &ret->frozen_ns);
+			break;
+		case A_EXPORT_NS:
+			r = attr_u64(&a, &ret->export_ns);
+			break;
+		case A_IMPORT_NS:
+			r = attr_u64(&a, &ret->import_ns);
+			break;
+		case A_FORKED_FROM:
+			r = attr_u32(&a, &v);
+			ret->forked_from = (pid_t)v;
+			break;
+		default:
+			break;
+		}
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+static int client_move(const char *path, pid_t pid, uint32_t to, uint32_t flags,
+		       node_progress_fn progress, void *userdata, struct node_move_result *ret,
+		       struct buf *err)
+{
+	struct node_move_result res = { .pid = pid, .to = to };
+	struct buf req = BUF_INIT;
+	struct client cl;
+	int r;
+
+	r = client_connect(&cl, path, err);
+	if (r >= 0) {
+		r = attr_put_u32(&req, A_PID, (uint32_t)pid);
+		if (r >= 0)
+			r = attr_put_u32(&req, A_NODE, to);
+		if (r >= 0 && flags)
+			r = attr_put_u32(&req, A_FLAGS, flags);
+		if (r >= 0)
+			r = client_send(&cl, CTL_MIGRATE, &req, NULL, 0);
+		if (r < 0)
+			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+	}
+	buf_release(&req);
+	while (r >= 0) {
+		const void *payload;
+		uint16_t type;
+		size_t len;
+
+		r = client_recv(&cl, &type, &payload, &len, err);
+		if (r < 0)
+			break;
+		if (type == CTL_ERROR) {
+			r = error_frame(payload, len, err, NULL);
+			break;
+		}
+		if (type == CTL_PROGRESS) {
+			struct attr_iter it;
+			struct attr a;
+			uint64_t done = 0, total = 0;
+
+			attr_iter_init(&it, payload, len);
+			while (attr_next(&it, &a) > 0) {
+				if (a.type == A_DONE)
+					(void)attr_u64(&a, &done);
+				else if (a.type == A_TOTAL)
+					(void)attr_u64(&a, &total);
+			}
+			if (progress)
+				progress(done, total, userdata);
+			continue;
+		}
+		if (type != CTL_MOVED) {
+			r = unexpected(&cl, type, err);
+			break;
+		}
+		r = parse_moved(payload, len, &res);
+		if (r < 0)
+			r = lost(&cl, -EBADMSG, err);
+		else
+			res.to = to;
+		break;
+	}
+	client_release(&cl);
+	if (r >= 0 && ret)
+		*ret = res;
+	return r < 0 ? r : 0;
+}
+
+int node_client_migrate(const char *path, pid_t pid, uint32_t to, node_progress_fn progress,
+			void *userdata, struct node_move_result *ret, struct buf *err)
+{
+	return client_move(path, pid, to, 0, progress, userdata, ret, err);
+}
+
+int node_client_fork(const char *path, pid_t pid, uint32_t to, node_progress_fn progress,
+		     void *userdata, struct node_move_result *ret, struct buf *err)
+{
+	return client_move(path, pid, to, MOVE_F_FORK, progress, userdata, ret, err);
 }
 
 int node_client_logs(const char *path, pid_t pid, int out_fd, struct buf *err)

@@ -320,6 +320,7 @@ static void dispatch(struct ctl_conn *c, const struct ctl_request *req)
 	case CTL_PS:
 	case CTL_KILL:
 	case CTL_LOGS:
+	case CTL_MIGRATE:
 		req_request(d, c, req);
 		break;
 	case CTL_RUN:

@@ -191,6 +191,7 @@ static void node_gone(struct node_daemon *d, struct node_peer *p, enum node_stat
 	if (was_up) {
 		run_node_down(d, p->id);
 		req_node_down(d, p->id);
+		move_node_down(d, p->id);
 	}
 }
 
@@ -337,6 +338,7 @@ static void on_stop(struct loop_signal *s, const struct signalfd_siginfo *si, vo
 	d->leaving = true;
 	run_free_all(d);
 	req_free_all(d);
+	move_free_all(d);
 	ctl_shutdown(d);
 	for (size_t i = 0; i < d->n_peers; i++)
 		if (d->peers[i].state == NODE_STATE_UP)
@@ -519,6 +521,7 @@ int node_daemon_new(const struct node_daemon_opts *opts, struct node_daemon **re
 		goto fail;
 	req_register(d);
 	run_register(d);
+	move_register(d);
 	r = loop_timer_new(d->loop, load_tick, d, &d->load_timer);
 	if (r >= 0)
 		r = loop_timer_new(d->loop, leave_tick, d, &d->leave_timer);
@@ -548,6 +551,7 @@ struct node_daemon *node_daemon_free(struct node_daemon *d)
 		return NULL;
 	run_free_all(d);
 	req_free_all(d);
+	move_free_all(d);
 	ctl_shutdown(d);
 	d->msg = msg_free(d->msg);
 	proc_done(d);

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "base/buf.h"
+#include "ghost/ghost.h"
 #include "loop/loop.h"
 #include "msg/msg.h"
 #include "node/node.h"
@@ -83,6 +84,18 @@ enum attr_type {
 	A_PROC,      /* nested: one process */
 	A_HOPS,      /* u32: times a request was forwarded */
 	A_VERSION,   /* u32: protocol version spoken */
+	A_XFER,      /* u64: a transfer id, unique on its source node */
+	A_PORT,      /* u32: a TCP port */
+	A_KEY,       /* bytes: a one-time transfer key */
+	A_PATH,      /* str: a file's path */
+	A_PAGES,     /* u64 */
+	A_TOTAL_NS,  /* u64: a duration, ns */
+	A_FROZEN_NS, /* u64 */
+	A_EXPORT_NS, /* u64 */
+	A_IMPORT_NS, /* u64 */
+	A_DONE,      /* u64: progress, bytes done */
+	A_TOTAL,     /* u64: progress, bytes in all */
+	A_FORKED_FROM, /* u32: the PID a process was duplicated from (ghost fork) */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -136,6 +149,7 @@ enum ctl_type {
 	CTL_LOGS,        /* A_PID -> CTL_LOG_DATA..., CTL_END */
 	CTL_RUN,         /* A_NODE, A_FLAGS, A_ARG..., A_ENV..., A_CWD, A_TERMIOS, A_ROWS,
 			    A_COLS; fds 0-2 by SCM_RIGHTS -> CTL_STARTED, then CTL_EXIT */
+	CTL_MIGRATE,     /* A_PID, A_NODE, A_FLAGS (MOVE_F_FORK) -> CTL_PROGRESS..., CTL_MOVED */
 	/* client to daemon: during a run */
 	CTL_STDIN = 20,  /* A_DATA */
 	CTL_STDIN_EOF,
@@ -155,6 +169,9 @@ enum ctl_type {
 	CTL_OUTPUT,      /* A_FD, A_DATA */
 	CTL_STDIN_ACK,   /* A_BYTES: input delivered */
 	CTL_EXIT,        /* A_EXIT_CODE or A_EXIT_SIGNAL; ends the request */
+	CTL_PROGRESS,    /* A_DONE, A_TOTAL: bytes of page data moved so far */
+	CTL_MOVED,       /* A_PID, A_NODE (from), A_BYTES, A_PAGES, A_TOTAL_NS, A_FROZEN_NS,
+			    A_EXPORT_NS, A_IMPORT_NS; ends the request */
 };
 
 enum ps_flags {
@@ -185,6 +202,7 @@ enum node_channel {
 	NODE_CH_MEMBER = 16, /* membership: load reports, leaving */
 	NODE_CH_PROC = 17,   /* process table: ps, kill, logs */
 	NODE_CH_RUN = 18,    /* run sessions: start, stdio, signals, exit */
+	NODE_CH_MOVE = 19,   /* migrations: between the source and destination daemons */
 };
 
 enum member_type {
@@ -199,6 +217,30 @@ enum proc_type {
 	PROC_LOGS_REQ,   /* A_REQ, A_ORIGIN, A_PID, A_UID, A_OFFSET, A_HOPS -> PROC_LOGS_REP */
 	PROC_REPLY,      /* A_REQ, A_ERRNO, A_MESSAGE */
 	PROC_LOGS_REP,   /* A_REQ, A_ERRNO, A_MESSAGE, A_DATA, A_FLAGS (LOGS_EOF) */
+	PROC_MOVE_REQ,   /* A_REQ, A_ORIGIN, A_PID, A_UID, A_NODE (to), A_HOPS
+			    -> PROC_MOVE_PROGRESS..., PROC_MOVE_REP */
+	PROC_MOVE_PROGRESS, /* A_REQ, A_DONE, A_TOTAL */
+	PROC_MOVE_REP,   /* A_REQ, A_ERRNO, A_MESSAGE, and on success the CTL_MOVED attributes */
+	PROC_WHERE,      /* A_PID, A_NODE: to the birth node, the process runs on NODE now */
+	PROC_GONE,       /* A_PID: to the birth node, the sender forgot the process */
+};
+
+/* A_FLAGS of CTL_MIGRATE, PROC_MOVE_REQ and MOVE_PREPARE (with RUN_DETACH). */
+enum move_wire_flags {
+	MOVE_F_FORK = 1 << 8, /* ghost fork: a copy with a new PID; the original runs on */
+};
+
+/* Between the source (S) and destination (D) daemons of a migration, all
+ * with A_XFER (the source's transfer id). */
+enum move_type {
+	MOVE_PREPARE = 1, /* S->D: A_PID, A_UID, A_GID, A_COMMAND, A_START, A_FLAGS
+			     (RUN_DETACH), A_PATH (the log) */
+	MOVE_READY,       /* D->S: A_PORT, A_KEY: the import worker listens */
+	MOVE_IMPORTED,    /* D->S: the process is imported and held stopped; A_PID, A_IMPORT_NS */
+	MOVE_FAILED,      /* D->S: A_ERRNO, A_MESSAGE */
+	MOVE_COMMIT,      /* S->D: the original is gone: let the process run */
+	MOVE_DONE,        /* D->S: it runs */
+	MOVE_ABORT,       /* S->D: give up; kill what was imported */
 };
 
 enum logs_flags {
@@ -227,6 +269,7 @@ enum run_type {
 struct ctl_conn;
 struct run_session;
 struct pending;
+struct move;
 
 enum node_state {
 	NODE_STATE_SELF,
@@ -272,6 +315,9 @@ struct mproc {
 	bool exec_failed;                /* MPROC_SPAWNING: exec failed, waiting to reap */
 	struct loop_io *exec_io;
 	struct run_session *session;     /* the run session waiting for it, or NULL */
+	bool moving;                     /* a migration of it is under way */
+	bool arriving;                   /* imported, held stopped until the source commits */
+	pid_t forked_from;               /* a ghost fork copy: the original's PID */
 };
 
 struct node_daemon {
@@ -304,6 +350,8 @@ struct node_daemon {
 	/* run sessions (run.c) and requests waiting for other nodes (req.c) */
 	struct run_session *sessions;
 	struct pending *pending;
+	/* migrations (move.c) */
+	struct move *moves;
 	uint64_t next_id;
 	bool leaving;
 	uint64_t leave_deadline;
@@ -399,6 +447,92 @@ int proc_kill(struct node_daemon *d, pid_t pid, int sig, uid_t uid, struct buf *
  * the end of the file, 0 if there is more, -errno with err set. */
 int proc_read_log(struct node_daemon *d, pid_t pid, uid_t uid, uint64_t offset, struct buf *data,
 		  struct buf *err);
+
+/* A process that arrives by migration, as the source describes it. */
+struct proc_arrival {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	const char *command;
+	uint64_t start_time;
+	bool detached;
+	const char *log_path; /* may be NULL */
+	pid_t forked_from;    /* 0, or the original of a ghost fork copy */
+};
+
+/* Enter an imported process (held stopped, not yet committed) in the table:
+ * RUNNING with arriving set; an ELSEWHERE entry of the same PID (the process
+ * comes home) is replaced. -EEXIST if the PID has another live entry. */
+int proc_arrive(struct node_daemon *d, const struct proc_arrival *a, struct mproc **ret);
+/* A free PID of this node's range for a process that arrives (ghost fork). */
+int proc_pick_pid(struct node_daemon *d, pid_t *ret);
+/* The process left for node to (its original is being killed): born here, the
+ * entry becomes ELSEWHERE; else it is forgotten. The original's exit is then
+ * reaped as an unmanaged child. */
+void proc_depart(struct node_daemon *d, struct mproc *p, uint32_t to);
+/* The arrival was abandoned: forget the entry (the caller kills the process). */
+void proc_arrival_cancel(struct node_daemon *d, struct mproc *p);
+/* The birth node's side: PROC_WHERE and PROC_GONE. */
+void proc_where(struct node_daemon *d, pid_t pid, uint32_t node);
+void proc_gone(struct node_daemon *d, pid_t pid, uint32_t from);
+
+/* worker.c: transfer worker processes */
+struct worker_export_job {
+	pid_t pid;
+	unsigned flags;        /* enum ghost_export_flags */
+	uint32_t dest;
+	const char *host;      /* numeric address of the destination */
+	uint16_t port;
+	uint8_t key[MSG_CHAN_KEY_SIZE];
+	bool encrypt;
+};
+
+struct worker_import_job {
+	int listen_fd;         /* consumed by the worker; the daemon closes its copy */
+	unsigned flags;        /* enum ghost_import_flags */
+	pid_t pid;             /* 0: the image's; else the copy's new PID */
+	uint32_t source;
+	uint8_t key[MSG_CHAN_KEY_SIZE];
+	bool encrypt;
+};
+
+enum worker_report_kind {
+	WORKER_PROGRESS = 1,
+	WORKER_DONE,
+};
+
+/* What a worker writes on its report pipe: smaller than PIPE_BUF. */
+struct worker_report {
+	uint32_t kind;
+	int32_t err;               /* WORKER_DONE: 0 or -errno/GHOST_E* */
+	int32_t pid;               /* import: the new process */
+	uint32_t pad;
+	uint64_t done, total;      /* WORKER_PROGRESS */
+	uint64_t freeze_start_ns;  /* export: CLOCK_MONOTONIC when the engine started */
+	struct ghost_stats stats;
+	char msg[512];             /* WORKER_DONE with an error: one line */
+};
+
+uint64_t worker_now_ns(void);
+/* The error is the transfer connection's, not the engine's own. */
+bool worker_link_error(int r);
+/* Fork a worker; its report pipe's read end (non-blocking) in ret_fd. */
+int worker_export_start(const struct worker_export_job *j, pid_t *ret_pid, int *ret_fd);
+int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *ret_fd);
+/* 1 with a report, 0 if none is ready, -EPIPE at end of file, -EBADMSG, -errno. */
+int worker_read_report(int fd, struct worker_report *ret);
+
+/* move.c: migrations */
+void move_register(struct node_daemon *d);
+/* The birth node's or current node's side of a PROC_MOVE_REQ. */
+void move_question(struct node_daemon *d, uint32_t from, const void *data, size_t len);
+void move_node_down(struct node_daemon *d, uint32_t node);
+/* A signal for a process being moved: kept and delivered where it ends up
+ * (true), or to be sent now (false: SIGKILL, stop/continue, no move). */
+bool move_defer_signal(struct node_daemon *d, struct mproc *p, int sig);
+/* The process of a move died: the move fails. */
+void move_proc_exited(struct node_daemon *d, struct mproc *p);
+void move_free_all(struct node_daemon *d);
 
 /* run.c: run sessions */
 void run_register(struct node_daemon *d);

@@ -137,6 +137,7 @@ struct node_proc_info {
 	int exit_code;      /* for "exited": the status, or -1 when killed */
 	int exit_signal;    /* for "exited": the signal that killed it, or 0 */
 	char *command;      /* argv joined by spaces */
+	pid_t forked_from;  /* a ghost fork copy: the PID it was copied from; else 0 */
 };
 
 /* Lists from the daemon at path (NULL: node_control_path()). Free with
@@ -150,6 +151,38 @@ void node_proc_info_free_array(struct node_proc_info *p, size_t n);
 int node_client_kill(const char *path, pid_t pid, int sig, struct buf *err);
 /* Write the output log of the detached process pid to out_fd. */
 int node_client_logs(const char *path, pid_t pid, int out_fd, struct buf *err);
+
+/* What a migration moved, and how long it took. */
+struct node_move_result {
+	pid_t pid;           /* the process (ghost fork: the copy) */
+	pid_t forked_from;   /* ghost fork: the original */
+	uint32_t from, to;
+	uint64_t bytes;      /* of the image */
+	uint64_t pages;
+	uint64_t total_ns;   /* from the request reaching the source to the end */
+	uint64_t frozen_ns;  /* from the freeze to the process running on the destination */
+	uint64_t export_ns;
+	uint64_t import_ns;
+};
+
+/* done/total: bytes of page data moved so far. */
+typedef void (*node_progress_fn)(uint64_t done, uint64_t total, void *userdata);
+
+/*
+ * Move managed process pid to node `to` (ghost migrate). The process keeps
+ * its PID; on any failure before it runs on the destination, the original
+ * goes on untouched where it was and err says why. progress (may be NULL) is
+ * called as the transfer goes. Errors: -ESRCH (no such process), -EPERM (not
+ * the caller's), -EHOSTUNREACH (no such node), -EHOSTDOWN, -EALREADY (it
+ * runs there already), -EOPNOTSUPP (attached to a ghost run), -EBUSY (it is
+ * moving already), the transfer's errors.
+ */
+int node_client_migrate(const char *path, pid_t pid, uint32_t to, node_progress_fn progress,
+			void *userdata, struct node_move_result *ret, struct buf *err);
+/* ghost fork: as node_client_migrate(), but the original runs on and a copy
+ * with a new PID of node to's range starts on to; ret->pid is the copy's. */
+int node_client_fork(const char *path, pid_t pid, uint32_t to, node_progress_fn progress,
+		     void *userdata, struct node_move_result *ret, struct buf *err);
 
 enum node_run_flags {
 	NODE_RUN_DETACH = 1 << 0, /* output to a log file on the node; return at once */

@@ -126,6 +126,21 @@ static struct mproc *mproc_free(struct node_daemon *d, struct mproc *p)
 	return NULL;
 }
 
+/* Tell the birth node of a process that arrived here by migration that it
+ * is no longer here, so that it frees the PID. */
+static void tell_gone(struct node_daemon *d, pid_t pid)
+{
+	uint32_t birth = node_of_pid(d, pid);
+	struct buf b = BUF_INIT;
+
+	if (birth == 0 || birth == d->self || d->leaving)
+		return;
+	if (attr_put_u32(&b, A_PID, (uint32_t)pid) >= 0 &&
+	    msg_send(d->msg, birth, NODE_CH_PROC, PROC_GONE, b.data, b.len) < 0)
+		log_debug("cannot tell node %u that process %d is gone", birth, (int)pid);
+	buf_release(&b);
+}
+
 /* Take p out of the table and free it. */
 static void forget(struct node_daemon *d, struct mproc *p)
 {
@@ -135,8 +150,145 @@ static void forget(struct node_daemon *d, struct mproc *p)
 		d->n_running--;
 		node_procs_changed(d);
 	}
+	if (p->state != MPROC_ELSEWHERE && !p->arriving)
+		tell_gone(d, p->pid);
 	table_remove(d, p);
 	mproc_free(d, p);
+}
+
+static void table_add(struct node_daemon *d, struct mproc *p)
+{
+	p->hnext = d->ptable[bucket(d, p->pid)];
+	d->ptable[bucket(d, p->pid)] = p;
+	d->n_procs++;
+}
+
+int proc_arrive(struct node_daemon *d, const struct proc_arrival *a, struct mproc **ret)
+{
+	struct mproc *old = proc_find(d, a->pid), *p;
+
+	if (old && old->state != MPROC_ELSEWHERE && old->state != MPROC_EXITED)
+		return -EEXIST;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->exec_fd = -1;
+	p->command = strdup(a->command ? a->command : "");
+	p->log_path = a->log_path ? strdup(a->log_path) : NULL;
+	if (!p->command || (a->log_path && !p->log_path)) {
+		mproc_free(d, p);
+		return -ENOMEM;
+	}
+	if (old) {
+		/* Back home (ELSEWHERE), or an old exited namesake. */
+		if (old->state == MPROC_EXITED && old->detached)
+			exited_remove(d, old);
+		table_remove(d, old);
+		mproc_free(d, old);
+	}
+	p->pid = a->pid;
+	p->node = d->self;
+	p->state = MPROC_RUNNING;
+	p->arriving = true;
+	p->uid = a->uid;
+	p->gid = a->gid;
+	p->start_time = a->start_time;
+	p->detached = a->detached;
+	p->forked_from = a->forked_from;
+	table_add(d, p);
+	d->n_running++;
+	node_procs_changed(d);
+	*ret = p;
+	return 0;
+}
+
+static bool pid_visible(pid_t pid)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	return access(path, F_OK) == 0;
+}
+
+int proc_pick_pid(struct node_daemon *d, pid_t *ret)
+{
+	for (uint32_t tries = 0; tries < d->config.pid_range; tries++) {
+		pid_t want = d->pid_next;
+
+		d->pid_next = want == d->pid_last ? d->pid_first : want + 1;
+		if (proc_find(d, want) || (d->own_proc && pid_visible(want)))
+			continue;
+		*ret = want;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+void proc_arrival_cancel(struct node_daemon *d, struct mproc *p)
+{
+	assert(p->arriving);
+	forget(d, p);
+}
+
+void proc_depart(struct node_daemon *d, struct mproc *p, uint32_t to)
+{
+	struct run_session *s = TAKE_PTR(p->session);
+
+	/* Attached processes are refused before a migration starts. */
+	assert(!s);
+	(void)s;
+	p->moving = false;
+	d->n_running--;
+	node_procs_changed(d);
+	if (node_of_pid(d, p->pid) == d->self) {
+		p->state = MPROC_ELSEWHERE;
+		p->node = to;
+		return;
+	}
+	/* The destination tells the birth node (PROC_WHERE). */
+	table_remove(d, p);
+	mproc_free(d, p);
+}
+
+void proc_where(struct node_daemon *d, pid_t pid, uint32_t node)
+{
+	struct mproc *p = proc_find(d, pid);
+
+	if (node_of_pid(d, pid) != d->self || node == d->self)
+		return;
+	if (p) {
+		if (p->state == MPROC_ELSEWHERE)
+			p->node = node;
+		else
+			log_warn("node %u says process %d runs there, but it is here, ignoring",
+				 node, (int)pid);
+		return;
+	}
+	/* The entry went with an earlier move; make it again. */
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		log_warn("out of memory: process %d on node %u is not in the table", (int)pid,
+			 node);
+		return;
+	}
+	p->exec_fd = -1;
+	p->command = strdup("");
+	if (!p->command) {
+		free(p);
+		return;
+	}
+	p->pid = pid;
+	p->node = node;
+	p->state = MPROC_ELSEWHERE;
+	table_add(d, p);
+}
+
+void proc_gone(struct node_daemon *d, pid_t pid, uint32_t from)
+{
+	struct mproc *p = proc_find(d, pid);
+
+	if (p && p->state == MPROC_ELSEWHERE && p->node == from)
+		forget(d, p);
 }
 
 static int raise_pid_max(struct node_daemon *d, struct buf *err)
@@ -279,13 +431,6 @@ static pid_t clone_at(pid_t pid)
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
-static bool pid_visible(pid_t pid)
-{
-	char path[32];
-
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	return access(path, F_OK) == 0;
-}
 
 static const char *step_text(int step)
 {
@@ -416,9 +561,7 @@ int proc_spawn(struct node_daemon *d, const struct spawn_req *r, struct run_sess
 		log_debug("process %d: exec status read at exit", (int)pid);
 	}
 	p->exec_fd = TAKE_FD(rd);
-	p->hnext = d->ptable[bucket(d, pid)];
-	d->ptable[bucket(d, pid)] = p;
-	d->n_procs++;
+	table_add(d, p);
 	d->n_running++;
 	node_procs_changed(d);
 	*ret = p;
@@ -455,6 +598,8 @@ void proc_reap(struct node_daemon *d)
 			log_debug("reaped process %d, not managed", (int)pid);
 			continue;
 		}
+		if (p->moving)
+			move_proc_exited(d, p);
 		if (p->state == MPROC_SPAWNING)
 			exec_check(p);
 		if (p->exec_failed) {
@@ -678,6 +823,8 @@ int proc_put_info(struct node_daemon *d, const struct mproc *p, struct buf *b)
 		r = attr_put_str(b, A_COMMAND, p->command);
 	if (r >= 0)
 		r = attr_put_u32(b, A_FLAGS, p->detached ? RUN_DETACH : 0);
+	if (r >= 0 && p->forked_from)
+		r = attr_put_u32(b, A_FORKED_FROM, (uint32_t)p->forked_from);
 	if (r >= 0 && p->state == MPROC_EXITED) {
 		if (WIFSIGNALED(p->wstatus))
 			r = attr_put_u32(b, A_EXIT_SIGNAL, (uint32_t)WTERMSIG(p->wstatus));
@@ -721,6 +868,11 @@ int proc_kill(struct node_daemon *d, pid_t pid, int sig, uid_t uid, struct buf *
 			       (int)pid);
 	if (sig < 0 || sig >= NSIG)
 		return set_err(err, -EINVAL, "bad signal %d", sig);
+	if (p->moving && move_defer_signal(d, p, sig)) {
+		log_info("process %d: signal %d for uid %u kept until its move ends", (int)pid,
+			 sig, (unsigned)uid);
+		return 0;
+	}
 	if (kill(pid, sig) < 0)
 		return set_err(err, -errno, "cannot signal process %d: %s", (int)pid,
 			       strerror(errno));

@@ -44,6 +44,7 @@ enum pending_kind {
 	PEND_PS,
 	PEND_KILL,
 	PEND_LOGS,
+	PEND_MOVE,
 };
 
 struct pending {
@@ -55,7 +56,10 @@ struct pending {
 	struct loop_timer *timer;
 	uint32_t *waiting; /* PS */
 	size_t n_waiting;
-	uint32_t node;     /* KILL, LOGS: the birth node asked */
+	uint32_t node;     /* KILL, LOGS, MOVE: the birth node asked */
+	uint32_t current;  /* MOVE: the node moving it, once it reported */
+	uint32_t to;       /* MOVE: the destination */
+	uint32_t flags;    /* MOVE: MOVE_F_FORK */
 	pid_t pid;
 	uid_t uid;
 	uint64_t offset;   /* LOGS */
@@ -190,6 +194,10 @@ static int ask(struct pending *p, uint32_t type, int sig)
 		r = attr_put_u32(&b, A_SIGNAL, (uint32_t)sig);
 	if (r >= 0 && type == PROC_LOGS_REQ)
 		r = attr_put_u64(&b, A_OFFSET, p->offset);
+	if (r >= 0 && type == PROC_MOVE_REQ)
+		r = attr_put_u32(&b, A_NODE, p->to);
+	if (r >= 0 && type == PROC_MOVE_REQ && p->flags)
+		r = attr_put_u32(&b, A_FLAGS, p->flags);
 	if (r >= 0)
 		r = msg_send(d->msg, p->node, NODE_CH_PROC, type, b.data, b.len);
 	buf_release(&b);
@@ -235,9 +243,21 @@ static void start_ps(struct node_daemon *d, struct ctl_conn *c, uint32_t flags)
 		pending_done(p, CTL_END);
 }
 
-/* Start a KILL or LOGS at the birth node of pid. */
+static uint32_t question_type(enum pending_kind kind)
+{
+	switch (kind) {
+	case PEND_KILL:
+		return PROC_KILL_REQ;
+	case PEND_LOGS:
+		return PROC_LOGS_REQ;
+	default:
+		return PROC_MOVE_REQ;
+	}
+}
+
+/* Start a KILL, LOGS or MOVE at the birth node of pid. */
 static void start_routed(struct node_daemon *d, struct ctl_conn *c, enum pending_kind kind,
-			 pid_t pid, int sig)
+			 pid_t pid, int sig, uint32_t to, uint32_t flags)
 {
 	uint32_t birth = node_of_pid(d, pid);
 	struct node_peer *peer;
@@ -263,7 +283,9 @@ static void start_routed(struct node_daemon *d, struct ctl_conn *c, enum pending
 	p->node = birth;
 	p->pid = pid;
 	p->uid = ctl_conn_uid(c);
-	r = ask(p, kind == PEND_KILL ? PROC_KILL_REQ : PROC_LOGS_REQ, sig);
+	p->to = to;
+	p->flags = flags;
+	r = ask(p, question_type(kind), sig);
 	if (r < 0)
 		pending_fail(p, r, "cannot ask node %u: %s", birth, strerror(-r));
 }
@@ -272,7 +294,7 @@ void req_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_req
 {
 	struct attr_iter it;
 	struct attr a;
-	uint32_t flags = 0, pid = 0, sig = SIGTERM;
+	uint32_t flags = 0, pid = 0, sig = SIGTERM, node = 0;
 	int r;
 
 	attr_iter_init(&it, req->payload, req->len);
@@ -283,6 +305,8 @@ void req_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_req
 			r = attr_u32(&a, &pid);
 		else if (a.type == A_SIGNAL)
 			r = attr_u32(&a, &sig);
+		else if (a.type == A_NODE)
+			r = attr_u32(&a, &node);
 		if (r < 0)
 			break;
 	}
@@ -299,10 +323,17 @@ void req_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_req
 			ctl_send_error(c, -EINVAL, 0, "bad signal %u", sig);
 			return;
 		}
-		start_routed(d, c, PEND_KILL, (pid_t)pid, (int)sig);
+		start_routed(d, c, PEND_KILL, (pid_t)pid, (int)sig, 0, 0);
 		break;
 	case CTL_LOGS:
-		start_routed(d, c, PEND_LOGS, (pid_t)pid, 0);
+		start_routed(d, c, PEND_LOGS, (pid_t)pid, 0, 0, 0);
+		break;
+	case CTL_MIGRATE:
+		if (!node_peer_find(d, node)) {
+			ctl_send_error(c, -EHOSTUNREACH, 0, "no node %u in the cluster", node);
+			return;
+		}
+		start_routed(d, c, PEND_MOVE, (pid_t)pid, 0, node, flags & MOVE_F_FORK);
 		break;
 	default:
 		ctl_send_error(c, -EPROTO, 0, "unknown request");
@@ -314,7 +345,7 @@ void req_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_req
 
 struct question {
 	uint64_t req;
-	uint32_t origin, pid, uid, sig, hops, flags;
+	uint32_t origin, pid, uid, sig, hops, flags, node;
 	uint64_t offset;
 };
 
@@ -350,6 +381,9 @@ static int parse_question(const void *data, size_t len, struct question *q)
 			break;
 		case A_OFFSET:
 			r = attr_u64(&a, &q->offset);
+			break;
+		case A_NODE:
+			r = attr_u32(&a, &q->node);
 			break;
 		default:
 			break;
@@ -408,8 +442,11 @@ static bool forward(struct node_daemon *d, uint32_t type, const struct question 
 
 		snprintf(msg, sizeof(msg), "process %u runs on node %u, which is %s", q->pid,
 			 p->node, down_text(d, p->node));
-		reply(d, q->origin, type == PROC_KILL_REQ ? PROC_REPLY : PROC_LOGS_REP, q->req,
-		      -EHOSTDOWN, msg, NULL, false);
+		reply(d, q->origin,
+		      type == PROC_KILL_REQ   ? PROC_REPLY
+		      : type == PROC_LOGS_REQ ? PROC_LOGS_REP
+					      : PROC_MOVE_REP,
+		      q->req, -EHOSTDOWN, msg, NULL, false);
 	}
 	return true;
 }
@@ -421,7 +458,8 @@ static void on_question(struct node_daemon *d, uint32_t node, uint32_t type, con
 	struct buf out = BUF_INIT, err = BUF_INIT;
 	int r;
 
-	if (parse_question(data, len, &q) < 0 || q.req == 0) {
+	if (parse_question(data, len, &q) < 0 ||
+	    (q.req == 0 && type != PROC_WHERE && type != PROC_GONE)) {
 		log_warn("malformed process request from node %u, ignoring", node);
 		return;
 	}
@@ -441,6 +479,19 @@ static void on_question(struct node_daemon *d, uint32_t node, uint32_t type, con
 		r = proc_kill(d, (pid_t)q.pid, (int)q.sig, (uid_t)q.uid, &err);
 		reply(d, q.origin, PROC_REPLY, q.req, r, r < 0 ? err.data : NULL, NULL, false);
 		break;
+	case PROC_MOVE_REQ:
+		if (!q.origin || forward(d, type, &q, data, len))
+			break;
+		move_question(d, node, data, len);
+		break;
+	case PROC_WHERE:
+		if (q.pid && q.node)
+			proc_where(d, (pid_t)q.pid, q.node);
+		break;
+	case PROC_GONE:
+		if (q.pid)
+			proc_gone(d, (pid_t)q.pid, node);
+		break;
 	case PROC_LOGS_REQ:
 		if (!q.origin || forward(d, type, &q, data, len))
 			break;
@@ -456,6 +507,46 @@ static void on_question(struct node_daemon *d, uint32_t node, uint32_t type, con
 }
 
 /* ---- answers ------------------------------------------------------------- */
+
+/* Progress goes to the client as it comes; the reply ends the request. */
+static void move_answer(struct pending *p, uint32_t node, uint32_t type, const void *data,
+			size_t len, uint32_t err, const char *msg)
+{
+	static const uint16_t progress_attrs[] = { A_DONE, A_TOTAL };
+	static const uint16_t moved_attrs[] = { A_PID,	     A_NODE,	  A_BYTES,
+						A_PAGES,     A_TOTAL_NS,  A_FROZEN_NS,
+						A_EXPORT_NS, A_IMPORT_NS, A_FORKED_FROM };
+	const uint16_t *keep = type == PROC_MOVE_PROGRESS ? progress_attrs : moved_attrs;
+	size_t n_keep = type == PROC_MOVE_PROGRESS ? ARRAY_SIZE(progress_attrs)
+						   : ARRAY_SIZE(moved_attrs);
+	struct ctl_conn *c = p->conn;
+	struct attr_iter it;
+	struct attr a;
+	struct buf b = BUF_INIT;
+	int r = 0;
+
+	p->current = node;
+	if (type == PROC_MOVE_REP && err) {
+		pending_fail(p, -(int)err, "%s", msg[0] ? msg : strerror((int)err));
+		return;
+	}
+	attr_iter_init(&it, data, len);
+	while (r >= 0 && attr_next(&it, &a) > 0)
+		for (size_t i = 0; i < n_keep; i++)
+			if (a.type == keep[i])
+				r = attr_put(&b, a.type, a.data, a.len);
+	if (type == PROC_MOVE_PROGRESS) {
+		loop_timer_arm(p->timer, REQ_TIMEOUT_USEC);
+		if (c && r >= 0)
+			(void)ctl_send(c, CTL_PROGRESS, &b);
+		buf_release(&b);
+		return;
+	}
+	pending_free(p);
+	if (c && r >= 0 && ctl_send(c, CTL_MOVED, &b) >= 0)
+		ctl_finish(c);
+	buf_release(&b);
+}
 
 static void ps_answer(struct pending *p, uint32_t node, const void *data, size_t len)
 {
@@ -515,6 +606,10 @@ static void on_answer(struct node_daemon *d, uint32_t node, uint32_t type, const
 	p = pending_find(d, id);
 	if (!p)
 		return;
+	if (p->kind == PEND_MOVE && (type == PROC_MOVE_PROGRESS || type == PROC_MOVE_REP)) {
+		move_answer(p, node, type, data, len, err, msg);
+		return;
+	}
 	if (type == PROC_PS_REP) {
 		if (p->kind == PEND_PS)
 			ps_answer(p, node, data, len);
@@ -564,11 +659,16 @@ static void proc_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t t
 	case PROC_PS_REQ:
 	case PROC_KILL_REQ:
 	case PROC_LOGS_REQ:
+	case PROC_MOVE_REQ:
+	case PROC_WHERE:
+	case PROC_GONE:
 		on_question(d, node, type, data, len);
 		break;
 	case PROC_PS_REP:
 	case PROC_REPLY:
 	case PROC_LOGS_REP:
+	case PROC_MOVE_PROGRESS:
+	case PROC_MOVE_REP:
 		on_answer(d, node, type, data, len);
 		break;
 	default:
@@ -620,7 +720,7 @@ void req_node_down(struct node_daemon *d, uint32_t node)
 		}
 		/* A forwarded question may be answered by another node: only the
 		 * birth node's loss is certain to leave it unanswered. */
-		if (p->node == node)
+		if (p->node == node || (p->kind == PEND_MOVE && p->current == node))
 			pending_fail(p, -EHOSTDOWN, "node %u is %s", node, down_text(d, node));
 	}
 }

@@ -1,0 +1,1084 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Migrations (ghost migrate), as the source and destination daemons run
+ * them. The request reaches the daemon of the node where the process runs
+ * (req.c routes it through the birth node, like a kill); that daemon is the
+ * source (S) and talks to the destination (D) on the move channel:
+ *
+ *   S                                           D
+ *   PREPARE (identity) ------------------------>  listen, fork import worker
+ *          <-------------------------- READY (port, one-time key)
+ *   fork export worker ====== image, direct TCP =====> import worker
+ *     (the process is frozen: SIGSTOP at the end)      (held stopped)
+ *          <-------------------------- IMPORTED
+ *   SIGKILL the original
+ *   COMMIT (signals received meanwhile) -------->  SIGCONT, tell the birth node
+ *          <-------------------------- DONE
+ *   answer the client (what moved, how long it was frozen)
+ *
+ * The original is the process until S kills it, which S does only once D
+ * holds a complete, stopped copy; D lets its copy run only on COMMIT. So
+ * before the kill, any failure (the export or import fails, D's daemon or
+ * node fails, the link breaks: the workers' sockets time out) makes S let the
+ * original go (SIGCONT) and D kill its copy; there are never two running
+ * copies. After the kill, the process is D's.
+ *
+ * Source side, struct move (role OUT):
+ *
+ *   PREPARING --READY--> EXPORTING --worker ok + IMPORTED--> COMMITTING --DONE--> answered
+ *       |                    |                                    |
+ *       +-- FAILED, D down --+-- worker failed, FAILED, D down -->+-- D down: answered
+ *           (answered)            ABORTING (wait for the worker)       with an error
+ *                                  -> SIGCONT, answered
+ *
+ * Destination side, struct move (role IN):
+ *
+ *   IMPORTING --worker ok--> HELD --COMMIT--> (runs; freed)
+ *       |                      |
+ *       +-- worker failed: FAILED sent, freed
+ *       +-- ABORT, S down: wait for the worker, kill the copy, freed
+ *
+ * 1. A process has at most one move (p->moving on S).
+ * 2. While a worker of a move runs, the move stays allocated: its report
+ *    pipe is watched until the final report or end of file.
+ *
+ *   event                       function
+ *   PROC_MOVE_REQ (current)     move_question()
+ *   move messages               move_recv()
+ *   worker report               on_worker_io()
+ *   node down                   move_node_down()
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LOG_PREFIX "move"
+#include "base/log.h"
+#include "node/node-int.h"
+#include "base/banned.h"
+
+/* Progress (or a keep-alive) goes to the asking node at least this often,
+ * so that its request does not time out during a long transfer. */
+#define KEEPALIVE_USEC (1000 * 1000)
+#define MAX_DEFERRED_SIGNALS 64
+/* How long a source whose transfer broke waits for the destination's reason. */
+#define REASON_WAIT_USEC (2000 * 1000)
+
+enum move_role {
+	ROLE_OUT,
+	ROLE_IN,
+};
+
+enum move_state {
+	MOVE_S_PREPARING,
+	MOVE_S_EXPORTING,
+	MOVE_S_ABORTING,
+	MOVE_S_COMMITTING,
+	MOVE_S_IMPORTING,
+	MOVE_S_HELD,
+};
+
+struct move {
+	struct move *next, *prev;
+	struct node_daemon *d;
+	enum move_role role;
+	enum move_state state;
+	uint64_t xfer;         /* the source's id */
+	uint32_t peer;         /* OUT: the destination; IN: the source */
+	pid_t pid;
+	/* OUT: who asked */
+	uint32_t origin;
+	uint64_t req;
+	uid_t uid;
+	struct mproc *proc;    /* OUT: the original; IN: the entry once imported */
+	/* the worker */
+	pid_t worker;
+	int report_fd;
+	struct loop_io *report_io;
+	bool worker_done;
+	struct worker_report result;
+	struct loop_timer *timer;
+	/* OUT: figures and outcome */
+	uint64_t start_ns;
+	uint64_t done, total;  /* progress */
+	bool imported;
+	uint64_t import_ns;
+	int err;
+	bool err_weak;         /* err is a broken connection: a better reason may come */
+	bool wait_reason;      /* waiting a little for it before rolling back */
+	char errmsg[512];
+	int signals[MAX_DEFERRED_SIGNALS];
+	size_t n_signals;
+	bool fork;             /* ghost fork: a copy with a new PID, the original runs on */
+	pid_t copy_pid;        /* OUT, fork: the copy's PID */
+	pid_t orig_pid;        /* IN, fork: the original's PID */
+	/* IN */
+	bool aborted;
+	struct buf prepare;    /* the MOVE_PREPARE payload */
+};
+
+static struct move *move_find(struct node_daemon *d, enum move_role role, uint32_t peer,
+			      uint64_t xfer)
+{
+	for (struct move *m = d->moves; m; m = m->next)
+		if (m->role == role && m->peer == peer && m->xfer == xfer)
+			return m;
+	return NULL;
+}
+
+static struct move *move_of_proc(struct node_daemon *d, const struct mproc *p)
+{
+	for (struct move *m = d->moves; m; m = m->next)
+		if (m->role == ROLE_OUT && m->proc == p)
+			return m;
+	return NULL;
+}
+
+static void move_free(struct move *m)
+{
+	if (!m)
+		return;
+	LIST_REMOVE(m->d->moves, m);
+	if (m->proc && m->role == ROLE_OUT)
+		m->proc->moving = false;
+	m->report_io = loop_io_free(m->report_io);
+	m->report_fd = safe_close(m->report_fd);
+	m->timer = loop_timer_free(m->timer);
+	buf_release(&m->prepare);
+	free(m);
+}
+
+static void on_timer(struct loop_timer *t, void *userdata);
+
+static struct move *move_new(struct node_daemon *d, enum move_role role)
+{
+	struct move *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->d = d;
+	m->role = role;
+	m->report_fd = -1;
+	m->worker = -1;
+	if (loop_timer_new(d->loop, on_timer, m, &m->timer) < 0) {
+		free(m);
+		return NULL;
+	}
+	LIST_PREPEND(d->moves, m);
+	return m;
+}
+
+static int send_move(struct move *m, uint32_t type, struct buf *extra)
+{
+	struct buf b = BUF_INIT;
+	int r;
+
+	r = attr_put_u64(&b, A_XFER, m->xfer);
+	if (r >= 0 && extra && extra->len)
+		r = buf_append(&b, extra->data, extra->len);
+	if (r >= 0)
+		r = msg_send(m->d->msg, m->peer, NODE_CH_MOVE, type, b.data, b.len);
+	buf_release(&b);
+	if (r < 0)
+		log_debug_errno(r, "cannot send move message %u to node %u", type, m->peer);
+	return r;
+}
+
+/* ---- answers to the asking node ------------------------------------------ */
+
+static void answer(struct node_daemon *d, uint32_t origin, uint64_t req, uint32_t type,
+		   const struct buf *attrs)
+{
+	struct buf b = BUF_INIT;
+	int r;
+
+	r = attr_put_u64(&b, A_REQ, req);
+	if (r >= 0 && attrs && attrs->len)
+		r = buf_append(&b, attrs->data, attrs->len);
+	if (r >= 0)
+		r = msg_send(d->msg, origin, NODE_CH_PROC, type, b.data, b.len);
+	if (r < 0)
+		log_debug_errno(r, "cannot answer node %u", origin);
+	buf_release(&b);
+}
+
+static void answer_error(struct node_daemon *d, uint32_t origin, uint64_t req, int err,
+			 const char *fmt, ...) _printf_(5, 6);
+static void answer_error(struct node_daemon *d, uint32_t origin, uint64_t req, int err,
+			 const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (attr_put_u32(&b, A_ERRNO, (uint32_t)(err < 0 ? -err : EIO)) >= 0 &&
+	    attr_put_str(&b, A_MESSAGE, msg) >= 0)
+		answer(d, origin, req, PROC_MOVE_REP, &b);
+	buf_release(&b);
+}
+
+static void send_progress(struct move *m)
+{
+	struct buf b = BUF_INIT;
+
+	if (attr_put_u64(&b, A_DONE, m->done) >= 0 && attr_put_u64(&b, A_TOTAL, m->total) >= 0)
+		answer(m->d, m->origin, m->req, PROC_MOVE_PROGRESS, &b);
+	buf_release(&b);
+}
+
+/* ---- source side ---------------------------------------------------------- */
+
+static void out_fail(struct move *m, int err, const char *fmt, ...) _printf_(3, 4);
+
+/* Remember the first failure; the move ends once the worker is done. A
+ * broken transfer connection is only the symptom when the destination
+ * failed: its own reason (MOVE_FAILED) replaces it. */
+static void out_fail(struct move *m, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (m->err == 0 || (m->err_weak && !worker_link_error(err))) {
+		m->err_weak = worker_link_error(err);
+		m->err = err < 0 ? err : -EIO;
+		va_start(ap, fmt);
+		vsnprintf(m->errmsg, sizeof(m->errmsg), fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* The original goes on where it was; tell the asker why it did not move. */
+static void out_rollback(struct move *m)
+{
+	struct node_daemon *d = m->d;
+
+	if (m->state != MOVE_S_PREPARING) {
+		(void)send_move(m, MOVE_ABORT, NULL);
+		/* A fork's export does not stop the original. */
+		if (m->proc && !m->fork) {
+			/* The export froze it (or failed and let it go: harmless). */
+			if (kill(m->pid, SIGCONT) < 0)
+				log_warn_errno(errno, "cannot resume process %d", (int)m->pid);
+			for (size_t i = 0; i < m->n_signals; i++)
+				(void)kill(m->pid, m->signals[i]);
+		}
+	} else {
+		(void)send_move(m, MOVE_ABORT, NULL);
+	}
+	log_warn("process %d stays on node %u: %s", (int)m->pid, d->self, m->errmsg);
+	answer_error(d, m->origin, m->req, m->err, "cannot %s process %d to node %u: %s",
+		     m->fork ? "fork" : "move", (int)m->pid, m->peer, m->errmsg);
+	move_free(m);
+}
+
+static void out_commit(struct move *m)
+{
+	struct node_daemon *d = m->d;
+	struct buf b = BUF_INIT;
+	int r = 0;
+
+	if (m->fork) {
+		/* The original runs on: the copy may start. */
+		(void)send_move(m, MOVE_COMMIT, NULL);
+		m->state = MOVE_S_COMMITTING;
+		return;
+	}
+
+	/* The copy is complete and held on the destination: the original goes. */
+	if (kill(m->pid, SIGKILL) < 0 && errno != ESRCH) {
+		out_fail(m, -errno, "cannot end the original of process %d: %s", (int)m->pid,
+			 strerror(errno));
+		out_rollback(m);
+		return;
+	}
+	for (size_t i = 0; i < m->n_signals && r >= 0; i++)
+		r = attr_put_u32(&b, A_SIGNAL, (uint32_t)m->signals[i]);
+	m->n_signals = 0;
+	(void)send_move(m, MOVE_COMMIT, &b);
+	buf_release(&b);
+	proc_depart(d, m->proc, m->peer);
+	m->proc = NULL;
+	m->state = MOVE_S_COMMITTING;
+}
+
+static void out_done(struct move *m)
+{
+	struct node_daemon *d = m->d;
+	uint64_t now = worker_now_ns();
+	struct buf b = BUF_INIT;
+	int r;
+
+	uint64_t frozen = m->fork ? m->result.stats.frozen_ns : now - m->result.freeze_start_ns;
+
+	r = attr_put_u32(&b, A_ERRNO, 0);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_PID, (uint32_t)(m->fork ? m->copy_pid : m->pid));
+	if (r >= 0 && m->fork)
+		r = attr_put_u32(&b, A_FORKED_FROM, (uint32_t)m->pid);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_NODE, d->self);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_BYTES, m->result.stats.image_bytes);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_PAGES, m->result.stats.pages);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_TOTAL_NS, now - m->start_ns);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_FROZEN_NS, frozen);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_EXPORT_NS, m->result.stats.total_ns);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_IMPORT_NS, m->import_ns);
+	if (r >= 0)
+		answer(d, m->origin, m->req, PROC_MOVE_REP, &b);
+	buf_release(&b);
+	if (m->fork)
+		log_info("process %d copied to node %u as %d: %llu bytes", (int)m->pid, m->peer,
+			 (int)m->copy_pid, (unsigned long long)m->result.stats.image_bytes);
+	else
+		log_info("process %d moved to node %u: %llu bytes, frozen %llu ms", (int)m->pid,
+			 m->peer, (unsigned long long)m->result.stats.image_bytes,
+			 (unsigned long long)(frozen / 1000000));
+	move_free(m);
+}
+
+/* Both halves of the transfer are known: go on or roll back. */
+static void out_step(struct move *m)
+{
+	if (m->state == MOVE_S_ABORTING || (m->state == MOVE_S_EXPORTING && m->err)) {
+		m->state = MOVE_S_ABORTING;
+		if (!m->worker_done)
+			return;
+		if (m->err_weak && !m->wait_reason && m->err != -EHOSTDOWN) {
+			/* The destination's MOVE_FAILED, if it comes, says why. */
+			m->wait_reason = true;
+			loop_timer_arm(m->timer, REASON_WAIT_USEC);
+			return;
+		}
+		out_rollback(m);
+		return;
+	}
+	if (m->state == MOVE_S_EXPORTING && m->worker_done && m->imported)
+		out_commit(m);
+}
+
+static void on_worker_io(struct loop_io *io, int fd, unsigned events, void *userdata);
+
+static int watch_worker(struct move *m)
+{
+	return loop_io_new(m->d->loop, m->report_fd, LOOP_READ, on_worker_io, m, &m->report_io);
+}
+
+static void out_ready(struct move *m, const void *data, size_t len)
+{
+	struct node_daemon *d = m->d;
+	const struct node_config_node *cn = node_config_find(&d->config, m->peer);
+	struct worker_export_job j = {
+		.pid = m->pid,
+		/* A migration keeps it stopped until the copy is safe; a fork lets it go. */
+		.flags = m->fork ? 0 : GHOST_EXPORT_STOP,
+		.dest = m->peer,
+		.encrypt = d->config.encrypt,
+	};
+	struct attr_iter it;
+	struct attr a;
+	uint32_t port = 0;
+	bool have_key = false;
+	int r;
+
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &a) > 0) {
+		if (a.type == A_PORT)
+			(void)attr_u32(&a, &port);
+		else if (a.type == A_KEY && a.len == sizeof(j.key)) {
+			memcpy(j.key, a.data, sizeof(j.key));
+			have_key = true;
+		}
+	}
+	if (!cn || port == 0 || port > 65535 || !have_key) {
+		out_fail(m, -EPROTO, "node %u sent a malformed answer", m->peer);
+		out_rollback(m);
+		return;
+	}
+	j.host = cn->address;
+	j.port = (uint16_t)port;
+	m->state = MOVE_S_EXPORTING;
+	r = worker_export_start(&j, &m->worker, &m->report_fd);
+	memset(j.key, 0, sizeof(j.key));
+	if (r >= 0)
+		r = watch_worker(m);
+	if (r < 0) {
+		out_fail(m, r, "cannot start the export of process %d: %s", (int)m->pid,
+			 strerror(-r));
+		m->worker_done = m->worker < 0 || m->report_fd < 0;
+		if (m->worker_done)
+			out_rollback(m);
+		else
+			m->state = MOVE_S_ABORTING;
+	}
+}
+
+static void out_recv(struct move *m, uint32_t type, const void *data, size_t len)
+{
+	struct attr_iter it;
+	struct attr a;
+	uint32_t err = EIO;
+	char msg[512] = "";
+
+	switch (type) {
+	case MOVE_READY:
+		if (m->state == MOVE_S_PREPARING)
+			out_ready(m, data, len);
+		break;
+	case MOVE_IMPORTED:
+		attr_iter_init(&it, data, len);
+		while (attr_next(&it, &a) > 0) {
+			uint32_t v;
+
+			if (a.type == A_IMPORT_NS)
+				(void)attr_u64(&a, &m->import_ns);
+			else if (a.type == A_PID && attr_u32(&a, &v) >= 0)
+				m->copy_pid = (pid_t)v;
+		}
+		m->imported = true;
+		out_step(m);
+		break;
+	case MOVE_FAILED:
+		attr_iter_init(&it, data, len);
+		while (attr_next(&it, &a) > 0) {
+			if (a.type == A_ERRNO)
+				(void)attr_u32(&a, &err);
+			else if (a.type == A_MESSAGE)
+				(void)attr_strcpy(&a, msg, sizeof(msg));
+		}
+		if (m->state == MOVE_S_COMMITTING)
+			break;
+		out_fail(m, -(int)err, "%s", msg[0] ? msg : "the destination failed");
+		m->err_weak = false;
+		if (m->state == MOVE_S_PREPARING || m->wait_reason)
+			out_rollback(m);
+		else
+			out_step(m);
+		break;
+	case MOVE_DONE:
+		if (m->state == MOVE_S_COMMITTING)
+			out_done(m);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Is the process one we can move, for uid? 0 or -errno with a message. */
+static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_t uid,
+			 uint32_t to, bool fork, char *msg, size_t size)
+{
+	struct node_peer *peer = node_peer_find(d, to);
+
+	if (!p || p->state == MPROC_ELSEWHERE || p->exec_failed) {
+		snprintf(msg, size, "no managed process %d", (int)pid);
+		return -ESRCH;
+	}
+	if (p->state == MPROC_EXITED) {
+		snprintf(msg, size, "process %d has exited", (int)pid);
+		return -ESRCH;
+	}
+	if (uid != 0 && uid != p->uid) {
+		snprintf(msg, size, "not allowed to move process %d: it belongs to another user",
+			 (int)pid);
+		return -EPERM;
+	}
+	if (!peer) {
+		snprintf(msg, size, "no node %u in the cluster", to);
+		return -EHOSTUNREACH;
+	}
+	if (to == d->self && !fork) {
+		snprintf(msg, size, "process %d already runs on node %u", (int)pid, to);
+		return -EALREADY;
+	}
+	if (peer->state != NODE_STATE_UP && to != d->self) {
+		snprintf(msg, size, "node %u is %s", to, node_state_to_string(peer->state));
+		return -EHOSTDOWN;
+	}
+	if (p->state == MPROC_SPAWNING || p->arriving) {
+		snprintf(msg, size, "process %d is starting; try again", (int)pid);
+		return -EAGAIN;
+	}
+	if (p->moving) {
+		snprintf(msg, size, "process %d is already moving", (int)pid);
+		return -EBUSY;
+	}
+	if (p->session) {
+		snprintf(msg, size,
+			 "process %d is attached to a 'ghost run'; only detached processes "
+			 "(ghost run -d) can %s for now",
+			 (int)pid, fork ? "be forked" : "move");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+void move_question(struct node_daemon *d, uint32_t from, const void *data, size_t len)
+{
+	struct attr_iter it;
+	struct attr a;
+	uint64_t req = 0;
+	uint32_t origin = 0, pid = 0, uid = 0, to = 0, flags = 0;
+	struct buf b = BUF_INIT;
+	struct mproc *p;
+	struct move *m;
+	char msg[512];
+	int r;
+
+	attr_iter_init(&it, data, len);
+	while ((r = attr_next(&it, &a)) > 0) {
+		if (a.type == A_REQ)
+			r = attr_u64(&a, &req);
+		else if (a.type == A_ORIGIN)
+			r = attr_u32(&a, &origin);
+		else if (a.type == A_PID)
+			r = attr_u32(&a, &pid);
+		else if (a.type == A_UID)
+			r = attr_u32(&a, &uid);
+		else if (a.type == A_NODE)
+			r = attr_u32(&a, &to);
+		else if (a.type == A_FLAGS)
+			r = attr_u32(&a, &flags);
+		if (r < 0)
+			break;
+	}
+	if (r < 0 || req == 0 || origin == 0) {
+		log_warn("malformed move request from node %u, ignoring", from);
+		return;
+	}
+	p = proc_find(d, (pid_t)pid);
+	r = check_movable(d, p, (pid_t)pid, (uid_t)uid, to, flags & MOVE_F_FORK, msg, sizeof(msg));
+	if (r < 0) {
+		answer_error(d, origin, req, r, "%s", msg);
+		return;
+	}
+	m = move_new(d, ROLE_OUT);
+	if (!m) {
+		answer_error(d, origin, req, -ENOMEM, "out of memory on node %u", d->self);
+		return;
+	}
+	m->xfer = node_new_id(d);
+	m->peer = to;
+	m->pid = (pid_t)pid;
+	m->origin = origin;
+	m->req = req;
+	m->uid = (uid_t)uid;
+	m->proc = p;
+	m->fork = flags & MOVE_F_FORK;
+	m->start_ns = worker_now_ns();
+	m->state = MOVE_S_PREPARING;
+	p->moving = true;
+	r = attr_put_u32(&b, A_PID, (uint32_t)pid);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_UID, (uint32_t)p->uid);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_GID, (uint32_t)p->gid);
+	if (r >= 0)
+		r = attr_put_str(&b, A_COMMAND, p->command);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_START, p->start_time);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_FLAGS,
+				 (p->detached ? RUN_DETACH : 0) | (m->fork ? MOVE_F_FORK : 0));
+	if (r >= 0 && p->log_path)
+		r = attr_put_str(&b, A_PATH, p->log_path);
+	if (r >= 0)
+		r = send_move(m, MOVE_PREPARE, &b);
+	buf_release(&b);
+	if (r < 0) {
+		out_fail(m, r, "cannot reach node %u: %s", to, strerror(-r));
+		out_rollback(m);
+		return;
+	}
+	loop_timer_arm(m->timer, KEEPALIVE_USEC);
+	log_info("process %d: %s to node %u for uid %u", (int)pid,
+		 m->fork ? "copying" : "moving", to, uid);
+}
+
+bool move_defer_signal(struct node_daemon *d, struct mproc *p, int sig)
+{
+	struct move *m = move_of_proc(d, p);
+
+	/* Stop and continue signals would fight the freeze; SIGKILL must act now. */
+	if (!m || m->fork || sig == 0 || sig == SIGKILL || sig == SIGSTOP || sig == SIGCONT ||
+	    m->n_signals >= MAX_DEFERRED_SIGNALS)
+		return false;
+	m->signals[m->n_signals++] = sig;
+	return true;
+}
+
+void move_proc_exited(struct node_daemon *d, struct mproc *p)
+{
+	struct move *m = move_of_proc(d, p);
+
+	if (!m)
+		return;
+	p->moving = false;
+	m->proc = NULL;
+	out_fail(m, -ESRCH, "process %d exited before it could move", (int)m->pid);
+	if (m->state == MOVE_S_PREPARING)
+		out_rollback(m);
+	else
+		out_step(m);
+}
+
+/* ---- destination side ----------------------------------------------------- */
+
+static void in_fail(struct move *m, int err, const char *fmt, ...) _printf_(3, 4);
+static void in_fail(struct move *m, int err, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("process %d from node %u: %s", (int)m->pid, m->peer, msg);
+	if (attr_put_u32(&b, A_ERRNO, (uint32_t)(err < 0 ? -err : EIO)) >= 0 &&
+	    attr_put_str(&b, A_MESSAGE, msg) >= 0)
+		(void)send_move(m, MOVE_FAILED, &b);
+	buf_release(&b);
+}
+
+/* Kill a copy that must not run, and forget it. */
+static void in_discard(struct move *m)
+{
+	if (m->proc) {
+		proc_arrival_cancel(m->d, m->proc);
+		m->proc = NULL;
+	}
+	if (m->result.pid > 0 && kill(m->result.pid, SIGKILL) < 0 && errno != ESRCH)
+		log_warn_errno(errno, "cannot kill the abandoned copy of process %d",
+			       (int)m->result.pid);
+	move_free(m);
+}
+
+static struct proc_arrival *arrival_parse(const void *data, size_t len, struct proc_arrival *a,
+					  char *command, size_t csize, char *path, size_t psize,
+					  uint32_t *ret_flags)
+{
+	struct attr_iter it;
+	struct attr at;
+	uint32_t v, flags = 0;
+
+	memset(a, 0, sizeof(*a));
+	command[0] = path[0] = '\0';
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &at) > 0) {
+		switch (at.type) {
+		case A_PID:
+			if (attr_u32(&at, &v) >= 0)
+				a->pid = (pid_t)v;
+			break;
+		case A_UID:
+			if (attr_u32(&at, &v) >= 0)
+				a->uid = (uid_t)v;
+			break;
+		case A_GID:
+			if (attr_u32(&at, &v) >= 0)
+				a->gid = (gid_t)v;
+			break;
+		case A_COMMAND:
+			(void)attr_strcpy(&at, command, csize);
+			break;
+		case A_START:
+			(void)attr_u64(&at, &a->start_time);
+			break;
+		case A_FLAGS:
+			(void)attr_u32(&at, &flags);
+			break;
+		case A_PATH:
+			(void)attr_strcpy(&at, path, psize);
+			break;
+		default:
+			break;
+		}
+	}
+	a->detached = flags & RUN_DETACH;
+	*ret_flags = flags;
+	a->command = command;
+	a->log_path = path[0] ? path : NULL;
+	return a->pid > 0 ? a : NULL;
+}
+
+static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, const void *data,
+		       size_t len)
+{
+	const struct node_config_node *self = node_config_find(&d->config, d->self);
+	struct worker_import_job j = {
+		.flags = GHOST_IMPORT_STOPPED,
+		.source = from,
+		.encrypt = d->config.encrypt,
+	};
+	struct proc_arrival a;
+	char command[4096], path[4096];
+	struct mproc *old;
+	struct buf b = BUF_INIT;
+	struct move *m;
+	uint32_t flags;
+	uint16_t port;
+	int lfd = -1, r;
+
+	if (move_find(d, ROLE_IN, from, xfer))
+		return; /* a duplicate: msg never sends one */
+	m = move_new(d, ROLE_IN);
+	if (!m) {
+		log_warn("out of memory: refusing a process from node %u", from);
+		return;
+	}
+	m->xfer = xfer;
+	m->peer = from;
+	m->state = MOVE_S_IMPORTING;
+	if (!arrival_parse(data, len, &a, command, sizeof(command), path, sizeof(path), &flags)) {
+		in_fail(m, -EPROTO, "malformed move request");
+		move_free(m);
+		return;
+	}
+	m->pid = a.pid;
+	m->fork = flags & MOVE_F_FORK;
+	if (m->fork) {
+		/* The copy gets a PID of this node's range. */
+		m->orig_pid = a.pid;
+		r = proc_pick_pid(d, &m->pid);
+		if (r < 0) {
+			in_fail(m, r, "no free PID left in the range of node %u", d->self);
+			move_free(m);
+			return;
+		}
+		j.pid = m->pid;
+	}
+	old = proc_find(d, m->pid);
+	if (old && old->state != MPROC_ELSEWHERE && old->state != MPROC_EXITED) {
+		in_fail(m, -EEXIST, "PID %d is taken on node %u", (int)a.pid, d->self);
+		move_free(m);
+		return;
+	}
+	r = msg_chan_listen(self->address, &lfd, &port);
+	if (r < 0) {
+		in_fail(m, r, "node %u cannot listen for the transfer: %s", d->self, strerror(-r));
+		move_free(m);
+		return;
+	}
+	j.listen_fd = lfd;
+	r = msg_chan_key_new(j.key);
+	if (r >= 0)
+		r = worker_import_start(&j, &m->worker, &m->report_fd);
+	safe_close(lfd);
+	if (r >= 0)
+		r = watch_worker(m);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_PORT, port);
+	if (r >= 0)
+		r = attr_put(&b, A_KEY, j.key, sizeof(j.key));
+	if (r >= 0)
+		r = send_move(m, MOVE_READY, &b);
+	memset(j.key, 0, sizeof(j.key));
+	buf_release(&b);
+	if (r < 0) {
+		in_fail(m, r, "node %u cannot start the import: %s", d->self, strerror(-r));
+		/* The worker gives up when nobody connects. */
+		m->aborted = true;
+		if (m->report_fd < 0)
+			move_free(m);
+		return;
+	}
+	/* Keep what the source said about the process for proc_arrive(). */
+	if (buf_append(&m->prepare, data, len) < 0) {
+		in_fail(m, -ENOMEM, "out of memory on node %u", d->self);
+		m->aborted = true;
+	}
+}
+
+static void in_imported(struct move *m)
+{
+	struct node_daemon *d = m->d;
+	struct proc_arrival a;
+	char command[4096], path[4096];
+	struct buf b = BUF_INIT;
+	int r;
+
+	if (m->result.err < 0 || m->result.pid <= 0) {
+		in_fail(m, m->result.err < 0 ? m->result.err : -EIO, "%s",
+			m->result.msg[0] ? m->result.msg : "the import failed");
+		move_free(m);
+		return;
+	}
+	if (m->aborted) {
+		in_discard(m);
+		return;
+	}
+	uint32_t flags;
+
+	if (!arrival_parse(m->prepare.data, m->prepare.len, &a, command, sizeof(command), path,
+			   sizeof(path), &flags) ||
+	    m->pid != m->result.pid) {
+		in_fail(m, -EPROTO, "the image holds process %d, not %d", (int)m->result.pid,
+			(int)m->pid);
+		in_discard(m);
+		return;
+	}
+	if (m->fork) {
+		a.pid = m->pid;
+		a.forked_from = m->orig_pid;
+	}
+	r = proc_arrive(d, &a, &m->proc);
+	if (r < 0) {
+		in_fail(m, r, "cannot enter process %d in the table of node %u: %s", (int)a.pid,
+			d->self, strerror(-r));
+		in_discard(m);
+		return;
+	}
+	m->state = MOVE_S_HELD;
+	r = attr_put_u64(&b, A_IMPORT_NS, m->result.stats.total_ns);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_PID, (uint32_t)m->pid);
+	if (r >= 0)
+		r = send_move(m, MOVE_IMPORTED, &b);
+	buf_release(&b);
+	if (r < 0)
+		in_discard(m); /* the source is gone: its original stays */
+}
+
+static void in_commit(struct move *m, const void *data, size_t len)
+{
+	struct node_daemon *d = m->d;
+	uint32_t birth = node_of_pid(d, m->pid);
+	struct attr_iter it;
+	struct attr a;
+	uint32_t sig;
+
+	/* Signals sent while it was frozen, before it runs again. */
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &a) > 0)
+		if (a.type == A_SIGNAL && attr_u32(&a, &sig) >= 0 && sig > 0 && sig < NSIG)
+			(void)kill(m->pid, (int)sig);
+	m->proc->arriving = false;
+	if (kill(m->pid, SIGCONT) < 0)
+		log_warn_errno(errno, "cannot let process %d run", (int)m->pid);
+	if (birth != d->self && birth != 0) {
+		struct buf b = BUF_INIT;
+
+		if (attr_put_u32(&b, A_PID, (uint32_t)m->pid) >= 0 &&
+		    attr_put_u32(&b, A_NODE, d->self) >= 0 &&
+		    msg_send(d->msg, birth, NODE_CH_PROC, PROC_WHERE, b.data, b.len) < 0)
+			log_warn("cannot tell node %u that process %d runs here now", birth,
+				 (int)m->pid);
+		buf_release(&b);
+	}
+	(void)send_move(m, MOVE_DONE, NULL);
+	if (m->fork)
+		log_info("process %d: a copy of process %d from node %u", (int)m->pid,
+			 (int)m->orig_pid, m->peer);
+	else
+		log_info("process %d arrived from node %u", (int)m->pid, m->peer);
+	m->proc = NULL;
+	move_free(m);
+}
+
+static void in_recv(struct move *m, uint32_t type, const void *data, size_t len)
+{
+	switch (type) {
+	case MOVE_COMMIT:
+		if (m->state == MOVE_S_HELD)
+			in_commit(m, data, len);
+		break;
+	case MOVE_ABORT:
+		if (m->state == MOVE_S_HELD)
+			in_discard(m);
+		else
+			m->aborted = true; /* the worker fails soon: nothing is sent any more */
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- workers, timers, messages -------------------------------------------- */
+
+static void worker_finished(struct move *m)
+{
+	m->worker_done = true;
+	m->report_io = loop_io_free(m->report_io);
+	m->report_fd = safe_close(m->report_fd);
+	if (m->role == ROLE_IN) {
+		in_imported(m);
+		return;
+	}
+	if (m->result.err < 0)
+		out_fail(m, m->result.err, "%s",
+			 m->result.msg[0] ? m->result.msg : "the export failed");
+	else {
+		m->done = m->total = m->result.stats.image_bytes;
+	}
+	out_step(m);
+}
+
+static void on_worker_io(struct loop_io *io, int fd, unsigned events, void *userdata)
+{
+	struct move *m = userdata;
+	struct worker_report rep;
+	int r;
+
+	(void)io;
+	(void)fd;
+	(void)events;
+	for (;;) {
+		r = worker_read_report(m->report_fd, &rep);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			/* Died without a final report. */
+			m->result = (struct worker_report){ .kind = WORKER_DONE, .err = -EIO };
+			snprintf(m->result.msg, sizeof(m->result.msg),
+				 "the %s worker on node %u died",
+				 m->role == ROLE_OUT ? "export" : "import", m->d->self);
+			worker_finished(m);
+			return;
+		}
+		if (rep.kind == WORKER_PROGRESS) {
+			if (m->role == ROLE_OUT) {
+				m->done = rep.done;
+				m->total = rep.total;
+				send_progress(m);
+				loop_timer_arm(m->timer, KEEPALIVE_USEC);
+			}
+			continue;
+		}
+		m->result = rep;
+		worker_finished(m);
+		return;
+	}
+}
+
+static void on_timer(struct loop_timer *t, void *userdata)
+{
+	struct move *m = userdata;
+
+	(void)t;
+	if (m->role != ROLE_OUT)
+		return;
+	if (m->wait_reason) {
+		out_rollback(m);
+		return;
+	}
+	send_progress(m);
+	loop_timer_arm(m->timer, KEEPALIVE_USEC);
+}
+
+static void move_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32_t type,
+		      const void *data, size_t len, void *userdata)
+{
+	struct node_daemon *d = userdata;
+	struct attr_iter it;
+	struct attr a;
+	uint64_t xfer = 0;
+	struct move *m;
+
+	(void)msg;
+	(void)channel;
+	if (d->leaving)
+		return;
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &a) > 0)
+		if (a.type == A_XFER) {
+			(void)attr_u64(&a, &xfer);
+			break;
+		}
+	if (xfer == 0)
+		return;
+	if (type == MOVE_PREPARE) {
+		in_prepare(d, node, xfer, data, len);
+		return;
+	}
+	if (type == MOVE_COMMIT || type == MOVE_ABORT) {
+		m = move_find(d, ROLE_IN, node, xfer);
+		if (m)
+			in_recv(m, type, data, len);
+		return;
+	}
+	m = move_find(d, ROLE_OUT, node, xfer);
+	if (m)
+		out_recv(m, type, data, len);
+}
+
+void move_register(struct node_daemon *d)
+{
+	struct msg_handler h = { .recv = move_recv };
+
+	(void)msg_register(d->msg, NODE_CH_MOVE, &h, d);
+}
+
+void move_node_down(struct node_daemon *d, uint32_t node)
+{
+	struct move *m, *next;
+
+	for (m = d->moves; m; m = next) {
+		next = m->next;
+		if (m->peer != node)
+			continue;
+		if (m->role == ROLE_IN) {
+			/* The original is the process until the commit. */
+			if (m->state == MOVE_S_HELD)
+				in_discard(m);
+			else
+				m->aborted = true;
+			continue;
+		}
+		switch (m->state) {
+		case MOVE_S_PREPARING:
+			out_fail(m, -EHOSTDOWN, "node %u failed before the transfer began", node);
+			out_rollback(m);
+			break;
+		case MOVE_S_EXPORTING:
+		case MOVE_S_ABORTING:
+			out_fail(m, -EHOSTDOWN, "node %u failed during the transfer", node);
+			out_step(m);
+			break;
+		case MOVE_S_COMMITTING:
+			answer_error(d, m->origin, m->req, -EHOSTDOWN,
+				     "node %u failed just after process %d moved there", node,
+				     (int)m->pid);
+			move_free(m);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+void move_free_all(struct node_daemon *d)
+{
+	while (d->moves) {
+		struct move *m = d->moves;
+
+		/* Shutting down mid-move: no process may stay frozen. */
+		if (m->role == ROLE_OUT && m->proc && m->state != MOVE_S_COMMITTING) {
+			if (m->worker > 0 && !m->worker_done)
+				while (waitpid(m->worker, NULL, 0) < 0 && errno == EINTR)
+					;
+			(void)send_move(m, MOVE_ABORT, NULL);
+			(void)kill(m->pid, SIGCONT);
+			for (size_t i = 0; i < m->n_signals; i++)
+				(void)kill(m->pid, m->signals[i]);
+		} else if (m->role == ROLE_IN) {
+			if (m->worker > 0 && !m->worker_done)
+				(void)kill(m->worker, SIGKILL);
+			if (m->state == MOVE_S_HELD && m->result.pid > 0)
+				(void)kill(m->result.pid, SIGKILL);
+		}
+		move_free(m);
+	}
+}
