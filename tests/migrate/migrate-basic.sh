@@ -5,7 +5,8 @@
 # under load, keeps its PID, its output stays continuous, signals sent with
 # ghost kill meanwhile arrive, and it verifies its own state at the end;
 # python3 running a script moves and finishes with the right result; bad
-# requests get one clear line and leave the process where it was.
+# requests get one clear line and leave the process where it was; ghost
+# fork makes a copy with a new PID that goes on independently.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 MIGRANT=$(realpath "$(dirname "$0")")/migrant
@@ -95,7 +96,46 @@ check_eq "  ... and exits 0" "exited 0" "$("$GHOST" ps -a --json | python3 -c '
 import json, sys
 print(*["%s %d" % (p["state"], p.get("exit_code", -1)) for p in json.load(sys.stdin) if p["pid"] == '"$py"'])')"
 
-# 3. Bad requests: one line, exit 1, the process stays where it was.
+# 3. ghost fork: two copies from the same starting point, independent after.
+cat > "$TEST_TMP/count.py" <<'EOF'
+import os, sys, time
+n = 0
+while True:
+    n += 1
+    sys.stdout.write("%d %d\n" % (os.getpid(), n))
+    sys.stdout.flush()
+    time.sleep(0.02)
+EOF
+orig=$("$GHOST" run -d -- python3 "$TEST_TMP/count.py")
+sleep 0.3
+"$GHOST" fork --json "$orig" 3 > "$TEST_TMP/fork.json" 2> "$TEST_TMP/err"
+check_eq "fork exits 0" 0 $?
+json_get() {
+	python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$@"
+}
+copy=$(json_get "$TEST_TMP/fork.json" pid)
+check_eq "the copy has a PID of node 3's range, and names its original" "3 $orig" \
+	"$((copy / 100000)) $(json_get "$TEST_TMP/fork.json" forked_from)"
+sleep 0.5
+check_eq "ps shows both, the copy on node 3 with its origin" "$orig 1 0|$copy 3 $orig" \
+	"$("$GHOST" ps --json | python3 -c '
+import json, sys
+print("|".join("%d %d %d" % (p["pid"], p["node"], p.get("forked_from", 0))
+               for p in json.load(sys.stdin) if p["pid"] in ('"$orig"', '"$copy"')))')"
+"$GHOST" kill -KILL "$orig" "$copy"
+sleep 0.2
+"$GHOST" logs "$orig" > "$TEST_TMP/both"
+check "the copy counts on from where the original was when it was copied" python3 -c '
+import sys
+o, c = [], []
+for line in open(sys.argv[1]):
+    pid, n = map(int, line.split())
+    (o if pid == '"$orig"' else c).append(n)
+ok = (c and o and c[0] > 1 and c[0] - 1 in o and len(c) > 5 and len(o) > c[0] + 5
+      and o == list(range(1, len(o) + 1)) and c == list(range(c[0], c[0] + len(c))))
+sys.exit(0 if ok else 1)' "$TEST_TMP/both"
+
+# 4. Bad requests: one line, exit 1, the process stays where it was.
 victim=$("$GHOST" run -d -- sleep 600)
 sleep 0.2
 bad() {
