@@ -6,7 +6,8 @@
 #     where it was;
 #  2. bring a 3-node cluster up on this machine (needs root), run something
 #     on each node through the node daemons, show ghost ps and ghost nodes,
-#     and bring it down.
+#     move a counting process 1 -> 2 -> 3 with ghost migrate while it keeps
+#     counting, copy it with ghost fork, and bring the cluster down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -104,6 +105,18 @@ step "ghost ps"
 
 step "ghost nodes"
 "$ghost" nodes
+
+step "ghost migrate: a counter moves 1 -> 2 -> 3 with its PID and keeps counting"
+counter=$("$ghost" run -d -- bash -c 'n=0; while :; do n=$((n+1)); echo "count $n"; sleep 0.1; done')
+sleep 0.5
+"$ghost" migrate "$counter" 2
+sleep 0.5
+"$ghost" migrate "$counter" 3
+sleep 0.5
+echo "its log, written from 3 nodes: $("$ghost" logs "$counter" | head -1) ... $("$ghost" logs "$counter" | tail -1)"
+step "ghost fork: a copy on node 1, with a new PID, counting on from the same point"
+"$ghost" fork "$counter" 1
+"$ghost" ps
 
 step "ghost cluster down (daemons, processes, namespaces, bridge, files: all gone)"
 "$ghost" cluster down

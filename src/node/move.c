@@ -107,6 +107,9 @@ struct move {
 	uint64_t start_ns;
 	uint64_t done, total;  /* progress */
 	bool imported;
+	bool dest_done;        /* MOVE_DONE came */
+	bool orig_gone;        /* the killed original was reaped (its PID is free here) */
+	unsigned reap_ticks;   /* keep-alive ticks spent waiting for that */
 	uint64_t import_ns;
 	int err;
 	bool err_weak;         /* err is a broken connection: a better reason may come */
@@ -278,6 +281,8 @@ static void out_rollback(struct move *m)
 	move_free(m);
 }
 
+static void out_done(struct move *m);
+
 static void out_commit(struct move *m)
 {
 	struct node_daemon *d = m->d;
@@ -306,6 +311,19 @@ static void out_commit(struct move *m)
 	proc_depart(d, m->proc, m->peer);
 	m->proc = NULL;
 	m->state = MOVE_S_COMMITTING;
+}
+
+void move_reaped(struct node_daemon *d, pid_t pid)
+{
+	for (struct move *m = d->moves; m; m = m->next)
+		if (m->role == ROLE_OUT && !m->fork && m->pid == pid &&
+		    m->state == MOVE_S_COMMITTING) {
+			m->orig_gone = true;
+			/* Answer only now: a move straight back must find the PID free. */
+			if (m->dest_done)
+				out_done(m);
+			return;
+		}
 }
 
 static void out_done(struct move *m)
@@ -468,7 +486,8 @@ static void out_recv(struct move *m, uint32_t type, const void *data, size_t len
 			out_step(m);
 		break;
 	case MOVE_DONE:
-		if (m->state == MOVE_S_COMMITTING)
+		m->dest_done = true;
+		if (m->state == MOVE_S_COMMITTING && (m->fork || m->orig_gone))
 			out_done(m);
 		break;
 	default:
@@ -777,8 +796,12 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 	if (r >= 0)
 		r = worker_import_start(&j, &m->worker, &m->report_fd);
 	safe_close(lfd);
-	if (r >= 0)
-		r = watch_worker(m);
+	if (r >= 0 && watch_worker(m) < 0) {
+		/* Without a watch the outcome would never be read. */
+		(void)kill(m->worker, SIGKILL);
+		m->report_fd = safe_close(m->report_fd);
+		r = -ENOMEM;
+	}
 	if (r >= 0)
 		r = attr_put_u32(&b, A_PORT, port);
 	if (r >= 0)
@@ -808,6 +831,7 @@ static void in_imported(struct move *m)
 	struct proc_arrival a;
 	char command[4096], path[4096];
 	struct buf b = BUF_INIT;
+	uint32_t flags;
 	int r;
 
 	if (m->result.err < 0 || m->result.pid <= 0) {
@@ -820,8 +844,6 @@ static void in_imported(struct move *m)
 		in_discard(m);
 		return;
 	}
-	uint32_t flags;
-
 	if (!arrival_parse(m->prepare.data, m->prepare.len, &a, command, sizeof(command), path,
 			   sizeof(path), &flags) ||
 	    m->pid != m->result.pid) {
@@ -974,6 +996,12 @@ static void on_timer(struct loop_timer *t, void *userdata)
 		out_rollback(m);
 		return;
 	}
+	/* The original should be reaped within moments of its SIGKILL; never
+	 * keep the asker waiting on it for long. */
+	if (m->state == MOVE_S_COMMITTING && m->dest_done && ++m->reap_ticks >= 5) {
+		out_done(m);
+		return;
+	}
 	send_progress(m);
 	loop_timer_arm(m->timer, KEEPALIVE_USEC);
 }
@@ -1048,6 +1076,8 @@ void move_node_down(struct node_daemon *d, uint32_t node)
 			out_step(m);
 			break;
 		case MOVE_S_COMMITTING:
+			if (m->dest_done)
+				break; /* it runs there: the answer waits for the reap */
 			answer_error(d, m->origin, m->req, -EHOSTDOWN,
 				     "node %u failed just after process %d moved there", node,
 				     (int)m->pid);

@@ -532,6 +532,8 @@ void move_node_down(struct node_daemon *d, uint32_t node);
 bool move_defer_signal(struct node_daemon *d, struct mproc *p, int sig);
 /* The process of a move died: the move fails. */
 void move_proc_exited(struct node_daemon *d, struct mproc *p);
+/* A child that is no managed process here was reaped (maybe a moved original). */
+void move_reaped(struct node_daemon *d, pid_t pid);
 void move_free_all(struct node_daemon *d);
 
 /* run.c: run sessions */

@@ -596,6 +596,7 @@ void proc_reap(struct node_daemon *d)
 		p = proc_find(d, pid);
 		if (!p || (p->state != MPROC_SPAWNING && p->state != MPROC_RUNNING)) {
 			log_debug("reaped process %d, not managed", (int)pid);
+			move_reaped(d, pid);
 			continue;
 		}
 		if (p->moving)

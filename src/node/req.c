@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Requests on the cluster's processes: ps (asks every node that is up),
- * kill and logs (go to the PID's birth node, which knows where the process
- * runs now and forwards the request there once). Every request goes through
+ * kill, logs and migrate/fork (go to the PID's birth node, which knows where
+ * the process runs now and forwards the request there once; a migration is
+ * then run by move.c on that node, which reports progress and the outcome
+ * straight to the asking node). Every request goes through
  * msg, to this node too, so that one path serves all. Answers go straight
  * back to the node that asked (A_ORIGIN).
  *

@@ -7,7 +7,8 @@
 # Each time: ghost migrate exits 1 with one line saying why, and the
 # original goes on running where it was, untouched (it verifies its own
 # heap, PID, file, handlers and timer at the end, and its output has no
-# gap and no repeat). No copy is left on the destination.
+# gap and no repeat). No copy is left on the destination. At the end it
+# moves to node 3 and straight back.
 #
 # To act "during the transfer" without racing it, the test freezes the
 # destination's import worker (SIGSTOP) once it exists, breaks something,
@@ -110,6 +111,12 @@ echo "# $(cat "$TEST_TMP/err")"
 check "  ... naming node 2" grep -q "node 2" "$TEST_TMP/err"
 intact "daemon killed"
 no_copy 2 "daemon killed"
+
+# 4. After all that, it moves to node 3 and straight back: ghost migrate
+# answers once the original's PID is free again on the source.
+"$GHOST" migrate "$pid" 3 > /dev/null 2> "$TEST_TMP/err" &&
+	"$GHOST" migrate "$pid" 1 > /dev/null 2>> "$TEST_TMP/err"
+check_eq "a 256 MiB process moves to node 3 and straight back" "0 " "$? $(cat "$TEST_TMP/err")"
 
 # The original is intact through all of it.
 "$GHOST" kill -TERM "$pid"
