@@ -544,41 +544,20 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 	return 0;
 }
 
-void move_question(struct node_daemon *d, uint32_t from, const void *data, size_t len)
+void move_question(struct node_daemon *d, const struct move_request *q)
 {
-	struct attr_iter it;
-	struct attr a;
-	uint64_t req = 0;
-	uint32_t origin = 0, pid = 0, uid = 0, to = 0, flags = 0;
+	uint32_t origin = q->origin, to = q->to, flags = q->flags;
+	uint64_t req = q->req;
+	pid_t pid = q->pid;
+	uid_t uid = q->uid;
 	struct buf b = BUF_INIT;
 	struct mproc *p;
 	struct move *m;
 	char msg[512];
 	int r;
 
-	attr_iter_init(&it, data, len);
-	while ((r = attr_next(&it, &a)) > 0) {
-		if (a.type == A_REQ)
-			r = attr_u64(&a, &req);
-		else if (a.type == A_ORIGIN)
-			r = attr_u32(&a, &origin);
-		else if (a.type == A_PID)
-			r = attr_u32(&a, &pid);
-		else if (a.type == A_UID)
-			r = attr_u32(&a, &uid);
-		else if (a.type == A_NODE)
-			r = attr_u32(&a, &to);
-		else if (a.type == A_FLAGS)
-			r = attr_u32(&a, &flags);
-		if (r < 0)
-			break;
-	}
-	if (r < 0 || req == 0 || origin == 0) {
-		log_warn("malformed move request from node %u, ignoring", from);
-		return;
-	}
-	p = proc_find(d, (pid_t)pid);
-	r = check_movable(d, p, (pid_t)pid, (uid_t)uid, to, flags & MOVE_F_FORK, msg, sizeof(msg));
+	p = proc_find(d, pid);
+	r = check_movable(d, p, pid, uid, to, flags & MOVE_F_FORK, msg, sizeof(msg));
 	if (r < 0) {
 		answer_error(d, origin, req, r, "%s", msg);
 		return;
@@ -590,10 +569,10 @@ void move_question(struct node_daemon *d, uint32_t from, const void *data, size_
 	}
 	m->xfer = node_new_id(d);
 	m->peer = to;
-	m->pid = (pid_t)pid;
+	m->pid = pid;
 	m->origin = origin;
 	m->req = req;
-	m->uid = (uid_t)uid;
+	m->uid = uid;
 	m->proc = p;
 	m->fork = flags & MOVE_F_FORK;
 	m->start_ns = worker_now_ns();
@@ -623,7 +602,7 @@ void move_question(struct node_daemon *d, uint32_t from, const void *data, size_
 	}
 	loop_timer_arm(m->timer, KEEPALIVE_USEC);
 	log_info("process %d: %s to node %u for uid %u", (int)pid,
-		 m->fork ? "copying" : "moving", to, uid);
+		 m->fork ? "copying" : "moving", to, (unsigned)uid);
 }
 
 bool move_defer_signal(struct node_daemon *d, struct mproc *p, int sig)

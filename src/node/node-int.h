@@ -524,8 +524,17 @@ int worker_read_report(int fd, struct worker_report *ret);
 
 /* move.c: migrations */
 void move_register(struct node_daemon *d);
-/* The birth node's or current node's side of a PROC_MOVE_REQ. */
-void move_question(struct node_daemon *d, uint32_t from, const void *data, size_t len);
+/* A PROC_MOVE_REQ for a process of this node, as req.c parsed it. */
+struct move_request {
+	uint64_t req;
+	uint32_t origin; /* the node to answer */
+	pid_t pid;
+	uid_t uid;       /* on whose behalf */
+	uint32_t to;
+	uint32_t flags;  /* MOVE_F_FORK */
+};
+
+void move_question(struct node_daemon *d, const struct move_request *q);
 void move_node_down(struct node_daemon *d, uint32_t node);
 /* A signal for a process being moved: kept and delivered where it ends up
  * (true), or to be sent now (false: SIGKILL, stop/continue, no move). */

@@ -484,7 +484,12 @@ static void on_question(struct node_daemon *d, uint32_t node, uint32_t type, con
 	case PROC_MOVE_REQ:
 		if (!q.origin || forward(d, type, &q, data, len))
 			break;
-		move_question(d, node, data, len);
+		move_question(d, &(struct move_request){ .req = q.req,
+							 .origin = q.origin,
+							 .pid = (pid_t)q.pid,
+							 .uid = (uid_t)q.uid,
+							 .to = q.node,
+							 .flags = q.flags });
 		break;
 	case PROC_WHERE:
 		if (q.pid && q.node)
