@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/fileio.h"
 #include "cluster/cluster-int.h"
 #include "base/banned.h"
@@ -66,10 +67,7 @@ int cl_fail_errno(struct buf *err, int r, const char *fmt, ...)
 
 uint64_t cl_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return now_ns() / 1000000u;
 }
 
 static char *path_join(const char *dir, const char *name)

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "export"
+#include "base/clock.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "ghost/ghost-int.h"
@@ -79,14 +80,6 @@ struct export_ctx {
 	struct img_writer *w;
 	const struct ghost_export_opts *opts;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int readlink_alloc(const char *path, char **ret)
 {

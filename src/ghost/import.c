@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "import"
+#include "base/clock.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "ghost/ghost-int.h"
@@ -154,14 +155,6 @@ struct import_ctx {
 	uint64_t pages;
 	struct populate pop;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int corrupt(struct import_ctx *c, const char *what)
 {

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "loop/loop.h"
+#include "base/clock.h"
 #include "base/macro.h"
 #include "base/banned.h"
 
@@ -122,10 +123,7 @@ struct loop_signal {
 
 static uint64_t clock_usec(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return now_ns() / 1000u;
 }
 
 int loop_new(struct loop **ret)

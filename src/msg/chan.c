@@ -54,6 +54,7 @@
 
 #define LOG_PREFIX "msg"
 #include "msg/msg-int.h"
+#include "base/clock.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/banned.h"
@@ -86,14 +87,6 @@ _Static_assert(CHAN_HDR_SIZE + MSG_CHAN_RECORD_MAX + WIRE_TAG_SIZE <= WIRE_MAX_L
 static const uint8_t chan_magic[4] = { 'G', 'H', 'C', 'H' };
 
 /* ---- time ---- */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t deadline_after(unsigned timeout_ms)
 {

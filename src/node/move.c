@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "move"
+#include "base/clock.h"
 #include "base/log.h"
 #include "node/node-int.h"
 #include "base/banned.h"
@@ -329,7 +330,7 @@ void move_reaped(struct node_daemon *d, pid_t pid)
 static void out_done(struct move *m)
 {
 	struct node_daemon *d = m->d;
-	uint64_t now = worker_now_ns();
+	uint64_t now = now_ns();
 	struct buf b = BUF_INIT;
 	int r;
 
@@ -575,7 +576,7 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 	m->uid = uid;
 	m->proc = p;
 	m->fork = flags & MOVE_F_FORK;
-	m->start_ns = worker_now_ns();
+	m->start_ns = now_ns();
 	m->state = MOVE_S_PREPARING;
 	p->moving = true;
 	r = attr_put_u32(&b, A_PID, (uint32_t)pid);
@@ -989,7 +990,6 @@ static void move_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32_t
 		      const void *data, size_t len, void *userdata)
 {
 	struct node_daemon *d = userdata;
-	struct attr_iter it;
 	struct attr a;
 	uint64_t xfer = 0;
 	struct move *m;
@@ -998,12 +998,8 @@ static void move_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32_t
 	(void)channel;
 	if (d->leaving)
 		return;
-	attr_iter_init(&it, data, len);
-	while (attr_next(&it, &a) > 0)
-		if (a.type == A_XFER) {
-			(void)attr_u64(&a, &xfer);
-			break;
-		}
+	if (attr_find(data, len, A_XFER, &a) >= 0)
+		(void)attr_u64(&a, &xfer);
 	if (xfer == 0)
 		return;
 	if (type == MOVE_PREPARE) {

@@ -120,6 +120,9 @@ int attr_next(struct attr_iter *it, struct attr *ret);
 /* -EBADMSG unless the attribute has the right size. */
 int attr_u32(const struct attr *a, uint32_t *ret);
 int attr_u64(const struct attr *a, uint64_t *ret);
+/* The first attribute of this type in data: 0 with it in ret, -ENOENT if
+ * there is none, -EBADMSG if the payload is malformed before it. */
+int attr_find(const void *data, size_t len, uint16_t type, struct attr *ret);
 /* A NUL-terminated copy; -EBADMSG if it holds a NUL, -ENOMEM. */
 int attr_strdup(const struct attr *a, char **ret);
 /* Copy into a fixed buffer, truncating; -EBADMSG if it holds a NUL. */
@@ -513,7 +516,6 @@ struct worker_report {
 	char msg[512];             /* WORKER_DONE with an error: one line */
 };
 
-uint64_t worker_now_ns(void);
 /* The error is the transfer connection's, not the engine's own. */
 bool worker_link_error(int r);
 /* Fork a worker; its report pipe's read end (non-blocking) in ret_fd. */

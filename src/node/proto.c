@@ -81,6 +81,18 @@ int attr_next(struct attr_iter *it, struct attr *ret)
 	return 1;
 }
 
+int attr_find(const void *data, size_t len, uint16_t type, struct attr *ret)
+{
+	struct attr_iter it;
+	int r;
+
+	attr_iter_init(&it, data, len);
+	while ((r = attr_next(&it, ret)) > 0)
+		if (ret->type == type)
+			return 0;
+	return r < 0 ? r : -ENOENT;
+}
+
 int attr_u32(const struct attr *a, uint32_t *ret)
 {
 	uint32_t v;

@@ -1012,27 +1012,15 @@ out:
 
 static int frame_u32(const struct ctl_request *req, uint16_t type, uint32_t *ret)
 {
-	struct attr_iter it;
 	struct attr a;
-	int r;
+	int r = attr_find(req->payload, req->len, type, &a);
 
-	attr_iter_init(&it, req->payload, req->len);
-	while ((r = attr_next(&it, &a)) > 0)
-		if (a.type == type)
-			return attr_u32(&a, ret);
-	return r < 0 ? r : -ENOENT;
+	return r < 0 ? r : attr_u32(&a, ret);
 }
 
 static int frame_attr(const struct ctl_request *req, uint16_t type, struct attr *ret)
 {
-	struct attr_iter it;
-	int r;
-
-	attr_iter_init(&it, req->payload, req->len);
-	while ((r = attr_next(&it, ret)) > 0)
-		if (ret->type == type)
-			return 0;
-	return r < 0 ? r : -ENOENT;
+	return attr_find(req->payload, req->len, type, ret);
 }
 
 void run_conn_frame(struct run_session *s, const struct ctl_request *req)
@@ -1289,7 +1277,6 @@ static void run_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t ty
 {
 	struct node_daemon *d = userdata;
 	struct run_session *s;
-	struct attr_iter it;
 	struct attr a;
 	uint64_t sid = 0;
 	bool to_target;
@@ -1302,12 +1289,8 @@ static void run_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t ty
 		target_start(d, node, data, len);
 		return;
 	}
-	attr_iter_init(&it, data, len);
-	while (attr_next(&it, &a) > 0)
-		if (a.type == A_SESSION) {
-			(void)attr_u64(&a, &sid);
-			break;
-		}
+	if (attr_find(data, len, A_SESSION, &a) >= 0)
+		(void)attr_u64(&a, &sid);
 	to_target = type == RUN_IN || type == RUN_IN_EOF || type == RUN_OUT_ACK ||
 		    type == RUN_SIGNAL || type == RUN_WINSIZE || type == RUN_CLOSE ||
 		    type == RUN_CLOSE_OUT;

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "worker"
+#include "base/clock.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "ghost/ghost.h"
@@ -55,14 +56,6 @@
 #define STALL_TIMEOUT_SEC 15
 /* Progress reports at most this often. */
 #define PROGRESS_EVERY_NS (200ull * 1000 * 1000)
-
-uint64_t worker_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Close every fd from 3 up except those in keep[] (sorted or not). */
 static void close_all_but(const int *keep, size_t n)
@@ -232,7 +225,7 @@ static void on_progress(const struct ghost_progress *p, void *userdata)
 {
 	struct progress_ctx *pc = userdata;
 	struct worker_report rep = { .kind = WORKER_PROGRESS };
-	uint64_t now = worker_now_ns();
+	uint64_t now = now_ns();
 
 	if (now - pc->last_ns < PROGRESS_EVERY_NS && p->done < p->total)
 		return;
@@ -272,7 +265,7 @@ static _Noreturn void export_main(const struct worker_export_job *j, int report_
 		r = ghost_associate_socket(g, data_fd);
 	if (r < 0)
 		report_fail(report_fd, &rep, r, "cannot set up the export: %s", ghost_strerror(r));
-	rep.freeze_start_ns = worker_now_ns();
+	rep.freeze_start_ns = now_ns();
 	r = ghost_export(g, j->pid, &opts);
 	rep.stats = *ghost_get_stats(g);
 	if (worker_link_error(r))
