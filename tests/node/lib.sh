@@ -182,7 +182,10 @@ start_cluster() {
 	local n=$1 timeout=$2 base i j
 	N_NODES=$n
 	for _ in $(seq 20); do
-		base=$((20000 + RANDOM % 30000))
+		# Below the kernel's ephemeral range (32768-60999 by default): a
+		# port found free there can be taken by an outgoing connection
+		# before the daemon binds it.
+		base=$((20000 + RANDOM % 12000))
 		for i in $(seq "$n"); do
 			port_free $((base + i)) || continue 2
 		done
