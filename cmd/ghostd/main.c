@@ -62,6 +62,9 @@ int main(int argc, char **argv)
 	uint64_t v;
 	int c, r;
 
+	/* Not an option for users: what a migrated process's original runs. */
+	if (argc > 1 && strcmp(argv[1], "--stand-in") == 0)
+		return node_standin_main(argc, argv);
 	log_set_ident("ghostd");
 	while ((c = getopt_long(argc, argv, "c:n:s:l:fhV", opts, NULL)) != -1) {
 		switch (c) {

@@ -134,6 +134,17 @@ struct ghost_import_opts {
  */
 int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *ret_pid);
 
+/*
+ * Make process pid run the program at path with argv (and an empty
+ * environment) in its place, as if it had called execve itself: it keeps its
+ * PID, parent, credentials and descriptors without FD_CLOEXEC, and starts
+ * with every signal blocked (what was pending stays pending). A process that
+ * was stopped stays stopped. On failure the process is left exactly as it
+ * was, and why holds one line.
+ */
+int ghost_replace_program(pid_t pid, const char *path, char *const argv[], char *why,
+			  size_t why_len);
+
 /* Statistics of the last export or import. */
 const struct ghost_stats *ghost_get_stats(const struct ghost *g);
 /* One line: what failed and why, for the last failing call; "" if none. */

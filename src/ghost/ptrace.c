@@ -211,15 +211,27 @@ int tracee_syscall_finish(struct tracee *t, long *ret)
 	if (!t->in_syscall)
 		return -EINVAL;
 	t->in_syscall = false;
-	if (t->have_pending_status) {
-		st = t->pending_status;
-		t->have_pending_status = false;
-	} else {
-		e = wait_stop(t->pid, &st);
-		if (e < 0)
-			return e;
+	for (;;) {
+		if (t->have_pending_status) {
+			st = t->pending_status;
+			t->have_pending_status = false;
+		} else {
+			e = wait_stop(t->pid, &st);
+			if (e < 0)
+				return e;
+		}
+		/* A trap left over from seizing a process in group-stop is no
+		 * signal: if the call has not run yet, step again. */
+		if ((st >> 16) != PTRACE_EVENT_STOP)
+			break;
+		if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
+			return -errno;
+		if (r.rip != t->syscall_ip)
+			break;
+		if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0) < 0)
+			return -errno;
 	}
-	if (WSTOPSIG(st) != SIGTRAP) {
+	if (WSTOPSIG(st) != SIGTRAP && (st >> 16) != PTRACE_EVENT_STOP) {
 		log_debug("process %d: signal %d during injected syscall %ld", t->pid,
 			  WSTOPSIG(st), t->syscall_nr);
 		return -EIO;

@@ -70,6 +70,7 @@ struct ctl_conn {
 	bool dead, finishing, busy;
 	struct run_session *session;
 	struct pending *pending;
+	struct standin *standin;
 };
 
 bool ctl_conn_alive(const struct ctl_conn *c)
@@ -108,6 +109,16 @@ void ctl_conn_set_pending(struct ctl_conn *c, struct pending *p)
 	c->pending = p;
 }
 
+void ctl_conn_set_standin(struct ctl_conn *c, struct standin *s)
+{
+	c->standin = s;
+}
+
+pid_t ctl_conn_pid(const struct ctl_conn *c)
+{
+	return c->pid;
+}
+
 size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3])
 {
 	size_t n = c->n_fds;
@@ -144,14 +155,18 @@ static struct ctl_conn *conn_free(struct ctl_conn *c)
 {
 	struct run_session *s;
 	struct pending *p;
+	struct standin *si;
 
 	ctl_conn_kill(c);
 	s = TAKE_PTR(c->session);
 	p = TAKE_PTR(c->pending);
+	si = TAKE_PTR(c->standin);
 	if (s)
 		run_conn_gone(s);
 	if (p)
 		req_conn_gone(p);
+	if (si)
+		standin_conn_gone(si, c->d);
 	buf_release(&c->in);
 	buf_release(&c->out);
 	free(c->groups);
@@ -303,6 +318,10 @@ static void dispatch(struct ctl_conn *c, const struct ctl_request *req)
 		}
 		if (req->type >= CTL_STDIN && req->type <= CTL_CLOSE_OUT)
 			return; /* late input for a session that already ended */
+		if (c->standin) {
+			standin_conn_frame(c->standin, d, req);
+			return;
+		}
 		ctl_send_error(c, -EPROTO, 0, "one request per connection (got frame type %u)",
 			       req->type);
 		return;
@@ -325,6 +344,9 @@ static void dispatch(struct ctl_conn *c, const struct ctl_request *req)
 		break;
 	case CTL_RUN:
 		run_request(d, c, req);
+		break;
+	case CTL_STANDIN:
+		standin_hello(d, c);
 		break;
 	default:
 		ctl_send_error(c, -EPROTO, 0, "unknown request type %u", req->type);
@@ -471,7 +493,8 @@ static unsigned conns_of(const struct node_daemon *d, uid_t uid)
 	unsigned n = 0;
 
 	for (const struct ctl_conn *c = d->conns; c; c = c->next)
-		if (!c->dead && c->uid == uid)
+		/* Stand-ins stay connected as their user: they do not count. */
+		if (!c->dead && c->uid == uid && !c->standin)
 			n++;
 	return n;
 }

@@ -169,6 +169,7 @@ static void load_tick(struct loop_timer *t, void *userdata)
 	struct node_daemon *d = userdata;
 
 	update_self(d);
+	proc_tick(d);
 	for (size_t i = 0; i < d->n_peers; i++)
 		if (d->peers[i].state == NODE_STATE_UP)
 			send_load(d, d->peers[i].id);
@@ -192,6 +193,7 @@ static void node_gone(struct node_daemon *d, struct node_peer *p, enum node_stat
 		run_node_down(d, p->id);
 		req_node_down(d, p->id);
 		move_node_down(d, p->id);
+		standin_node_down(d, p->id);
 	}
 }
 
@@ -339,6 +341,7 @@ static void on_stop(struct loop_signal *s, const struct signalfd_siginfo *si, vo
 	run_free_all(d);
 	req_free_all(d);
 	move_free_all(d);
+	standin_free_all(d);
 	ctl_shutdown(d);
 	for (size_t i = 0; i < d->n_peers; i++)
 		if (d->peers[i].state == NODE_STATE_UP)
@@ -552,6 +555,7 @@ struct node_daemon *node_daemon_free(struct node_daemon *d)
 	run_free_all(d);
 	req_free_all(d);
 	move_free_all(d);
+	standin_free_all(d);
 	ctl_shutdown(d);
 	d->msg = msg_free(d->msg);
 	proc_done(d);

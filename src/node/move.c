@@ -121,6 +121,8 @@ struct move {
 	bool fork;             /* ghost fork: a copy with a new PID, the original runs on */
 	pid_t copy_pid;        /* OUT, fork: the copy's PID */
 	pid_t orig_pid;        /* IN, fork: the original's PID */
+	pid_t ppid;            /* its parent here (not the daemon), or 0 */
+	bool standin;          /* OUT: the original becomes a stand-in for its parent */
 	/* IN */
 	bool aborted;
 	struct buf prepare;    /* the MOVE_PREPARE payload */
@@ -297,8 +299,20 @@ static void out_commit(struct move *m)
 		return;
 	}
 
-	/* The copy is complete and held on the destination: the original goes. */
-	if (kill(m->pid, SIGKILL) < 0 && errno != ESRCH) {
+	/* The copy is complete and held on the destination: the original goes,
+	 * or stays as a stand-in that its parent keeps waiting for. */
+	if (m->standin) {
+		char why[512];
+
+		r = standin_make(d, m->pid, m->proc->uid, why, sizeof(why));
+		if (r < 0) {
+			out_fail(m, r, "%s", why);
+			out_rollback(m);
+			return;
+		}
+		/* Its PID stays in use here: nothing to wait for. */
+		m->orig_gone = true;
+	} else if (kill(m->pid, SIGKILL) < 0 && errno != ESRCH) {
 		out_fail(m, -errno, "cannot end the original of process %d: %s", (int)m->pid,
 			 strerror(errno));
 		out_rollback(m);
@@ -535,6 +549,13 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 		snprintf(msg, size, "process %d is already moving", (int)pid);
 		return -EBUSY;
 	}
+	if (!fork && proc_has_children(pid)) {
+		snprintf(msg, size,
+			 "process %d has child processes; a parent cannot move away from its "
+			 "children yet (move the children instead)",
+			 (int)pid);
+		return -EOPNOTSUPP;
+	}
 	if (p->session) {
 		snprintf(msg, size,
 			 "process %d is attached to a 'ghost run'; only detached processes "
@@ -557,7 +578,7 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 	char msg[512];
 	int r;
 
-	p = proc_find(d, pid);
+	p = proc_find_or_adopt(d, pid);
 	r = check_movable(d, p, pid, uid, to, flags & MOVE_F_FORK, msg, sizeof(msg));
 	if (r < 0) {
 		answer_error(d, origin, req, r, "%s", msg);
@@ -579,6 +600,17 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 	m->start_ns = now_ns();
 	m->state = MOVE_S_PREPARING;
 	p->moving = true;
+	if (!m->fork) {
+		pid_t ppid = proc_parent(pid);
+
+		/* A parent other than the daemon keeps seeing its child (standin.c):
+		 * a real one through a stand-in left here, a stand-in itself
+		 * through the one that is there already. */
+		if (ppid > 1 && ppid != getpid()) {
+			m->ppid = ppid;
+			m->standin = !standin_is_parent(d, ppid);
+		}
+	}
 	r = attr_put_u32(&b, A_PID, (uint32_t)pid);
 	if (r >= 0)
 		r = attr_put_u32(&b, A_UID, (uint32_t)p->uid);
@@ -593,6 +625,8 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 				 (p->detached ? RUN_DETACH : 0) | (m->fork ? MOVE_F_FORK : 0));
 	if (r >= 0 && p->log_path)
 		r = attr_put_str(&b, A_PATH, p->log_path);
+	if (r >= 0 && m->ppid)
+		r = attr_put_u32(&b, A_PPID, (uint32_t)m->ppid);
 	if (r >= 0)
 		r = send_move(m, MOVE_PREPARE, &b);
 	buf_release(&b);
@@ -727,7 +761,8 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 	struct mproc *old;
 	struct buf b = BUF_INIT;
 	struct move *m;
-	uint32_t flags;
+	struct attr pa;
+	uint32_t flags, ppid;
 	uint16_t port;
 	int lfd = -1, r;
 
@@ -765,6 +800,21 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		move_free(m);
 		return;
 	}
+	if (!m->fork && standin_holds(d, m->pid)) {
+		in_fail(m, -EBUSY,
+			"process %d cannot come back to node %u: its stand-in holds its PID there "
+			"for its parent",
+			(int)m->pid, d->self);
+		move_free(m);
+		return;
+	}
+	if (!m->fork && attr_find(data, len, A_PPID, &pa) >= 0 && attr_u32(&pa, &ppid) >= 0 &&
+	    ppid > 1) {
+		/* The import worker takes the parent's PID and stays its stand-in. */
+		m->ppid = (pid_t)ppid;
+		j.parent = (pid_t)ppid;
+		j.parent_uid = a.uid;
+	}
 	r = msg_chan_listen(self->address, &lfd, &port);
 	if (r < 0) {
 		in_fail(m, r, "node %u cannot listen for the transfer: %s", d->self, strerror(-r));
@@ -776,6 +826,14 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 	if (r >= 0)
 		r = worker_import_start(&j, &m->worker, &m->report_fd);
 	safe_close(lfd);
+	if (r == -EEXIST && j.parent) {
+		in_fail(m, r,
+			"PID %d, the parent of process %d, is in use on node %u (by another of its "
+			"children's parent stand-in, or another process)",
+			(int)j.parent, (int)m->pid, d->self);
+		move_free(m);
+		return;
+	}
 	if (r >= 0 && watch_worker(m) < 0) {
 		/* Without a watch the outcome would never be read. */
 		(void)kill(m->worker, SIGKILL);
@@ -914,6 +972,13 @@ static void worker_finished(struct move *m)
 {
 	m->worker_done = true;
 	m->report_io = loop_io_free(m->report_io);
+	if (m->role == ROLE_IN && m->ppid && m->result.err == 0 && m->result.pid > 0) {
+		/* The worker stays as the process's parent stand-in. */
+		if (standin_parent_adopt(m->d, m->ppid, m->result.pid, m->report_fd) >= 0)
+			m->report_fd = -1;
+		else
+			(void)kill(m->worker, SIGKILL);
+	}
 	m->report_fd = safe_close(m->report_fd);
 	if (m->role == ROLE_IN) {
 		in_imported(m);

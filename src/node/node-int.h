@@ -96,6 +96,8 @@ enum attr_type {
 	A_DONE,      /* u64: progress, bytes done */
 	A_TOTAL,     /* u64: progress, bytes in all */
 	A_FORKED_FROM, /* u32: the PID a process was duplicated from (ghost fork) */
+	A_PPID = 70,   /* u32: the parent's PID, when it is no daemon (stand-in.c) */
+	A_WSTATUS,     /* u32: a wait status */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -153,6 +155,9 @@ enum ctl_type {
 	CTL_RUN,         /* A_NODE, A_FLAGS, A_ARG..., A_ENV..., A_CWD, A_TERMIOS, A_ROWS,
 			    A_COLS; fds 0-2 by SCM_RIGHTS -> CTL_STARTED, then CTL_EXIT */
 	CTL_MIGRATE,     /* A_PID, A_NODE, A_FLAGS (MOVE_F_FORK) -> CTL_PROGRESS..., CTL_MOVED */
+	/* a child stand-in to its daemon (standin.c) */
+	CTL_STANDIN = 16,        /* -> stays open; CTL_STANDIN_EXIT when the process ends */
+	CTL_STANDIN_SIGNAL = 17, /* A_SIGNAL: the stand-in received it */
 	/* client to daemon: during a run */
 	CTL_STDIN = 20,  /* A_DATA */
 	CTL_STDIN_EOF,
@@ -175,6 +180,7 @@ enum ctl_type {
 	CTL_PROGRESS,    /* A_DONE, A_TOTAL: bytes of page data moved so far */
 	CTL_MOVED,       /* A_PID, A_NODE (from), A_BYTES, A_PAGES, A_TOTAL_NS, A_FROZEN_NS,
 			    A_EXPORT_NS, A_IMPORT_NS; ends the request */
+	CTL_STANDIN_EXIT = 130, /* A_EXIT_CODE or A_EXIT_SIGNAL: end the same way */
 };
 
 enum ps_flags {
@@ -226,6 +232,7 @@ enum proc_type {
 	PROC_MOVE_REP,   /* A_REQ, A_ERRNO, A_MESSAGE, and on success the CTL_MOVED attributes */
 	PROC_WHERE,      /* A_PID, A_NODE: to the birth node, the process runs on NODE now */
 	PROC_GONE,       /* A_PID: to the birth node, the sender forgot the process */
+	PROC_EXITED = 40, /* A_PID, A_WSTATUS: to the birth node, it exited here */
 };
 
 /* A_FLAGS of CTL_MIGRATE, PROC_MOVE_REQ and MOVE_PREPARE (with RUN_DETACH). */
@@ -273,6 +280,8 @@ struct ctl_conn;
 struct run_session;
 struct pending;
 struct move;
+struct standin;
+struct parent_standin;
 
 enum node_state {
 	NODE_STATE_SELF,
@@ -321,6 +330,10 @@ struct mproc {
 	bool moving;                     /* a migration of it is under way */
 	bool arriving;                   /* imported, held stopped until the source commits */
 	pid_t forked_from;               /* a ghost fork copy: the original's PID */
+	bool adopted;                    /* a descendant of a managed process, not our child */
+	struct loop_io *pidfd_io;        /* adopted: its exit */
+	int pidfd;
+	struct node_daemon *daemon;      /* adopted: for the exit watch */
 };
 
 struct node_daemon {
@@ -348,13 +361,15 @@ struct node_daemon {
 	size_t n_exited;
 	struct mproc *exited; /* newest first */
 	struct mproc *exited_tail;
-	pid_t pid_first, pid_last, pid_next;
+	pid_t pid_first, pid_last, pid_next; /* the daemon hands out the lower half */
 	bool own_proc;     /* /proc shows this PID namespace */
 	/* run sessions (run.c) and requests waiting for other nodes (req.c) */
 	struct run_session *sessions;
 	struct pending *pending;
-	/* migrations (move.c) */
+	/* migrations (move.c) and the stand-ins they leave (standin.c) */
 	struct move *moves;
+	struct standin *standins;
+	struct parent_standin *parent_standins;
 	uint64_t next_id;
 	bool leaving;
 	uint64_t leave_deadline;
@@ -407,6 +422,8 @@ const gid_t *ctl_conn_groups(const struct ctl_conn *c, size_t *ret_n);
 size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3]);
 void ctl_conn_set_session(struct ctl_conn *c, struct run_session *s);
 void ctl_conn_set_pending(struct ctl_conn *c, struct pending *p);
+void ctl_conn_set_standin(struct ctl_conn *c, struct standin *s);
+pid_t ctl_conn_pid(const struct ctl_conn *c);
 
 /* proc.c: managed processes and the PID table */
 int proc_init(struct node_daemon *d, struct buf *err);
@@ -414,6 +431,19 @@ void proc_done(struct node_daemon *d);
 struct mproc *proc_find(struct node_daemon *d, pid_t pid);
 /* Reap every child that has exited. */
 void proc_reap(struct node_daemon *d);
+/* A process of this node exited with wstatus, reaped by someone else (a
+ * parent stand-in). */
+void proc_child_exited(struct node_daemon *d, pid_t pid, int wstatus);
+/* The entry of pid for a request on behalf of uid: a process that is no
+ * managed one but descends from one (forked by it) is adopted first, so that
+ * it can be signalled and moved. NULL if there is neither. */
+struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid);
+/* The parent of a process of this node, from /proc; 0 if unknown. */
+pid_t proc_parent(pid_t pid);
+/* Does it have children? (A parent cannot move without them.) */
+bool proc_has_children(pid_t pid);
+/* Keep the kernel's PIDs for descendants in the upper half of the range. */
+void proc_tick(struct node_daemon *d);
 
 struct spawn_req {
 	char **argv;
@@ -494,6 +524,9 @@ struct worker_import_job {
 	int listen_fd;         /* consumed by the worker; the daemon closes its copy */
 	unsigned flags;        /* enum ghost_import_flags */
 	pid_t pid;             /* 0: the image's; else the copy's new PID */
+	pid_t parent;          /* else 0: the worker takes this PID and stays as the
+				  process's parent stand-in (standin.c) */
+	uid_t parent_uid;
 	uint32_t source;
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 	bool encrypt;
@@ -502,6 +535,8 @@ struct worker_import_job {
 enum worker_report_kind {
 	WORKER_PROGRESS = 1,
 	WORKER_DONE,
+	WORKER_SIGNAL,     /* a parent stand-in received signal `done` */
+	WORKER_CHILD_EXIT, /* a parent stand-in reaped `pid` with wait status `done` */
 };
 
 /* What a worker writes on its report pipe: smaller than PIPE_BUF. */
@@ -546,6 +581,23 @@ void move_proc_exited(struct node_daemon *d, struct mproc *p);
 /* A child that is no managed process here was reaped (maybe a moved original). */
 void move_reaped(struct node_daemon *d, pid_t pid);
 void move_free_all(struct node_daemon *d);
+
+/* standin.c: stand-ins for a moved process's parent and for the process */
+/* Turn the stopped original of a moved process into its stand-in. */
+int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, char *why, size_t why_len);
+/* Is pid held here by a child stand-in? By a parent stand-in? */
+bool standin_holds(struct node_daemon *d, pid_t pid);
+bool standin_is_parent(struct node_daemon *d, pid_t pid);
+void standin_hello(struct node_daemon *d, struct ctl_conn *c);
+void standin_conn_frame(struct standin *s, struct node_daemon *d, const struct ctl_request *req);
+void standin_conn_gone(struct standin *s, struct node_daemon *d);
+/* The birth node's side of PROC_EXITED. */
+void standin_proc_exited(struct node_daemon *d, pid_t pid, int wstatus);
+void standin_node_down(struct node_daemon *d, uint32_t node);
+/* An import worker that stays as the parent of what it imported: watch its
+ * reports (report_fd is consumed). */
+int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int report_fd);
+void standin_free_all(struct node_daemon *d);
 
 /* run.c: run sessions */
 void run_register(struct node_daemon *d);

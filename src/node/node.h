@@ -211,4 +211,9 @@ struct node_run_opts {
 int node_client_run(const char *path, const struct node_run_opts *opts, pid_t *ret_pid,
 		    uint32_t *ret_node, int *ret_status, struct buf *err);
 
+/* The program the original of a migrated process becomes when its parent
+ * stays behind: "ghostd --stand-in CONTROL COMM DAEMON-PID" (argv as given
+ * to main). Internal to ghostd; returns only on bad arguments. */
+int node_standin_main(int argc, char **argv);
+
 #endif

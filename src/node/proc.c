@@ -112,6 +112,13 @@ static void exited_remove(struct node_daemon *d, struct mproc *p)
 	d->n_exited--;
 }
 
+static void unwatch_adopted(struct mproc *p)
+{
+	p->pidfd_io = loop_io_free(p->pidfd_io);
+	if (p->adopted)
+		p->pidfd = safe_close(p->pidfd);
+}
+
 static struct mproc *mproc_free(struct node_daemon *d, struct mproc *p)
 {
 	if (!p)
@@ -119,6 +126,7 @@ static struct mproc *mproc_free(struct node_daemon *d, struct mproc *p)
 	assert(!p->session);
 	p->exec_io = loop_io_free(p->exec_io);
 	p->exec_fd = safe_close(p->exec_fd);
+	unwatch_adopted(p);
 	(void)d;
 	free(p->command);
 	free(p->log_path);
@@ -202,6 +210,15 @@ int proc_arrive(struct node_daemon *d, const struct proc_arrival *a, struct mpro
 	return 0;
 }
 
+/* The daemon hands out the lower half of the range; the kernel gives the
+ * upper half to the processes that managed processes fork (proc_tick()). */
+static pid_t own_last(const struct node_daemon *d)
+{
+	if (d->config.pid_range < 4)
+		return d->pid_last;
+	return d->pid_first + (pid_t)(d->config.pid_range / 2) - 1;
+}
+
 static bool pid_visible(pid_t pid)
 {
 	char path[32];
@@ -215,7 +232,7 @@ int proc_pick_pid(struct node_daemon *d, pid_t *ret)
 	for (uint32_t tries = 0; tries < d->config.pid_range; tries++) {
 		pid_t want = d->pid_next;
 
-		d->pid_next = want == d->pid_last ? d->pid_first : want + 1;
+		d->pid_next = want == own_last(d) ? d->pid_first : want + 1;
 		if (proc_find(d, want) || (d->own_proc && pid_visible(want)))
 			continue;
 		*ret = want;
@@ -238,6 +255,7 @@ void proc_depart(struct node_daemon *d, struct mproc *p, uint32_t to)
 	assert(!s);
 	(void)s;
 	p->moving = false;
+	unwatch_adopted(p);
 	d->n_running--;
 	node_procs_changed(d);
 	if (node_of_pid(d, p->pid) == d->self) {
@@ -348,6 +366,7 @@ int proc_init(struct node_daemon *d, struct buf *err)
 	 * may reap late (the node's PIDs must be freed at once). */
 	if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		log_warn_errno(errno, "cannot become a child subreaper, ignoring");
+	proc_tick(d);
 	return 0;
 }
 
@@ -530,7 +549,7 @@ int proc_spawn(struct node_daemon *d, const struct spawn_req *r, struct run_sess
 	for (uint32_t tries = 0; tries < d->config.pid_range; tries++) {
 		pid_t want = d->pid_next;
 
-		d->pid_next = want == d->pid_last ? d->pid_first : want + 1;
+		d->pid_next = want == own_last(d) ? d->pid_first : want + 1;
 		if (proc_find(d, want) || (d->own_proc && pid_visible(want)))
 			continue;
 		pid = clone_at(want);
@@ -579,11 +598,77 @@ void proc_detach_session(struct node_daemon *d, struct mproc *p)
 		p->session = NULL;
 }
 
+/* Tell the birth node of a process that arrived here that it exited, with
+ * its status: a stand-in there may have to end the same way. */
+static void tell_exited(struct node_daemon *d, pid_t pid, int status)
+{
+	uint32_t birth = node_of_pid(d, pid);
+	struct buf b = BUF_INIT;
+
+	if (birth == 0 || birth == d->self)
+		return;
+	if (attr_put_u32(&b, A_PID, (uint32_t)pid) >= 0 &&
+	    attr_put_u32(&b, A_WSTATUS, (uint32_t)status) >= 0 &&
+	    msg_send(d->msg, birth, NODE_CH_PROC, PROC_EXITED, b.data, b.len) < 0)
+		log_debug("cannot tell node %u that process %d exited", birth, (int)pid);
+	buf_release(&b);
+}
+
+static void exited(struct node_daemon *d, pid_t pid, int status)
+{
+	struct run_session *s;
+	struct mproc *p = proc_find(d, pid);
+
+	if (!p || (p->state != MPROC_SPAWNING && p->state != MPROC_RUNNING)) {
+		log_debug("reaped process %d, not managed", (int)pid);
+		move_reaped(d, pid);
+		return;
+	}
+	unwatch_adopted(p);
+	if (p->moving)
+		move_proc_exited(d, p);
+	if (p->state == MPROC_SPAWNING)
+		exec_check(p);
+	if (p->exec_failed) {
+		forget(d, p);
+		return;
+	}
+	d->n_running--;
+	node_procs_changed(d);
+	p->state = MPROC_EXITED;
+	p->wstatus = status;
+	if (!p->arriving)
+		tell_exited(d, pid, status);
+	if (p->detached) {
+		if (WIFSIGNALED(status))
+			log_info("process %d killed by signal %d", (int)pid, WTERMSIG(status));
+		else
+			log_info("process %d exited with status %d", (int)pid, WEXITSTATUS(status));
+	}
+	s = TAKE_PTR(p->session);
+	if (s)
+		run_proc_exited(s, p);
+	if (!p->detached) {
+		table_remove(d, p);
+		mproc_free(d, p);
+		return;
+	}
+	LIST_PREPEND(d->exited, p);
+	if (!d->exited_tail)
+		d->exited_tail = p;
+	d->n_exited++;
+	if (d->n_exited > MAX_EXITED)
+		forget(d, d->exited_tail);
+}
+
+void proc_child_exited(struct node_daemon *d, pid_t pid, int wstatus)
+{
+	exited(d, pid, wstatus);
+}
+
 void proc_reap(struct node_daemon *d)
 {
 	for (;;) {
-		struct run_session *s;
-		struct mproc *p;
 		int status;
 		pid_t pid;
 
@@ -593,47 +678,178 @@ void proc_reap(struct node_daemon *d)
 				continue;
 			return;
 		}
-		p = proc_find(d, pid);
-		if (!p || (p->state != MPROC_SPAWNING && p->state != MPROC_RUNNING)) {
-			log_debug("reaped process %d, not managed", (int)pid);
-			move_reaped(d, pid);
-			continue;
-		}
-		if (p->moving)
-			move_proc_exited(d, p);
-		if (p->state == MPROC_SPAWNING)
-			exec_check(p);
-		if (p->exec_failed) {
-			forget(d, p);
-			continue;
-		}
-		d->n_running--;
-		node_procs_changed(d);
-		p->state = MPROC_EXITED;
-		p->wstatus = status;
-		if (p->detached) {
-			if (WIFSIGNALED(status))
-				log_info("process %d killed by signal %d", (int)pid,
-					 WTERMSIG(status));
-			else
-				log_info("process %d exited with status %d", (int)pid,
-					 WEXITSTATUS(status));
-		}
-		s = TAKE_PTR(p->session);
-		if (s)
-			run_proc_exited(s, p);
-		if (!p->detached) {
-			table_remove(d, p);
-			mproc_free(d, p);
-			continue;
-		}
-		LIST_PREPEND(d->exited, p);
-		if (!d->exited_tail)
-			d->exited_tail = p;
-		d->n_exited++;
-		if (d->n_exited > MAX_EXITED)
-			forget(d, d->exited_tail);
+		exited(d, pid, status);
 	}
+}
+
+/* ---- descendants of managed processes ------------------------------------ */
+
+pid_t proc_parent(pid_t pid)
+{
+	char path[64], buf[512], *e;
+	ssize_t n;
+	int fd, ppid;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	safe_close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* "PID (COMM) STATE PPID ...": COMM may hold anything, even ')'. */
+	e = strrchr(buf, ')');
+	if (!e || sscanf(e + 1, " %*c %d", &ppid) != 1)
+		return 0;
+	return (pid_t)ppid;
+}
+
+bool proc_has_children(pid_t pid)
+{
+	char path[80], c;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, &c, 1);
+	safe_close(fd);
+	return n == 1;
+}
+
+static int read_proc_text(pid_t pid, const char *what, struct buf *out)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+	return read_file_at(AT_FDCWD, path, out);
+}
+
+static int read_ids(pid_t pid, uid_t *ret_uid, gid_t *ret_gid)
+{
+	struct buf b = BUF_INIT;
+	const char *u, *g;
+	int r;
+
+	r = read_proc_text(pid, "status", &b);
+	if (r >= 0) {
+		u = strstr(b.data, "\nUid:");
+		g = strstr(b.data, "\nGid:");
+		if (!u || !g || sscanf(u + 5, "%u", ret_uid) != 1 ||
+		    sscanf(g + 5, "%u", ret_gid) != 1)
+			r = -EIO;
+	}
+	buf_release(&b);
+	return r;
+}
+
+static char *read_command(pid_t pid)
+{
+	struct buf b = BUF_INIT;
+
+	if (read_proc_text(pid, "cmdline", &b) < 0 || b.len == 0) {
+		buf_release(&b);
+		return strdup("");
+	}
+	for (size_t i = 0; i + 1 < b.len; i++)
+		if (b.data[i] == '\0')
+			b.data[i] = ' ';
+	return buf_detach(&b, NULL);
+}
+
+static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *userdata);
+
+struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
+{
+	struct mproc *p = proc_find(d, pid), *anc = NULL;
+	pid_t at = pid;
+
+	if (p || !d->own_proc || pid <= 1 || node_of_pid(d, pid) != d->self)
+		return p;
+	/* Up the family to a managed process, never past the daemon. */
+	for (int depth = 0; depth < 64; depth++) {
+		at = proc_parent(at);
+		if (at <= 1 || at == getpid())
+			return NULL;
+		anc = proc_find(d, at);
+		if (anc)
+			break;
+	}
+	if (!anc || anc->state != MPROC_RUNNING)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->exec_fd = -1;
+	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	p->command = read_command(pid);
+	p->log_path = anc->log_path ? strdup(anc->log_path) : NULL;
+	if (p->pidfd < 0 || !p->command || (anc->log_path && !p->log_path) ||
+	    read_ids(pid, &p->uid, &p->gid) < 0 ||
+	    loop_io_new(d->loop, p->pidfd, LOOP_READ, on_adopted_exit, p, &p->pidfd_io) < 0) {
+		safe_close(p->pidfd);
+		free(p->command);
+		free(p->log_path);
+		free(p);
+		return NULL;
+	}
+	p->pid = pid;
+	p->node = d->self;
+	p->state = MPROC_RUNNING;
+	p->adopted = true;
+	p->daemon = d;
+	/* Its output goes where its ancestor's goes. */
+	p->detached = true;
+	p->start_time = (uint64_t)time(NULL);
+	table_add(d, p);
+	d->n_running++;
+	node_procs_changed(d);
+	log_info("process %d, a child of managed process %d's family, is managed now", (int)pid,
+		 (int)anc->pid);
+	return p;
+}
+
+static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *userdata)
+{
+	struct mproc *p = userdata;
+	struct node_daemon *d = NULL;
+
+	(void)io;
+	(void)fd;
+	(void)events;
+	/* Its parent reaps it: there is no status here. */
+	d = p->daemon;
+	unwatch_adopted(p);
+	if (p->state != MPROC_RUNNING)
+		return;
+	if (p->moving)
+		move_proc_exited(d, p);
+	forget(d, p);
+}
+
+void proc_tick(struct node_daemon *d)
+{
+	struct buf b = BUF_INIT;
+	uint64_t last = 0;
+	char text[32];
+
+	if (!d->own_proc || d->config.pid_range < 4)
+		return;
+	if (read_file_at(AT_FDCWD, "/proc/sys/kernel/ns_last_pid", &b) >= 0) {
+		while (b.len && b.data[b.len - 1] == '\n')
+			b.data[--b.len] = '\0';
+		(void)parse_u64(b.data, 10, &last);
+	}
+	buf_release(&b);
+	if (last >= (uint64_t)own_last(d) && last < (uint64_t)d->pid_last)
+		return;
+	snprintf(text, sizeof(text), "%d", (int)own_last(d));
+	if (write_string_file("/proc/sys/kernel/ns_last_pid", text) < 0)
+		log_debug("cannot set ns_last_pid to %s", text);
 }
 
 /* ---- logs ---------------------------------------------------------------- */
@@ -857,7 +1073,7 @@ int proc_put_all(struct node_daemon *d, bool all, struct buf *b)
 
 int proc_kill(struct node_daemon *d, pid_t pid, int sig, uid_t uid, struct buf *err)
 {
-	struct mproc *p = proc_find(d, pid);
+	struct mproc *p = proc_find_or_adopt(d, pid);
 
 	if (!p || p->state == MPROC_ELSEWHERE || p->exec_failed)
 		return set_err(err, -ESRCH, "no managed process %d", (int)pid);

@@ -461,7 +461,7 @@ static void on_question(struct node_daemon *d, uint32_t node, uint32_t type, con
 	int r;
 
 	if (parse_question(data, len, &q) < 0 ||
-	    (q.req == 0 && type != PROC_WHERE && type != PROC_GONE)) {
+	    (q.req == 0 && type != PROC_WHERE && type != PROC_GONE && type != PROC_EXITED)) {
 		log_warn("malformed process request from node %u, ignoring", node);
 		return;
 	}
@@ -499,6 +499,14 @@ static void on_question(struct node_daemon *d, uint32_t node, uint32_t type, con
 		if (q.pid)
 			proc_gone(d, (pid_t)q.pid, node);
 		break;
+	case PROC_EXITED: {
+		struct attr a;
+		uint32_t ws;
+
+		if (q.pid && attr_find(data, len, A_WSTATUS, &a) >= 0 && attr_u32(&a, &ws) >= 0)
+			standin_proc_exited(d, (pid_t)q.pid, (int)ws);
+		break;
+	}
 	case PROC_LOGS_REQ:
 		if (!q.origin || forward(d, type, &q, data, len))
 			break;
@@ -669,6 +677,7 @@ static void proc_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t t
 	case PROC_MOVE_REQ:
 	case PROC_WHERE:
 	case PROC_GONE:
+	case PROC_EXITED:
 		on_question(d, node, type, data, len);
 		break;
 	case PROC_PS_REP:

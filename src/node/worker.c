@@ -35,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sched.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -286,6 +288,49 @@ static _Noreturn void export_main(const struct worker_export_job *j, int report_
 	_exit(r < 0 ? 1 : 0);
 }
 
+/* After the import, as the parent's stand-in (standin.c): hold the process
+ * as a child, pass on the signals it sends to its parent, and report its
+ * end. Real and saved user IDs are the parent's, so that the process may
+ * signal it as it could signal its parent. */
+static _Noreturn void parent_standin(const struct worker_import_job *j, int report_fd,
+				     pid_t child)
+{
+	struct worker_report rep = { 0 };
+	sigset_t all;
+	int sfd;
+
+	sigfillset(&all);
+	(void)sigprocmask(SIG_SETMASK, &all, NULL);
+	sfd = signalfd(-1, &all, SFD_CLOEXEC);
+	(void)prctl(PR_SET_NAME, "ghost-parent");
+	/* On failure only the signals of another user would reach us: go on. */
+	(void)!setresuid(j->parent_uid, 0, j->parent_uid);
+	for (;;) {
+		struct signalfd_siginfo si;
+		int st;
+		pid_t w = waitpid(child, &st, WNOHANG);
+
+		if (w == child) {
+			rep.kind = WORKER_CHILD_EXIT;
+			rep.pid = child;
+			rep.done = (uint64_t)(unsigned)st;
+			report(report_fd, &rep);
+			_exit(0);
+		}
+		if (w < 0 && errno != EINTR)
+			_exit(0);
+		if (sfd < 0) {
+			pause();
+			continue;
+		}
+		if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si) || si.ssi_signo == SIGCHLD)
+			continue;
+		rep.kind = WORKER_SIGNAL;
+		rep.done = si.ssi_signo;
+		report(report_fd, &rep);
+	}
+}
+
 static _Noreturn void import_main(const struct worker_import_job *j, int report_fd)
 {
 	struct worker_report rep = { .kind = WORKER_DONE };
@@ -348,11 +393,27 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 	rep.err = r < 0 ? r : 0;
 	rep.pid = r < 0 ? 0 : pid;
 	report(report_fd, &rep);
+	if (r >= 0 && j->parent > 0)
+		parent_standin(j, report_fd, pid);
 	_exit(r < 0 ? 1 : 0);
 }
 
-/* Fork a worker with a report pipe; the child runs fn and never returns. */
-static int fork_worker(int keep_fd, bool die_with_daemon, pid_t *ret_pid, int *ret_fd,
+static pid_t fork_at(pid_t want)
+{
+	struct clone_args args = {
+		.exit_signal = SIGCHLD,
+		.set_tid = (uint64_t)(uintptr_t)&want,
+		.set_tid_size = 1,
+	};
+
+	if (want <= 0)
+		return fork();
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+}
+
+/* Fork a worker with a report pipe (with PID want unless 0); the child runs
+ * fn and never returns. */
+static int fork_worker(pid_t want, int keep_fd, bool die_with_daemon, pid_t *ret_pid, int *ret_fd,
 		       void (*fn)(const void *, int), const void *job)
 {
 	int p[2];
@@ -360,7 +421,7 @@ static int fork_worker(int keep_fd, bool die_with_daemon, pid_t *ret_pid, int *r
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	pid = fork();
+	pid = fork_at(want);
 	if (pid < 0) {
 		int r = -errno;
 
@@ -405,12 +466,12 @@ static void run_import(const void *job, int fd)
 
 int worker_export_start(const struct worker_export_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	return fork_worker(-1, false, ret_pid, ret_fd, run_export, j);
+	return fork_worker(0, -1, false, ret_pid, ret_fd, run_export, j);
 }
 
 int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	return fork_worker(j->listen_fd, true, ret_pid, ret_fd, run_import, j);
+	return fork_worker(j->parent, j->listen_fd, true, ret_pid, ret_fd, run_import, j);
 }
 
 int worker_read_report(int fd, struct worker_report *ret)

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A parent and its child, to move the child between nodes and check that
+ * the family holds (tests/migrate/migrate-family.sh). Output goes to
+ * standard output, one line per event, flushed:
+ *
+ *   family CHILD-PID                 the parent, once the child exists
+ *   ppid CHILD ok|bad N              the child, every 100 ms: getppid() is (not) N
+ *   child usr1 N                     the child got its Nth SIGUSR1
+ *   parent usr2 N                    the parent got its Nth SIGUSR2
+ *   waited CHILD exit N | signal N   the parent's waitpid() for the child
+ *
+ * Signals:
+ *   parent SIGUSR1  -> the parent does kill(child, SIGUSR1)  (kill() reaches it)
+ *   child  SIGHUP   -> the child does kill(getppid(), SIGUSR2)
+ *   child  SIGTERM  -> the child exits with status 42
+ * The parent exits 0 after its waitpid().
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t usr1, usr2, hup, term;
+
+static void on_signal(int sig)
+{
+	switch (sig) {
+	case SIGUSR1:
+		usr1++;
+		break;
+	case SIGUSR2:
+		usr2++;
+		break;
+	case SIGHUP:
+		hup++;
+		break;
+	case SIGTERM:
+		term = 1;
+		break;
+	}
+}
+
+static void handle(int sig)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: the loops below notice signals at once. */
+	sigaction(sig, &sa, NULL);
+}
+
+static void nap(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static int child_main(pid_t parent)
+{
+	int seen_usr1 = 0, seen_hup = 0;
+
+	for (;;) {
+		if (term)
+			exit(42);
+		while (seen_usr1 < usr1)
+			printf("child usr1 %d\n", ++seen_usr1);
+		while (seen_hup < hup) {
+			seen_hup++;
+			kill(getppid(), SIGUSR2);
+		}
+		printf("ppid %d %s %d\n", (int)getpid(), getppid() == parent ? "ok" : "bad",
+		       (int)getppid());
+		fflush(stdout);
+		nap(100);
+	}
+}
+
+int main(void)
+{
+	int seen_usr2 = 0, forwarded = 0, st;
+	pid_t parent = getpid(), child;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	handle(SIGUSR1);
+	handle(SIGUSR2);
+	handle(SIGHUP);
+	handle(SIGTERM);
+	child = fork();
+	if (child < 0) {
+		perror("fork");
+		return 1;
+	}
+	if (child == 0)
+		return child_main(parent);
+	/* The parent ignores SIGTERM and SIGHUP: only its child ends it. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	printf("family %d\n", (int)child);
+	for (;;) {
+		pid_t w = waitpid(child, &st, WNOHANG);
+
+		while (seen_usr2 < usr2)
+			printf("parent usr2 %d\n", ++seen_usr2);
+		while (forwarded < usr1) {
+			forwarded++;
+			kill(child, SIGUSR1);
+		}
+		if (w == child)
+			break;
+		if (w < 0 && errno != EINTR) {
+			perror("waitpid");
+			return 1;
+		}
+		nap(50);
+	}
+	if (WIFEXITED(st))
+		printf("waited %d exit %d\n", (int)child, WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		printf("waited %d signal %d\n", (int)child, WTERMSIG(st));
+	else
+		printf("waited %d other %#x\n", (int)child, st);
+	return 0;
+}

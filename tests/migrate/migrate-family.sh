@@ -1,0 +1,138 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Process relations across a migration, on a 3-node local cluster: a parent
+# on node 1 forks a child (tests/migrate/family.c); the child moves to node
+# 2, then 3, and the family holds:
+#  - the child's PID is a global PID of node 1 (the kernel's half of the range);
+#  - the child still sees its parent's PID with getppid();
+#  - kill() by the parent on node 1 reaches the child; the child's
+#    kill(getppid()) reaches the parent;
+#  - the parent's waitpid() returns the child's real exit status (42), and
+#    its death by a signal in a second family;
+#  - killing the stand-in on node 1 with SIGKILL ends the real child;
+#  - the limits are refused with a clear line: the parent (it has a child)
+#    cannot move, the child cannot come back to node 1 while its stand-in
+#    is there.
+. "$(dirname "$0")/../cluster/lib.sh"
+parse_args "$@"
+FAMILY=${FAMILY_BIN:-$(realpath "$(dirname "$0")")/family}
+
+"$GHOST" cluster up --nodes 3 > /dev/null || fatal "cluster up --nodes 3"
+ok "cluster up --nodes 3"
+
+node_of() {
+	"$GHOST" ps --json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin):
+    if p["pid"] == '"$1"': print(p["node"])'
+}
+
+# wait_log PARENT REGEX: until the family's output has a line matching REGEX.
+wait_log() {
+	for _ in $(seq 100); do
+		"$GHOST" logs "$1" 2> /dev/null | grep -Eq "$2" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# start_family: a new family on node 1; sets parent and child.
+start_family() {
+	parent=$("$GHOST" run -d --node 1 -- "$FAMILY")
+	[ -n "$parent" ] || fatal "run -d the family"
+	wait_log "$parent" '^family ' || fatal "the family starts"
+	child=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $2; exit}')
+}
+
+# count PARENT REGEX: the lines of the family's output that match REGEX.
+count() {
+	"$GHOST" logs "$1" | grep -Ec "$2"
+}
+
+start_family
+check "the child's PID $child is one of node 1's (100000-199999)" \
+	test "$child" -ge 100000 -a "$child" -le 199999
+
+# 1. The child moves to node 2.
+if "$GHOST" migrate "$child" 2 > "$TEST_TMP/out" 2> "$TEST_TMP/err"; then
+	ok "the child moves to node 2"
+else
+	fatal "the child moves to node 2: $(cat "$TEST_TMP/err")"
+fi
+check_eq "ps shows the child on node 2" 2 "$(node_of "$child")"
+check_eq "ps shows the parent on node 1" 1 "$(node_of "$parent")"
+check_eq "node 1 holds a stand-in with the child's PID, a child of the parent" "$parent" \
+	"$("$GHOST" cluster exec 1 -- sh -c "awk '{print \$4}' /proc/$child/stat")"
+check_eq "node 2 holds a stand-in with the parent's PID, the child's parent" "$parent" \
+	"$("$GHOST" cluster exec 2 -- sh -c "awk '{print \$4}' /proc/$child/stat")"
+n=$(count "$parent" "^ppid $child ok")
+sleep 0.5
+check "on node 2 the child still sees its parent's PID with getppid()" \
+	test "$(count "$parent" "^ppid $child ok")" -gt "$n"
+
+# 2. Signals both ways.
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent on node 1 reaches the child on node 2" \
+	wait_log "$parent" '^child usr1 1$'
+"$GHOST" kill -HUP "$child"
+check "the child's kill(getppid()) on node 2 reaches the parent on node 1" \
+	wait_log "$parent" '^parent usr2 1$'
+
+# 3. On to node 3; the limits.
+if "$GHOST" migrate "$child" 3 > "$TEST_TMP/out" 2> "$TEST_TMP/err"; then
+	ok "the child moves on to node 3"
+else
+	not_ok "the child moves on to node 3: $(cat "$TEST_TMP/err")"
+fi
+check_eq "ps shows the child on node 3" 3 "$(node_of "$child")"
+check_eq "node 2 no longer holds the parent's PID" "" \
+	"$("$GHOST" cluster exec 2 -- sh -c "cat /proc/$parent/comm 2>/dev/null")"
+n=$(count "$parent" "^ppid $child ok")
+sleep 0.5
+check "on node 3 the child still sees its parent's PID" \
+	test "$(count "$parent" "^ppid $child ok")" -gt "$n"
+check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child bad")"
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent reaches the child on node 3" wait_log "$parent" '^child usr1 2$'
+
+if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
+	not_ok "a parent with a child is refused"
+else
+	check "a parent with a child is refused, saying why" grep -q "child processes" "$TEST_TMP/err"
+fi
+if "$GHOST" migrate "$child" 1 > /dev/null 2> "$TEST_TMP/err"; then
+	not_ok "the child cannot come back to node 1 while its stand-in is there"
+else
+	check "the child cannot come back to node 1 while its stand-in is there, saying why" \
+		grep -q "stand-in" "$TEST_TMP/err"
+fi
+check_eq "after the refusals the child still runs on node 3" 3 "$(node_of "$child")"
+
+# 4. The child exits: the parent's waitpid() gets its status.
+"$GHOST" kill -TERM "$child"
+check_eq "the parent's waitpid() returns the child's exit status 42" "waited $child exit 42" \
+	"$(wait_log "$parent" '^waited ' && "$GHOST" logs "$parent" | grep '^waited ')"
+
+# 5. A second family: the child killed by a signal on node 2.
+start_family
+"$GHOST" migrate "$child" 2 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+"$GHOST" kill -KILL "$child"
+check_eq "the parent's waitpid() sees the child killed by signal 9 on node 2" \
+	"waited $child signal 9" \
+	"$(wait_log "$parent" '^waited ' && "$GHOST" logs "$parent" | grep '^waited ')"
+
+# 6. A third family: SIGKILL to the stand-in on node 1 ends the real child.
+start_family
+"$GHOST" migrate "$child" 3 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+"$GHOST" cluster exec 1 -- kill -KILL "$child"
+check_eq "the parent sees its child killed" "waited $child signal 9" \
+	"$(wait_log "$parent" '^waited ' && "$GHOST" logs "$parent" | grep '^waited ')"
+gone=
+for _ in $(seq 100); do
+	[ -z "$(node_of "$child")" ] && { gone=1; break; }
+	sleep 0.05
+done
+check "SIGKILL to the stand-in on node 1 ends the real child on node 3" test -n "$gone"
+
+"$GHOST" cluster down > /dev/null || not_ok "cluster down"
+finish
