@@ -628,6 +628,8 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 	if (r >= 0 && m->ppid)
 		r = attr_put_u32(&b, A_PPID, (uint32_t)m->ppid);
 	if (r >= 0)
+		r = attr_put_u64(&b, A_RSS, proc_rss_bytes(pid) / 1024);
+	if (r >= 0)
 		r = send_move(m, MOVE_PREPARE, &b);
 	buf_release(&b);
 	if (r < 0) {
@@ -763,6 +765,7 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 	struct move *m;
 	struct attr pa;
 	uint32_t flags, ppid;
+	uint64_t rss_kib;
 	uint16_t port;
 	int lfd = -1, r;
 
@@ -799,6 +802,20 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		in_fail(m, -EEXIST, "PID %d is taken on node %u", (int)a.pid, d->self);
 		move_free(m);
 		return;
+	}
+	if (attr_find(data, len, A_RSS, &pa) >= 0 && attr_u64(&pa, &rss_kib) >= 0) {
+		uint64_t avail = proc_memory_available();
+
+		/* Refuse now rather than have the copy killed for memory midway. */
+		if (rss_kib * 1024 > avail) {
+			in_fail(m, -ENOMEM,
+				"node %u is out of memory: process %d needs %llu MiB, node %u can "
+				"give %llu MiB",
+				d->self, (int)a.pid, (unsigned long long)(rss_kib >> 10), d->self,
+				(unsigned long long)(avail >> 20));
+			move_free(m);
+			return;
+		}
 	}
 	if (!m->fork && standin_holds(d, m->pid)) {
 		in_fail(m, -EBUSY,

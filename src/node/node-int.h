@@ -442,6 +442,11 @@ struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid);
 pid_t proc_parent(pid_t pid);
 /* Does it have children? (A parent cannot move without them.) */
 bool proc_has_children(pid_t pid);
+/* Resident bytes of a process of this node (0 if unknown). */
+uint64_t proc_rss_bytes(pid_t pid);
+/* Bytes of memory this node can still give a process: the smaller of the
+ * machine's MemAvailable and what the daemon's memory cgroup allows. */
+uint64_t proc_memory_available(void);
 /* Keep the kernel's PIDs for descendants in the upper half of the range. */
 void proc_tick(struct node_daemon *d);
 

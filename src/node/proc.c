@@ -831,6 +831,106 @@ static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *u
 	forget(d, p);
 }
 
+uint64_t proc_rss_bytes(pid_t pid)
+{
+	struct buf b = BUF_INIT;
+	unsigned long long size = 0, resident = 0;
+
+	if (read_proc_text(pid, "statm", &b) >= 0 &&
+	    sscanf(b.data, "%llu %llu", &size, &resident) != 2)
+		resident = 0;
+	buf_release(&b);
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The number after "KEY" (and a colon or blanks) on a line of a text file. */
+static bool read_keyed(const char *path, const char *key, uint64_t *ret)
+{
+	struct buf b = BUF_INIT;
+	size_t klen = strlen(key);
+	bool found = false;
+
+	if (read_file_at(AT_FDCWD, path, &b) < 0)
+		return false;
+	for (char *line = b.data; line && !found; line = strchr(line, '\n')) {
+		unsigned long long v;
+
+		if (*line == '\n')
+			line++;
+		if (strncmp(line, key, klen) == 0 && (line[klen] == ' ' || line[klen] == ':') &&
+		    sscanf(line + klen + 1, " %llu", &v) == 1) {
+			*ret = v;
+			found = true;
+		}
+	}
+	buf_release(&b);
+	return found;
+}
+
+/* A file holding one number ("max" and the like are no number). */
+static bool read_number(const char *path, uint64_t *ret)
+{
+	struct buf b = BUF_INIT;
+	bool ok = false;
+
+	if (read_file_at(AT_FDCWD, path, &b) >= 0) {
+		b.data[strcspn(b.data, "\n")] = '\0';
+		ok = parse_u64(b.data, 10, ret) >= 0;
+	}
+	buf_release(&b);
+	return ok;
+}
+
+/* What the memory cgroup at path (v1 when v1, else v2) still allows. */
+static uint64_t cgroup_room(const char *cgpath, bool v1)
+{
+	uint64_t limit, usage;
+	char path[4096];
+
+	if (v1) {
+		/* The hierarchical limit counts the parents' too. */
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/memory.stat", cgpath);
+		if (!read_keyed(path, "hierarchical_memory_limit", &limit))
+			return UINT64_MAX;
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", cgpath);
+	} else {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", cgpath);
+		if (!read_number(path, &limit))
+			return UINT64_MAX;
+		snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.current", cgpath);
+	}
+	if (!read_number(path, &usage))
+		return UINT64_MAX;
+	return limit > usage ? limit - usage : 0;
+}
+
+uint64_t proc_memory_available(void)
+{
+	uint64_t avail = UINT64_MAX, kib;
+	struct buf cg = BUF_INIT;
+	char *save = NULL;
+
+	if (read_keyed("/proc/meminfo", "MemAvailable", &kib))
+		avail = kib * 1024;
+	/* The memory cgroup of the daemon, and so of its import workers. */
+	if (read_file_at(AT_FDCWD, "/proc/self/cgroup", &cg) < 0)
+		return avail;
+	for (char *line = strtok_r(cg.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *ctrl = strchr(line, ':'), *cgpath = ctrl ? strchr(ctrl + 1, ':') : NULL;
+
+		if (!cgpath)
+			continue;
+		*cgpath++ = '\0';
+		ctrl++;
+		if (strcmp(ctrl, "memory") == 0)
+			avail = MIN(avail, cgroup_room(cgpath, true));
+		else if (ctrl[0] == '\0')
+			avail = MIN(avail, cgroup_room(cgpath, false));
+	}
+	buf_release(&cg);
+	return avail;
+}
+
 void proc_tick(struct node_daemon *d)
 {
 	struct buf b = BUF_INIT;

@@ -54,6 +54,10 @@ cleanup() {
 			[ "$(proc_start "$pid")" = "$start" ] && kill -9 "$pid" 2>/dev/null
 		done < "$TEST_TMP/pids"
 	fi
+	# Cgroups a test made (in $TEST_TMP/cgroups), once their processes are gone.
+	if [ -e "$TEST_TMP/cgroups" ]; then
+		sort -r "$TEST_TMP/cgroups" | while read -r c; do rmdir "$c" 2>/dev/null; done
+	fi
 	awk -v t="$TEST_TMP" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r |
 		while read -r m; do umount -l "$m"; done
 	rm -rf "$TEST_TMP"

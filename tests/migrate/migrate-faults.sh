@@ -3,7 +3,8 @@
 # ghost migrate when things go wrong mid-way, on a 3-node local cluster:
 # the link between the two nodes is cut during the transfer; the
 # destination cannot give the process its PID (its PID namespace's pid_max
-# is below it); the destination daemon is SIGKILLed during the transfer.
+# is below it); the destination daemon is SIGKILLed during the transfer;
+# the destination is out of memory (its daemon in a small memory cgroup).
 # Each time: ghost migrate exits 1 with one line saying why, and the
 # original goes on running where it was, untouched (it verifies its own
 # heap, PID, file, handlers and timer at the end, and its output has no
@@ -112,7 +113,29 @@ check "  ... naming node 2" grep -q "node 2" "$TEST_TMP/err"
 intact "daemon killed"
 no_copy 2 "daemon killed"
 
-# 4. After all that, it moves to node 3 and straight back: ghost migrate
+# 4. The destination is out of memory: node 3's daemon (and so its import
+# worker) in a memory cgroup that allows 64 MiB more, for a 256 MiB process.
+parent_cg=/sys/fs/cgroup/memory$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
+if [ -d "$parent_cg" ] && mkdir "$parent_cg/ghost-test.$$" 2> /dev/null; then
+	cg=$parent_cg/ghost-test.$$
+	echo "$cg" >> "$TEST_TMP/cgroups"
+	d3=$(daemon_of 3)
+	echo $((64 << 20)) > "$cg/memory.limit_in_bytes"
+	echo "$d3" > "$cg/cgroup.procs"
+	"$GHOST" migrate "$pid" 3 > /dev/null 2> "$TEST_TMP/err"
+	check_eq "destination out of memory: migrate exits 1 with one line" "1 1" \
+		"$? $(wc -l < "$TEST_TMP/err")"
+	echo "# $(cat "$TEST_TMP/err")"
+	check "  ... saying node 3 is out of memory" grep -q "node 3 is out of memory" "$TEST_TMP/err"
+	intact "destination out of memory"
+	no_copy 3 "destination out of memory"
+	echo "$d3" > "$parent_cg/cgroup.procs"
+	rmdir "$cg"
+else
+	not_ok "cannot make a memory cgroup under $parent_cg for the out-of-memory case"
+fi
+
+# 5. After all that, it moves to node 3 and straight back: ghost migrate
 # answers once the original's PID is free again on the source.
 "$GHOST" migrate "$pid" 3 > /dev/null 2> "$TEST_TMP/err" &&
 	"$GHOST" migrate "$pid" 1 > /dev/null 2>> "$TEST_TMP/err"
