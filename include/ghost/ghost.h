@@ -142,7 +142,7 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
  * was stopped stays stopped. On failure the process is left exactly as it
  * was, and why holds one line.
  */
-int ghost_replace_program(pid_t pid, const char *path, char *const argv[], char *why,
+int ghost_replace_program(pid_t pid, const char *path, const char *const argv[], char *why,
 			  size_t why_len);
 
 /* Statistics of the last export or import. */

@@ -35,7 +35,7 @@
 /* Lay out path, argv[] and an empty envp[] for the tracee at base: the
  * strings first, then the pointer arrays. Offsets of argv and envp in the
  * returned buffer in *ret_argv and *ret_envp. */
-static int build_args(uint64_t base, const char *path, char *const argv[], struct buf *out,
+static int build_args(uint64_t base, const char *path, const char *const argv[], struct buf *out,
 		      size_t *ret_argv, size_t *ret_envp)
 {
 	size_t n = 0, at;
@@ -86,7 +86,7 @@ static int find_syscall(struct tracee *t, pid_t pid)
 	return r;
 }
 
-int ghost_replace_program(pid_t pid, const char *path, char *const argv[], char *why,
+int ghost_replace_program(pid_t pid, const char *path, const char *const argv[], char *why,
 			  size_t why_len)
 {
 	struct tracee t;

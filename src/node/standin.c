@@ -271,8 +271,8 @@ static void standin_free(struct node_daemon *d, struct standin *s)
 
 int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, char *why, size_t why_len)
 {
-	char exe[4096], comm[32], daemon_pid[16], name[] = "ghostd", opt[] = "--stand-in";
-	char *argv[] = { name, opt, d->control_path, comm, daemon_pid, NULL };
+	char exe[4096], comm[32], daemon_pid[16];
+	const char *argv[] = { "ghostd", "--stand-in", d->control_path, comm, daemon_pid, NULL };
 	struct standin *s;
 	ssize_t n;
 	int r;

@@ -3,7 +3,8 @@
  * The engine through its library API, inside one test process: checkpoint to
  * memory and restart from memory; a snapshot that leaves the original running;
  * export into one end of a socketpair while a process in another PID namespace
- * (as on another node) imports from the other end as the bytes arrive.
+ * (as on another node) imports from the other end as the bytes arrive; a
+ * process made to run another program in its place.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -268,6 +270,62 @@ static void test_bad_arguments(void **state)
 	ghost_free(g);
 }
 
+/* A child that loops until killed; stopped (SIGSTOP) if asked. */
+static pid_t start_looper(bool stop)
+{
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	if (stop) {
+		assert_int_equal(kill(pid, SIGSTOP), 0);
+		assert_int_equal(waitpid(pid, &st, WUNTRACED), pid);
+		assert_true(WIFSTOPPED(st));
+	}
+	return pid;
+}
+
+static void test_replace_program(void **state)
+{
+	const char *argv[] = { "sh", "-c", "exit 7", NULL };
+	const char *bad[] = { "nothing", NULL };
+	char why[256];
+	int st;
+
+	(void)state;
+	/* A running process and a stopped one both become `sh -c 'exit 7'`,
+	 * keeping their PID and parent: our waitpid() gets the 7. */
+	for (int stop = 0; stop < 2; stop++) {
+		pid_t pid = start_looper(stop);
+
+		assert_int_equal(ghost_replace_program(pid, "/bin/sh", argv, why, sizeof(why)), 0);
+		if (stop)
+			assert_int_equal(kill(pid, SIGCONT), 0);
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 7);
+	}
+	/* A program that does not exist: an error, and the process as it was. */
+	{
+		pid_t pid = start_looper(false);
+
+		assert_int_equal(ghost_replace_program(pid, "/nonexistent/program", bad, why,
+						       sizeof(why)),
+				 -ENOENT);
+		assert_non_null(strstr(why, "/nonexistent/program"));
+		assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
+		assert_int_equal(kill(pid, SIGTERM), 0);
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFSIGNALED(st));
+		assert_int_equal(WTERMSIG(st), SIGTERM);
+	}
+	assert_int_equal(ghost_replace_program(0, "/bin/sh", argv, why, sizeof(why)), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -275,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_leaves_original_running),
 		cmocka_unit_test(test_socket_streaming_into_other_pid_namespace),
 		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_replace_program),
 	};
 
 	if (geteuid() != 0) {
