@@ -45,6 +45,11 @@
  *   pid-range N            PIDs per node; every node of the cluster must use
  *                          the same value. Default 100000, or the largest
  *                          multiple of 1000 that fits the largest node id
+ *   checkpoint-memory SIZE memory a node may use to keep memory checkpoints
+ *                          (ghost checkpoint --memory): bytes, with an
+ *                          optional suffix K, M, G or T (powers of 1024), or
+ *                          N% of the node's RAM; 0 keeps none. Default 25%.
+ *                          ghostd reads it again on SIGHUP
  *
  * At least one node and exactly one key are required; node ids and
  * ADDRESS:PORT pairs are unique; every node's PID range must lie below
@@ -65,9 +70,14 @@ struct node_config {
 	bool encrypt;
 	uint32_t timeout_ms;
 	uint32_t pid_range;
+	uint64_t ckpt_memory;     /* bytes, when ckpt_memory_pct is 0 */
+	uint32_t ckpt_memory_pct; /* percent of the node's RAM, or 0 */
 };
 
-#define NODE_CONFIG_INIT { NULL, 0, NULL, true, NODE_DEFAULT_TIMEOUT_MS, NODE_DEFAULT_PID_RANGE }
+#define NODE_DEFAULT_CKPT_MEMORY_PCT 25
+#define NODE_CONFIG_INIT                                                                           \
+	{ NULL, 0, NULL, true, NODE_DEFAULT_TIMEOUT_MS, NODE_DEFAULT_PID_RANGE, 0,                  \
+	  NODE_DEFAULT_CKPT_MEMORY_PCT }
 
 /* Parse text (len bytes, need not be NUL-terminated) into ret, which must be
  * NODE_CONFIG_INIT or released; name is used in messages and to resolve a
