@@ -524,6 +524,75 @@ int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *
 /* 1 with a report, 0 if none is ready, -EPIPE at end of file, -EBADMSG, -errno. */
 int worker_read_report(int fd, struct worker_report *ret);
 
+/* The parts of a worker that the keeper (keeper.c) shares. */
+#define WORKER_KEEP_MAX 4
+typedef void (*worker_fn)(const void *job, int report_fd);
+/* Fork a worker: it keeps only the fds in keep_fds[] and the write end of its
+ * report pipe, gets the default signal handling (SIGPIPE ignored), dies with
+ * the daemon if asked, and runs fn(job, report_fd), which must not return.
+ * The pipe's read end (non-blocking) in ret_fd. */
+int worker_fork(const int *keep_fds, size_t n_keep, bool die_with_daemon, worker_fn fn,
+		const void *job, pid_t *ret_pid, int *ret_fd);
+/* In a worker: write a report (atomic; errors are ignored: the daemon may be gone). */
+void worker_report_send(int fd, const struct worker_report *rep);
+/* In a worker: the final report, an error with one line; then _exit(1). */
+_Noreturn void worker_fail(int fd, struct worker_report *rep, int err, const char *fmt, ...)
+	_printf_(4, 5);
+/* Socket timeouts, so that a stalled peer fails the transfer instead of hanging it. */
+void worker_set_stall_timeouts(int fd);
+/* Start a pump process between the worker and the sealed connection of cs;
+ * the worker's end of a socketpair in ret_fd. seal: the worker writes, the
+ * pump seals; else the pump opens, the worker reads. cs's socket is closed
+ * here, so that the connection ends when the pump does. */
+int worker_pump_start(struct msg_chan_session *cs, bool seal, int *ret_fd, pid_t *ret_pid);
+/* Reap the pump (pid <= 0: none): 0, or its failure: -EBADMSG (integrity),
+ * -ECONNRESET (cut or truncated), -EIO. */
+int worker_pump_wait(pid_t pid);
+/* Progress reports, at most every 200 ms and always the last one. */
+struct worker_progress {
+	int fd;
+	uint64_t last_ns;
+};
+void worker_progress(struct worker_progress *wp, uint64_t done, uint64_t total);
+
+/* keeper.c: the keeper process of a memory checkpoint, on its holder node.
+ * It accepts the image from the source's export worker (a direct
+ * connection, as a migration's), verifies it, and keeps it in its memory;
+ * then, on each KEEPER_SEND command, streams it to an import worker. Its
+ * reports: WORKER_DONE for the store (err, stats.image_bytes), then for each
+ * send WORKER_PROGRESS... and WORKER_DONE. It dies with its daemon, and ends
+ * when its command pipe is closed. Its name (comm) is "ghost-keeper". */
+struct keeper_job {
+	int listen_fd;        /* consumed by the keeper; the daemon closes its copy */
+	uint32_t source;      /* the node exporting */
+	uint32_t self;        /* the holder */
+	uint8_t key[MSG_CHAN_KEY_SIZE];
+	bool encrypt;
+	uint64_t limit;       /* the most bytes it may hold */
+};
+
+enum keeper_cmd_kind {
+	KEEPER_SEND = 1,
+};
+
+/* A command on the keeper's pipe: smaller than PIPE_BUF. */
+struct keeper_cmd {
+	uint32_t kind;
+	uint32_t dest;        /* the node to send to */
+	uint16_t port;
+	uint8_t encrypt;
+	uint8_t pad;
+	char host[48];        /* numeric address of dest */
+	uint8_t key[MSG_CHAN_KEY_SIZE];
+};
+
+/* Fork a keeper: its report pipe's read end (non-blocking) in ret_report_fd,
+ * its command pipe's write end in ret_cmd_fd. */
+int keeper_start(const struct keeper_job *j, pid_t *ret_pid, int *ret_report_fd,
+		 int *ret_cmd_fd);
+/* Send a command (non-blocking write of one record). */
+int keeper_command(int cmd_fd, const struct keeper_cmd *c);
+
 /* move.c: migrations */
 void move_register(struct node_daemon *d);
 /* A PROC_MOVE_REQ for a process of this node, as req.c parsed it. */
