@@ -70,6 +70,7 @@ struct ctl_conn {
 	bool dead, finishing, busy;
 	struct run_session *session;
 	struct pending *pending;
+	struct keep_req *keep;
 };
 
 bool ctl_conn_alive(const struct ctl_conn *c)
@@ -108,6 +109,11 @@ void ctl_conn_set_pending(struct ctl_conn *c, struct pending *p)
 	c->pending = p;
 }
 
+void ctl_conn_set_keep(struct ctl_conn *c, struct keep_req *k)
+{
+	c->keep = k;
+}
+
 size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3])
 {
 	size_t n = c->n_fds;
@@ -144,14 +150,18 @@ static struct ctl_conn *conn_free(struct ctl_conn *c)
 {
 	struct run_session *s;
 	struct pending *p;
+	struct keep_req *k;
 
 	ctl_conn_kill(c);
 	s = TAKE_PTR(c->session);
 	p = TAKE_PTR(c->pending);
+	k = TAKE_PTR(c->keep);
 	if (s)
 		run_conn_gone(s);
 	if (p)
 		req_conn_gone(p);
+	if (k)
+		keep_conn_gone(k);
 	buf_release(&c->in);
 	buf_release(&c->out);
 	free(c->groups);
@@ -325,6 +335,12 @@ static void dispatch(struct ctl_conn *c, const struct ctl_request *req)
 		break;
 	case CTL_RUN:
 		run_request(d, c, req);
+		break;
+	case CTL_CKPT_SAVE:
+	case CTL_CKPT_RESTORE:
+	case CTL_CKPT_LIST:
+	case CTL_CKPT_DROP:
+		keep_request(d, c, req);
 		break;
 	default:
 		ctl_send_error(c, -EPROTO, 0, "unknown request type %u", req->type);

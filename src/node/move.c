@@ -535,6 +535,10 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 		snprintf(msg, size, "process %d is already moving", (int)pid);
 		return -EBUSY;
 	}
+	if (p->keeping) {
+		snprintf(msg, size, "process %d is being checkpointed; try again", (int)pid);
+		return -EBUSY;
+	}
 	if (p->session) {
 		snprintf(msg, size,
 			 "process %d is attached to a 'ghost run'; only detached processes "

@@ -3,7 +3,7 @@
  * Inside the node module: the attribute encoding shared by the control
  * protocol and the daemon-to-daemon messages, the control protocol's frame
  * and message numbers, and the daemon's objects (shared by daemon.c,
- * control.c, proc.c, run.c and req.c).
+ * control.c, proc.c, run.c, req.c, move.c and keep.c).
  */
 #ifndef NODE_NODE_INT_H
 #define NODE_NODE_INT_H
@@ -96,6 +96,14 @@ enum attr_type {
 	A_DONE,      /* u64: progress, bytes done */
 	A_TOTAL,     /* u64: progress, bytes in all */
 	A_FORKED_FROM, /* u32: the PID a process was duplicated from (ghost fork) */
+	/* memory checkpoints (keep.c) */
+	A_CKPT_ID = 50,    /* u64: a checkpoint id, holder node << 32 | number */
+	A_CKPT = 51,       /* nested: one kept checkpoint */
+	A_CREATED = 52,    /* u64: seconds since the epoch */
+	A_MEM_USED = 53,   /* u64: bytes of checkpoint memory in use on a node */
+	A_MEM_LIMIT = 54,  /* u64: bytes of checkpoint memory a node may use */
+	A_HOLDER = 55,     /* u32: the node keeping a checkpoint */
+	A_ESTIMATE = 56,   /* u64: bytes a checkpoint is expected to take */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -153,6 +161,13 @@ enum ctl_type {
 	CTL_RUN,         /* A_NODE, A_FLAGS, A_ARG..., A_ENV..., A_CWD, A_TERMIOS, A_ROWS,
 			    A_COLS; fds 0-2 by SCM_RIGHTS -> CTL_STARTED, then CTL_EXIT */
 	CTL_MIGRATE,     /* A_PID, A_NODE, A_FLAGS (MOVE_F_FORK) -> CTL_PROGRESS..., CTL_MOVED */
+	/* memory checkpoints (keep.c) */
+	CTL_CKPT_SAVE = 10,    /* A_PID, A_HOLDER (0: where it runs), A_FLAGS (enum keep_wire_flags)
+				  -> CTL_PROGRESS..., CTL_CKPT_SAVED */
+	CTL_CKPT_RESTORE = 11, /* A_CKPT_ID, A_NODE (0: the holder) -> CTL_PROGRESS...,
+				  CTL_CKPT_RESTORED */
+	CTL_CKPT_LIST = 12,    /* -> CTL_CKPT..., CTL_CKPT_NODE..., CTL_WARNING..., CTL_END */
+	CTL_CKPT_DROP = 13,    /* A_CKPT_ID -> CTL_CKPT_DROPPED */
 	/* client to daemon: during a run */
 	CTL_STDIN = 20,  /* A_DATA */
 	CTL_STDIN_EOF,
@@ -175,6 +190,13 @@ enum ctl_type {
 	CTL_PROGRESS,    /* A_DONE, A_TOTAL: bytes of page data moved so far */
 	CTL_MOVED,       /* A_PID, A_NODE (from), A_BYTES, A_PAGES, A_TOTAL_NS, A_FROZEN_NS,
 			    A_EXPORT_NS, A_IMPORT_NS; ends the request */
+	CTL_CKPT_SAVED = 120,    /* A_CKPT_ID, A_PID, A_NODE (where it runs), A_HOLDER, A_BYTES,
+				    A_PAGES, A_TOTAL_NS, A_FROZEN_NS, A_EXPORT_NS; ends the request */
+	CTL_CKPT_RESTORED = 121, /* A_CKPT_ID, A_PID, A_NODE (where it runs now), A_HOLDER,
+				    A_BYTES, A_TOTAL_NS, A_IMPORT_NS; ends the request */
+	CTL_CKPT = 122,          /* one kept checkpoint (see keep_put_info()) */
+	CTL_CKPT_NODE = 123,     /* A_NODE, A_MEM_USED, A_MEM_LIMIT: one node's checkpoint memory */
+	CTL_CKPT_DROPPED = 124,  /* A_CKPT_ID, A_HOLDER, A_BYTES (freed); ends the request */
 };
 
 enum ps_flags {
@@ -206,6 +228,7 @@ enum node_channel {
 	NODE_CH_PROC = 17,   /* process table: ps, kill, logs */
 	NODE_CH_RUN = 18,    /* run sessions: start, stdio, signals, exit */
 	NODE_CH_MOVE = 19,   /* migrations: between the source and destination daemons */
+	NODE_CH_KEEP = 20,   /* memory checkpoints: requests, stores, restores (keep.c) */
 };
 
 enum member_type {
@@ -246,6 +269,43 @@ enum move_type {
 	MOVE_ABORT,       /* S->D: give up; kill what was imported */
 };
 
+/* A_FLAGS of CTL_CKPT_SAVE and KEEP_SAVE_REQ. */
+enum keep_wire_flags {
+	KEEP_F_STOP = 1 << 0, /* leave the process stopped after the checkpoint */
+	KEEP_F_KILL = 1 << 1, /* end the process once its checkpoint is kept */
+};
+
+/* On the keep channel (docs/ghostd.md). C is the node whose client asked, B
+ * a PID's birth node, S the node where the process runs, H the holder of a
+ * checkpoint, T the node a checkpoint is restored on. */
+enum keep_type {
+	KEEP_SAVE_REQ = 1,    /* C->B(->S): A_REQ, A_ORIGIN, A_PID, A_UID, A_HOLDER, A_FLAGS, A_HOPS */
+	KEEP_PROGRESS = 2,    /* ->C: A_REQ, A_DONE, A_TOTAL (also a keep-alive) */
+	KEEP_SAVE_REP = 3,    /* S->C: A_REQ, A_ERRNO, A_MESSAGE, or the CTL_CKPT_SAVED attributes */
+	KEEP_RESTORE_REQ = 4, /* C->H: A_REQ, A_ORIGIN, A_CKPT_ID, A_UID, A_NODE */
+	KEEP_RESTORE_REP = 5, /* H->C: A_REQ, A_ERRNO, A_MESSAGE, or the CTL_CKPT_RESTORED ones */
+	KEEP_LIST_REQ = 6,    /* C->all: A_REQ, A_UID */
+	KEEP_LIST_REP = 7,    /* ->C: A_REQ, A_MEM_USED, A_MEM_LIMIT, A_CKPT... */
+	KEEP_DROP_REQ = 8,    /* C->H: A_REQ, A_ORIGIN, A_CKPT_ID, A_UID */
+	KEEP_DROP_REP = 9,    /* H->C: A_REQ, A_ERRNO, A_MESSAGE, or A_CKPT_ID, A_BYTES */
+	/* a checkpoint being stored: S and H, with A_XFER (S's id) */
+	KEEP_STORE = 10,        /* S->H: A_PID, A_UID, A_GID, A_COMMAND, A_START, A_FLAGS
+				   (RUN_DETACH), A_PATH, A_ESTIMATE */
+	KEEP_STORE_READY = 11,  /* H->S: A_PORT, A_KEY, A_CKPT_ID: the keeper listens */
+	KEEP_STORED = 12,       /* H->S: A_BYTES: the keeper holds a verified image */
+	KEEP_STORE_FAILED = 13, /* H->S: A_ERRNO, A_MESSAGE */
+	KEEP_STORE_COMMIT = 14, /* S->H: A_PAGES: the client is told; keep it */
+	KEEP_STORE_ABORT = 15,  /* S->H: give up; free it */
+	/* a checkpoint being restored: H, B and T, with A_XFER (H's id) */
+	KEEP_PROBE = 16,       /* H->B(->S): A_ORIGIN, A_PID, A_HOPS: does the PID still run? */
+	KEEP_PROBE_REP = 17,   /* ->H: A_STATE ("running" or "free"), A_NODE */
+	KEEP_LOAD = 18,        /* H->T: A_CKPT_ID and the KEEP_STORE identity attributes */
+	KEEP_LOAD_READY = 19,  /* T->H: A_PORT, A_KEY: the import worker listens */
+	KEEP_LOADED = 20,      /* T->H: A_PID, A_IMPORT_NS: the process runs */
+	KEEP_LOAD_FAILED = 21, /* T->H: A_ERRNO, A_MESSAGE */
+	KEEP_LOAD_ABORT = 22,  /* H->T: give up; kill what was imported */
+};
+
 enum logs_flags {
 	LOGS_EOF = 1 << 0,
 };
@@ -273,6 +333,8 @@ struct ctl_conn;
 struct run_session;
 struct pending;
 struct move;
+struct keep;
+struct keep_req;
 
 enum node_state {
 	NODE_STATE_SELF,
@@ -321,6 +383,7 @@ struct mproc {
 	bool moving;                     /* a migration of it is under way */
 	bool arriving;                   /* imported, held stopped until the source commits */
 	pid_t forked_from;               /* a ghost fork copy: the original's PID */
+	bool keeping;                    /* a memory checkpoint of it is under way */
 };
 
 struct node_daemon {
@@ -355,6 +418,9 @@ struct node_daemon {
 	struct pending *pending;
 	/* migrations (move.c) */
 	struct move *moves;
+	/* memory checkpoints (keep.c) */
+	struct keep *keep;
+	char *config_path;
 	uint64_t next_id;
 	bool leaving;
 	uint64_t leave_deadline;
@@ -407,6 +473,7 @@ const gid_t *ctl_conn_groups(const struct ctl_conn *c, size_t *ret_n);
 size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3]);
 void ctl_conn_set_session(struct ctl_conn *c, struct run_session *s);
 void ctl_conn_set_pending(struct ctl_conn *c, struct pending *p);
+void ctl_conn_set_keep(struct ctl_conn *c, struct keep_req *k);
 
 /* proc.c: managed processes and the PID table */
 int proc_init(struct node_daemon *d, struct buf *err);
@@ -615,6 +682,21 @@ void move_proc_exited(struct node_daemon *d, struct mproc *p);
 /* A child that is no managed process here was reaped (maybe a moved original). */
 void move_reaped(struct node_daemon *d, pid_t pid);
 void move_free_all(struct node_daemon *d);
+
+/* keep.c: memory checkpoints */
+int keep_init(struct node_daemon *d, struct buf *err);
+/* A CTL_CKPT_* request. */
+void keep_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_request *req);
+void keep_conn_gone(struct keep_req *k);
+void keep_node_down(struct node_daemon *d, uint32_t node);
+/* The process of a checkpoint under way died (or was ended by --kill). */
+void keep_proc_exited(struct node_daemon *d, struct mproc *p);
+/* SIGHUP: read checkpoint-memory from the configuration file again. */
+void keep_reload(struct node_daemon *d);
+/* Shutting down: no process stays frozen, every keeper is killed. */
+void keep_free_all(struct node_daemon *d);
+/* Free what keep_init() made (after keep_free_all()). */
+void keep_done(struct node_daemon *d);
 
 /* run.c: run sessions */
 void run_register(struct node_daemon *d);

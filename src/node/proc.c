@@ -256,6 +256,11 @@ void proc_where(struct node_daemon *d, pid_t pid, uint32_t node)
 
 	if (node_of_pid(d, pid) != d->self || node == d->self)
 		return;
+	if (p && p->state == MPROC_EXITED) {
+		/* Restarted there from a memory checkpoint: it lives again. */
+		forget(d, p);
+		p = NULL;
+	}
 	if (p) {
 		if (p->state == MPROC_ELSEWHERE)
 			p->node = node;
@@ -601,6 +606,8 @@ void proc_reap(struct node_daemon *d)
 		}
 		if (p->moving)
 			move_proc_exited(d, p);
+		if (p->keeping)
+			keep_proc_exited(d, p);
 		if (p->state == MPROC_SPAWNING)
 			exec_check(p);
 		if (p->exec_failed) {
