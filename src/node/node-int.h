@@ -191,10 +191,12 @@ enum ctl_type {
 	CTL_MOVED,       /* A_PID, A_NODE (from), A_BYTES, A_PAGES, A_TOTAL_NS, A_FROZEN_NS,
 			    A_EXPORT_NS, A_IMPORT_NS; ends the request */
 	CTL_CKPT_SAVED = 120,    /* A_CKPT_ID, A_PID, A_NODE (where it runs), A_HOLDER, A_BYTES,
-				    A_PAGES, A_TOTAL_NS, A_FROZEN_NS, A_EXPORT_NS; ends the request */
+				    A_PAGES, A_TOTAL_NS, A_FROZEN_NS, A_EXPORT_NS, A_FLAGS;
+				    ends the request */
 	CTL_CKPT_RESTORED = 121, /* A_CKPT_ID, A_PID, A_NODE (where it runs now), A_HOLDER,
 				    A_BYTES, A_TOTAL_NS, A_IMPORT_NS; ends the request */
-	CTL_CKPT = 122,          /* one kept checkpoint (see keep_put_info()) */
+	CTL_CKPT = 122,          /* one kept checkpoint: A_CKPT_ID, A_HOLDER, A_NODE, A_PID,
+				    A_UID, A_COMMAND, A_BYTES, A_PAGES, A_CREATED, A_STATE */
 	CTL_CKPT_NODE = 123,     /* A_NODE, A_MEM_USED, A_MEM_LIMIT: one node's checkpoint memory */
 	CTL_CKPT_DROPPED = 124,  /* A_CKPT_ID, A_HOLDER, A_BYTES (freed); ends the request */
 };
