@@ -9,7 +9,8 @@
 # the process with it), and the process verifies its own state; --drop ends
 # the keeper and frees its memory; bad IDs; another user's checkpoints; a
 # checkpoint larger than the node's checkpoint-memory is refused and the
-# process goes on.
+# process goes on; the holder's daemon killed during a checkpoint --stop
+# leaves the process running.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 MIGRANT=$(realpath "$(dirname "$0")")/migrant
@@ -308,6 +309,34 @@ check_eq "  ... once the first is dropped, the memory it held is free again" "0 
 check_eq "  ... the process was untouched by all that" "verified ok usr1=1" \
 	"$(verify "$oute" "$e")"
 "$GHOST" kill -KILL "$d"
+
+# 9. The holder's daemon is SIGKILLed during a checkpoint --stop of a 256 MiB
+# process: one line naming it, and the process runs on, not stopped. (To act
+# during the transfer, the keeper is frozen as soon as it exists.)
+outf=$TEST_TMP/f.out
+f=$("$GHOST" run -d --node 3 -- "$MIGRANT" "$outf" 256)
+wait_ticks "$outf" 5 || fatal "the 256 MiB migrant ticks"
+d2=$(daemon_of 2)
+"$GHOST" checkpoint "$f" --memory --stop --on 2 > /dev/null 2> "$TEST_TMP/err" &
+ck=$!
+kp=
+for _ in $(seq 2000); do
+	kp=$(ps -o pid=,comm= --ppid "$d2" | awk '$2 == "ghost-keeper" {print $1}')
+	[ -n "$kp" ] && break
+done
+check "a keeper appears on node 2" test -n "$kp"
+[ -n "$kp" ] && kill -STOP "$kp"
+kill -KILL "$d2"
+wait "$ck"
+check_eq "holder killed mid-checkpoint: exit 1 with one line" "1 1" \
+	"$? $(wc -l < "$TEST_TMP/err")"
+echo "# $(cat "$TEST_TMP/err")"
+check "  ... naming node 2" grep -q "node 2" "$TEST_TMP/err"
+check_eq "  ... the process runs on, on node 3, not stopped" "3 sleeping" \
+	"$(state_of "$f" | sed 's/running/sleeping/')"
+n=$(ticks "$outf")
+check "  ... and ticks on" wait_ticks "$outf" $((n + 3))
+check_eq "  ... and verifies its own state" "verified ok usr1=1" "$(verify "$outf" "$f")"
 
 unset GHOST_CONTROL
 "$GHOST" cluster down > /dev/null
