@@ -397,8 +397,8 @@ static int print_list(const struct node_ckpt_info *c, size_t n, const struct nod
 			r = buf_append_json_string(&b, c[i].command, strlen(c[i].command));
 		if (r >= 0)
 			r = buf_printf(&b,
-				       ", \"image_bytes\": %llu, \"pages\": %llu, \"created\": %llu, "
-				       "\"age_s\": %llu, \"state\": ",
+				       ", \"image_bytes\": %llu, \"pages\": %llu, "
+				       "\"created\": %llu, \"age_s\": %llu, \"state\": ",
 				       (unsigned long long)c[i].bytes,
 				       (unsigned long long)c[i].pages,
 				       (unsigned long long)c[i].created, (unsigned long long)age);

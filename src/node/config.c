@@ -210,9 +210,9 @@ static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 	if (strcmp(f[0], "checkpoint-memory") == 0) {
 		if (n != 2 || parse_size(f[1], &c->ckpt_memory, &c->ckpt_memory_pct) < 0)
 			return set_err(err, -EINVAL,
-				       "%s:%u: expected 'checkpoint-memory SIZE' with SIZE in bytes "
-				       "(suffix K, M, G or T) or a percentage of the RAM (1%% to "
-				       "100%%)",
+				       "%s:%u: expected 'checkpoint-memory SIZE' with SIZE in "
+				       "bytes (suffix K, M, G or T) or a percentage of the RAM "
+				       "(1%% to 100%%)",
 				       name, lineno);
 		return 0;
 	}

@@ -557,7 +557,8 @@ static void on_req_timer(struct loop_timer *t, void *userdata)
 		req_done(r, CTL_END, NULL);
 		return;
 	}
-	req_fail(r, -ETIMEDOUT, "node %u did not answer in time", r->current ? r->current : r->node);
+	req_fail(r, -ETIMEDOUT, "node %u did not answer in time",
+		 r->current ? r->current : r->node);
 }
 
 static struct keep_req *req_new(struct keep *k, struct ctl_conn *c, enum req_kind kind)

@@ -281,9 +281,10 @@ enum keep_wire_flags {
  * a PID's birth node, S the node where the process runs, H the holder of a
  * checkpoint, T the node a checkpoint is restored on. */
 enum keep_type {
-	KEEP_SAVE_REQ = 1,    /* C->B(->S): A_REQ, A_ORIGIN, A_PID, A_UID, A_HOLDER, A_FLAGS, A_HOPS */
+	KEEP_SAVE_REQ = 1,    /* C->B(->S): A_REQ, A_ORIGIN, A_PID, A_UID, A_HOLDER, A_FLAGS,
+				 A_HOPS */
 	KEEP_PROGRESS = 2,    /* ->C: A_REQ, A_DONE, A_TOTAL (also a keep-alive) */
-	KEEP_SAVE_REP = 3,    /* S->C: A_REQ, A_ERRNO, A_MESSAGE, or the CTL_CKPT_SAVED attributes */
+	KEEP_SAVE_REP = 3,    /* S->C: A_REQ, A_ERRNO, A_MESSAGE, or the CTL_CKPT_SAVED ones */
 	KEEP_RESTORE_REQ = 4, /* C->H: A_REQ, A_ORIGIN, A_CKPT_ID, A_UID, A_NODE */
 	KEEP_RESTORE_REP = 5, /* H->C: A_REQ, A_ERRNO, A_MESSAGE, or the CTL_CKPT_RESTORED ones */
 	KEEP_LIST_REQ = 6,    /* C->all: A_REQ, A_UID */

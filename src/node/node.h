@@ -75,8 +75,8 @@ struct node_config {
 };
 
 #define NODE_DEFAULT_CKPT_MEMORY_PCT 25
-#define NODE_CONFIG_INIT                                                                           \
-	{ NULL, 0, NULL, true, NODE_DEFAULT_TIMEOUT_MS, NODE_DEFAULT_PID_RANGE, 0,                  \
+#define NODE_CONFIG_INIT                                                                          \
+	{ NULL, 0, NULL, true, NODE_DEFAULT_TIMEOUT_MS, NODE_DEFAULT_PID_RANGE, 0,                 \
 	  NODE_DEFAULT_CKPT_MEMORY_PCT }
 
 /* Parse text (len bytes, need not be NUL-terminated) into ret, which must be

@@ -91,41 +91,6 @@ static void parse_pid_range(void **state)
 	buf_release(&err);
 }
 
-static void parse_ckpt_memory(void **state)
-{
-	static const struct {
-		const char *value;
-		uint64_t bytes;
-		uint32_t pct;
-	} cases[] = {
-		{ "0", 0, 0 },
-		{ "1048576", 1048576, 0 },
-		{ "512K", 512ull << 10, 0 },
-		{ "48M", 48ull << 20, 0 },
-		{ "2g", 2ull << 30, 0 },
-		{ "1T", 1ull << 40, 0 },
-		{ "25%", 0, 25 },
-		{ "100%", 0, 100 },
-	};
-	static const char plain[] = "node 1 127.0.0.1 1\nkey k\n";
-	struct node_config c = NODE_CONFIG_INIT;
-	char text[128];
-
-	(void)state;
-	/* Default: a quarter of the RAM. */
-	assert_int_equal(node_config_parse(NULL, plain, strlen(plain), &c, NULL), 0);
-	assert_int_equal(c.ckpt_memory_pct, 25);
-	node_config_release(&c);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		snprintf(text, sizeof(text), "node 1 127.0.0.1 1\nkey k\ncheckpoint-memory %s\n",
-			 cases[i].value);
-		assert_int_equal(node_config_parse(NULL, text, strlen(text), &c, NULL), 0);
-		assert_int_equal(c.ckpt_memory, cases[i].bytes);
-		assert_int_equal(c.ckpt_memory_pct, cases[i].pct);
-		node_config_release(&c);
-	}
-}
-
 static void expect_error_len(const char *text, size_t len, const char *message)
 {
 	struct node_config c = NODE_CONFIG_INIT;
@@ -143,6 +108,46 @@ static void expect_error_len(const char *text, size_t len, const char *message)
 static void expect_error(const char *text, const char *message)
 {
 	expect_error_len(text, strlen(text), message);
+}
+
+static void parse_ckpt_memory(void **state)
+{
+	static const struct {
+		const char *value;
+		uint64_t bytes;
+		uint32_t pct;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "1048576", 1048576, 0 },
+		{ "512K", 512ull << 10, 0 },
+		{ "48M", 48ull << 20, 0 },
+		{ "2g", 2ull << 30, 0 },
+		{ "1T", 1ull << 40, 0 },
+		{ "25%", 0, 25 },
+		{ "100%", 0, 100 },
+	};
+	static const char *const bad[] = { "", " 0%", " 101%", " 1X", " -1", " 99999999999T" };
+	static const char plain[] = "node 1 127.0.0.1 1\nkey k\n";
+	struct node_config c = NODE_CONFIG_INIT;
+	char text[128];
+
+	(void)state;
+	/* Default: a quarter of the RAM. */
+	assert_int_equal(node_config_parse(NULL, plain, strlen(plain), &c, NULL), 0);
+	assert_int_equal(c.ckpt_memory_pct, 25);
+	node_config_release(&c);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "node 1 127.0.0.1 1\nkey k\ncheckpoint-memory %s\n",
+			 cases[i].value);
+		assert_int_equal(node_config_parse(NULL, text, strlen(text), &c, NULL), 0);
+		assert_int_equal(c.ckpt_memory, cases[i].bytes);
+		assert_int_equal(c.ckpt_memory_pct, cases[i].pct);
+		node_config_release(&c);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "key k\ncheckpoint-memory%s\n", bad[i]);
+		expect_error(text, "t.conf:2: expected 'checkpoint-memory SIZE'");
+	}
 }
 
 static void parse_errors(void **state)
@@ -167,14 +172,6 @@ static void parse_errors(void **state)
 	expect_error("key k\ntimeout 10\nnode 1 127.0.0.1 1\n", "t.conf:2: expected 'timeout MS'");
 	expect_error("key k\npid-range 10\nnode 1 127.0.0.1 1\n",
 		     "t.conf:2: expected 'pid-range N'");
-	expect_error("key k\ncheckpoint-memory\n", "t.conf:2: expected 'checkpoint-memory SIZE'");
-	expect_error("key k\ncheckpoint-memory 0%\n", "t.conf:2: expected 'checkpoint-memory SIZE'");
-	expect_error("key k\ncheckpoint-memory 101%\n",
-		     "t.conf:2: expected 'checkpoint-memory SIZE'");
-	expect_error("key k\ncheckpoint-memory 1X\n", "t.conf:2: expected 'checkpoint-memory SIZE'");
-	expect_error("key k\ncheckpoint-memory -1\n", "t.conf:2: expected 'checkpoint-memory SIZE'");
-	expect_error("key k\ncheckpoint-memory 99999999999T\n",
-		     "t.conf:2: expected 'checkpoint-memory SIZE'");
 	expect_error("key k\nfrobnicate\n", "t.conf:2: unknown directive 'frobnicate'");
 	expect_error("key k\nnode 1 127.0.0.1 1 2 3 4 5 6 7 8\n", "t.conf:2: too many fields");
 	expect_error_len("key k\nno\0de 1\n", 12, "t.conf:2: NUL byte");
