@@ -112,6 +112,11 @@ check_eq "restart --from-memory on its holder (the default node)" \
 check "  ... it ticks again" wait_ticks "$outa" $((k + 5))
 check_eq "  ... ps shows it running on node 1" "1 sleeping" \
 	"$(state_of "$a" | sed 's/running/sleeping/')"
+"$GHOST" migrate "$a" 2 > /dev/null 2> "$TEST_TMP/err"
+check_eq "  ... it migrates to node 2 like any managed process" "0 2 sleeping" \
+	"$? $(cat "$TEST_TMP/err")$(state_of "$a" | sed 's/running/sleeping/')"
+"$GHOST" logs "$a" > /dev/null 2> "$TEST_TMP/err"
+check_eq "  ... and its log is found" "0 " "$? $(cat "$TEST_TMP/err")"
 check_eq "  ... it verifies its heap, PID, file, handlers and timer" "verified ok usr1=1" \
 	"$(verify "$outa" "$a")"
 check "  ... and its count went on without a gap or a repeat" awk \
@@ -183,6 +188,9 @@ check_eq "  ... the process has its PID, on node 3, from node 2, all of the imag
 	"$(json "$TEST_TMP/r.json" pid) $(json "$TEST_TMP/r.json" node) $(json "$TEST_TMP/r.json" holder) $(json "$TEST_TMP/r.json" image_bytes)"
 check_eq "  ... ps (through node 3) shows it running on node 3" "3 sleeping" \
 	"$(state_of "$b" | sed 's/running/sleeping/')"
+"$GHOST" logs "$b" > /dev/null 2> "$TEST_TMP/err"
+check_eq "  ... node 3 answers for it while its birth node is down (logs)" "0 " \
+	"$? $(cat "$TEST_TMP/err")"
 wait_ticks "$outb" $((before + 5))
 for _ in $(seq 200); do
 	[ "$(wc -l < "$outb")" -gt $((lines + 5)) ] && break
