@@ -25,6 +25,9 @@
  * (GHOST_IMPORT_STOPPED); when the worker exits it is reparented to the
  * daemon, which is a child subreaper, and it runs once the daemon sends it
  * SIGCONT (on the source's commit).
+ *
+ * The keeper of a memory checkpoint (keeper.c) is a worker too: it shares
+ * worker_fork(), the reports, the stall timeouts and the pumps.
  */
 #include <errno.h>
 #include <fcntl.h>
