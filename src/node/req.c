@@ -275,8 +275,8 @@ static void start_routed(struct node_daemon *d, struct ctl_conn *c, enum pending
 	if (peer->state != NODE_STATE_SELF && peer->state != NODE_STATE_UP) {
 		struct mproc *mp = proc_find(d, pid);
 
-		/* Restarted here from a memory checkpoint while its birth node
-		 * is down: this node can answer for it. */
+		/* It runs here (moved, or restarted from a memory checkpoint)
+		 * while its birth node is down: this node answers for it. */
 		if (mp && (mp->state == MPROC_RUNNING || mp->state == MPROC_EXITED))
 			birth = d->self;
 		else {
