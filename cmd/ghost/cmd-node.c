@@ -198,6 +198,11 @@ static char *control_path(void)
 	return cluster_local_control(&path) >= 0 ? path : NULL;
 }
 
+char *cmd_control_path(void)
+{
+	return control_path();
+}
+
 /* For the commands without options but --help (and --json). */
 static int simple_opts(int argc, char **argv, const char *usage, bool *json, bool *all)
 {

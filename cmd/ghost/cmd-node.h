@@ -21,6 +21,10 @@ extern const char cmd_fork_usage[];
  * process's status instead (128+N if it was killed by signal N, 127 if the
  * command could not be executed).
  */
+/* The control socket for the node_client_*() calls (see above): NULL or a
+ * path to free(). */
+char *cmd_control_path(void);
+
 int cmd_run(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_kill(int argc, char **argv);

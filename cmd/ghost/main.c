@@ -24,6 +24,7 @@
 #include "ghost/ghost.h"
 #include "image/image.h"
 #include "io/io.h"
+#include "cmd-ckpt.h"
 #include "cmd-cluster.h"
 #include "cmd-node.h"
 #include "cli.h"
@@ -42,7 +43,10 @@ static const char usage_main[] =
 	"\n"
 	"Commands:\n"
 	"  checkpoint PID -o FILE   write a process's image to FILE\n"
+	"  checkpoint PID --memory  keep a managed process's image in a node daemon\n"
 	"  restart FILE             make a live process from an image, with its PID\n"
+	"  restart --from-memory ID restart a kept checkpoint on any node\n"
+	"  checkpoints              list the memory checkpoints of the cluster\n"
 	"  image show FILE          print an image as text or JSON\n"
 	"  run [--node N] -- CMD    run a managed process on a node of the cluster\n"
 	"  ps                       list the managed processes of the cluster\n"
@@ -63,6 +67,7 @@ static const char usage_main[] =
 
 static const char usage_checkpoint[] =
 	"Usage: ghost checkpoint PID -o FILE [OPTIONS]\n"
+	CKPT_CHECKPOINT_SYNOPSIS
 	"\n"
 	"Export the process PID into the image FILE. The process is stopped while\n"
 	"its state is read and, by default, resumes afterwards unchanged (a\n"
@@ -81,10 +86,12 @@ static const char usage_checkpoint[] =
 	"\n"
 	"Refused, with the reason: kernel threads, zombies, multi-threaded processes,\n"
 	"TCP and other sockets, terminals (without --shell-job), pipes to processes\n"
-	"outside the checkpoint, mappings of deleted files.\n";
+	"outside the checkpoint, mappings of deleted files.\n"
+	CKPT_CHECKPOINT_HELP;
 
 static const char usage_restart[] =
 	"Usage: ghost restart FILE [OPTIONS]\n"
+	CKPT_RESTART_SYNOPSIS
 	"\n"
 	"Import the image FILE as a live process with its original PID. Every\n"
 	"record is verified before a byte of it reaches the new process; on any\n"
@@ -102,7 +109,8 @@ static const char usage_restart[] =
 	"\n"
 	"An image is restored only with credentials the caller may assume: a user\n"
 	"other than root can restart only images of processes that ran as that user\n"
-	"without capabilities.\n";
+	"without capabilities.\n"
+	CKPT_RESTART_HELP;
 
 static const char usage_image[] =
 	"Usage: ghost image show FILE [--json]\n"
@@ -176,6 +184,8 @@ static int cmd_checkpoint(int argc, char **argv)
 	pid_t pid;
 	int c, fd, r;
 
+	if (cmd_ckpt_wanted(argc, argv, false))
+		return cmd_checkpoint_memory(argc, argv);
 	while ((c = getopt_long(argc, argv, "o:ksh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
@@ -301,6 +311,8 @@ static int cmd_restart(int argc, char **argv)
 	pid_t pid = 0;
 	int c, fd, r, st;
 
+	if (cmd_ckpt_wanted(argc, argv, true))
+		return cmd_restart_memory(argc, argv);
 	while ((c = getopt_long(argc, argv, "dh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
@@ -476,6 +488,7 @@ static const struct {
 	{ "logs", cmd_logs, cmd_logs_usage },
 	{ "migrate", cmd_migrate, cmd_migrate_usage },
 	{ "fork", cmd_fork, cmd_fork_usage },
+	{ "checkpoints", cmd_checkpoints, cmd_checkpoints_usage },
 	{ "cluster", cmd_cluster, cmd_cluster_usage },
 };
 

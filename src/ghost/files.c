@@ -754,7 +754,12 @@ static int open_regular(struct ghost *g, const struct img_file *f, const char *p
 
 	if (fd < 0)
 		return ghost_fail(g, -errno, "cannot open '%s': %m", path);
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != f->size) {
+	/* A file open for appending may have grown since (a log the process, or
+	 * the original of a snapshot, went on writing): its writes still go to
+	 * its end. Any other change of size means another file. */
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+	    ((uint64_t)sb.st_size != f->size &&
+	     !((f->flags & O_APPEND) && (uint64_t)sb.st_size > f->size))) {
 		safe_close(fd);
 		return ghost_fail(g, GHOST_EFILECHANGED,
 				  "file '%s' changed since the checkpoint (size %llu, was %llu)", path,

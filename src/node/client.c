@@ -1199,3 +1199,351 @@ out:
 	client_release(&s.cl);
 	return r;
 }
+
+/* ---- memory checkpoints --------------------------------------------------- */
+
+int node_ckpt_id_parse(const char *s, uint64_t *ret)
+{
+	const char *dot = s ? strchr(s, '.') : NULL;
+	char node[16];
+	uint64_t h, n;
+
+	if (!dot || (size_t)(dot - s) >= sizeof(node) || !ret)
+		return -EINVAL;
+	memcpy(node, s, (size_t)(dot - s));
+	node[dot - s] = '\0';
+	if (parse_u64(node, 10, &h) < 0 || parse_u64(dot + 1, 10, &n) < 0 || h == 0 ||
+	    h > UINT32_MAX || n == 0 || n > UINT32_MAX)
+		return -EINVAL;
+	*ret = h << 32 | n;
+	return 0;
+}
+
+const char *node_ckpt_id_format(uint64_t id, char buf[NODE_CKPT_ID_MAX])
+{
+	snprintf(buf, NODE_CKPT_ID_MAX, "%u.%u", (unsigned)(id >> 32),
+		 (unsigned)(id & 0xffffffffu));
+	return buf;
+}
+
+static int parse_ckpt_result(const void *payload, size_t len, struct node_ckpt_result *ret)
+{
+	struct attr_iter it;
+	struct attr a;
+	uint32_t v;
+	int r;
+
+	attr_iter_init(&it, payload, len);
+	while ((r = attr_next(&it, &a)) > 0) {
+		switch (a.type) {
+		case A_CKPT_ID:
+			r = attr_u64(&a, &ret->id);
+			break;
+		case A_PID:
+			r = attr_u32(&a, &v);
+			ret->pid = (pid_t)v;
+			break;
+		case A_NODE:
+			r = attr_u32(&a, &ret->node);
+			break;
+		case A_HOLDER:
+			r = attr_u32(&a, &ret->holder);
+			break;
+		case A_BYTES:
+			r = attr_u64(&a, &ret->bytes);
+			break;
+		case A_PAGES:
+			r = attr_u64(&a, &ret->pages);
+			break;
+		case A_TOTAL_NS:
+			r = attr_u64(&a, &ret->total_ns);
+			break;
+		case A_FROZEN_NS:
+			r = attr_u64(&a, &ret->frozen_ns);
+			break;
+		case A_EXPORT_NS:
+			r = attr_u64(&a, &ret->export_ns);
+			break;
+		case A_IMPORT_NS:
+			r = attr_u64(&a, &ret->import_ns);
+			break;
+		default:
+			break;
+		}
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+/* One request, progress frames, then the frame `done` (or an error). */
+static int client_ckpt(const char *path, uint16_t type, const struct buf *req, uint16_t done,
+		       node_progress_fn progress, void *userdata, struct node_ckpt_result *ret,
+		       struct buf *err)
+{
+	struct node_ckpt_result res = { 0 };
+	struct client cl;
+	int r;
+
+	r = client_connect(&cl, path, err);
+	if (r >= 0) {
+		r = client_send(&cl, type, req, NULL, 0);
+		if (r < 0)
+			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+	}
+	while (r >= 0) {
+		const void *payload;
+		uint16_t t;
+		size_t len;
+
+		r = client_recv(&cl, &t, &payload, &len, err);
+		if (r < 0)
+			break;
+		if (t == CTL_ERROR) {
+			r = error_frame(payload, len, err, NULL);
+			break;
+		}
+		if (t == CTL_PROGRESS) {
+			struct attr_iter it;
+			struct attr a;
+			uint64_t d = 0, total = 0;
+
+			attr_iter_init(&it, payload, len);
+			while (attr_next(&it, &a) > 0) {
+				if (a.type == A_DONE)
+					(void)attr_u64(&a, &d);
+				else if (a.type == A_TOTAL)
+					(void)attr_u64(&a, &total);
+			}
+			if (progress)
+				progress(d, total, userdata);
+			continue;
+		}
+		if (t != done) {
+			r = unexpected(&cl, t, err);
+			break;
+		}
+		if (parse_ckpt_result(payload, len, &res) < 0)
+			r = lost(&cl, -EBADMSG, err);
+		break;
+	}
+	client_release(&cl);
+	if (r >= 0 && ret)
+		*ret = res;
+	return r < 0 ? r : 0;
+}
+
+int node_client_checkpoint(const char *path, pid_t pid, uint32_t holder, unsigned flags,
+			   node_progress_fn progress, void *userdata,
+			   struct node_ckpt_result *ret, struct buf *err)
+{
+	uint32_t wire = ((flags & NODE_CKPT_STOP) ? KEEP_F_STOP : 0) |
+			((flags & NODE_CKPT_KILL) ? KEEP_F_KILL : 0);
+	struct buf req = BUF_INIT;
+	int r;
+
+	r = attr_put_u32(&req, A_PID, (uint32_t)pid);
+	if (r >= 0)
+		r = attr_put_u32(&req, A_HOLDER, holder);
+	if (r >= 0)
+		r = attr_put_u32(&req, A_FLAGS, wire);
+	if (r >= 0)
+		r = client_ckpt(path, CTL_CKPT_SAVE, &req, CTL_CKPT_SAVED, progress, userdata, ret,
+				err);
+	else
+		r = set_err(err, r, "out of memory");
+	buf_release(&req);
+	return r;
+}
+
+int node_client_restore(const char *path, uint64_t id, uint32_t node, node_progress_fn progress,
+			void *userdata, struct node_ckpt_result *ret, struct buf *err)
+{
+	struct buf req = BUF_INIT;
+	int r;
+
+	r = attr_put_u64(&req, A_CKPT_ID, id);
+	if (r >= 0)
+		r = attr_put_u32(&req, A_NODE, node);
+	if (r >= 0)
+		r = client_ckpt(path, CTL_CKPT_RESTORE, &req, CTL_CKPT_RESTORED, progress,
+				userdata, ret, err);
+	else
+		r = set_err(err, r, "out of memory");
+	buf_release(&req);
+	return r;
+}
+
+int node_client_drop(const char *path, uint64_t id, struct node_ckpt_result *ret,
+		     struct buf *err)
+{
+	struct buf req = BUF_INIT;
+	int r;
+
+	r = attr_put_u64(&req, A_CKPT_ID, id);
+	if (r >= 0)
+		r = client_ckpt(path, CTL_CKPT_DROP, &req, CTL_CKPT_DROPPED, NULL, NULL, ret, err);
+	else
+		r = set_err(err, r, "out of memory");
+	buf_release(&req);
+	return r;
+}
+
+void node_ckpt_info_free_array(struct node_ckpt_info *c, size_t n)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(c[i].command);
+	free(c);
+}
+
+static int parse_ckpt_info(const void *payload, size_t len, struct node_ckpt_info *ci)
+{
+	struct attr_iter it;
+	struct attr a;
+	uint32_t v;
+	int r;
+
+	*ci = (struct node_ckpt_info){ 0 };
+	attr_iter_init(&it, payload, len);
+	while ((r = attr_next(&it, &a)) > 0) {
+		switch (a.type) {
+		case A_CKPT_ID:
+			(void)attr_u64(&a, &ci->id);
+			break;
+		case A_HOLDER:
+			(void)attr_u32(&a, &ci->holder);
+			break;
+		case A_NODE:
+			(void)attr_u32(&a, &ci->node);
+			break;
+		case A_PID:
+			if (attr_u32(&a, &v) >= 0)
+				ci->pid = (pid_t)v;
+			break;
+		case A_UID:
+			if (attr_u32(&a, &v) >= 0)
+				ci->uid = (uid_t)v;
+			break;
+		case A_BYTES:
+			(void)attr_u64(&a, &ci->bytes);
+			break;
+		case A_PAGES:
+			(void)attr_u64(&a, &ci->pages);
+			break;
+		case A_CREATED:
+			(void)attr_u64(&a, &ci->created);
+			break;
+		case A_STATE:
+			(void)attr_strcpy(&a, ci->state, sizeof(ci->state));
+			break;
+		case A_COMMAND:
+			free(ci->command);
+			ci->command = NULL;
+			if (attr_strdup(&a, &ci->command) < 0)
+				return -ENOMEM;
+			break;
+		default:
+			break;
+		}
+	}
+	if (!ci->command)
+		ci->command = strdup("");
+	return ci->command ? 0 : -ENOMEM;
+}
+
+int node_client_checkpoints(const char *path, struct node_ckpt_info **ret, size_t *ret_n,
+			    struct node_ckpt_usage **ret_usage, size_t *ret_n_usage,
+			    struct buf *warnings, struct buf *err)
+{
+	struct node_ckpt_info *list = NULL;
+	struct node_ckpt_usage *usage = NULL;
+	size_t n = 0, nu = 0;
+	struct client cl;
+	int r;
+
+	r = client_connect(&cl, path, err);
+	if (r >= 0) {
+		r = client_send(&cl, CTL_CKPT_LIST, NULL, NULL, 0);
+		if (r < 0)
+			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+	}
+	while (r >= 0) {
+		const void *payload;
+		struct attr_iter it;
+		struct attr a;
+		uint16_t type;
+		size_t len;
+
+		r = client_recv(&cl, &type, &payload, &len, err);
+		if (r < 0 || type == CTL_END)
+			break;
+		if (type == CTL_ERROR) {
+			r = error_frame(payload, len, err, NULL);
+			break;
+		}
+		attr_iter_init(&it, payload, len);
+		if (type == CTL_WARNING) {
+			while (warnings && attr_next(&it, &a) > 0)
+				if (a.type == A_MESSAGE)
+					(void)buf_printf(warnings, "%.*s\n", (int)MIN(a.len, 1024u),
+							 (const char *)a.data);
+			continue;
+		}
+		if (type == CTL_CKPT_NODE) {
+			struct node_ckpt_usage u = { 0 }, *nl;
+
+			while (attr_next(&it, &a) > 0) {
+				if (a.type == A_NODE)
+					(void)attr_u32(&a, &u.node);
+				else if (a.type == A_MEM_USED)
+					(void)attr_u64(&a, &u.used);
+				else if (a.type == A_MEM_LIMIT)
+					(void)attr_u64(&a, &u.limit);
+			}
+			nl = realloc(usage, (nu + 1) * sizeof(*nl));
+			if (!nl) {
+				r = set_err(err, -ENOMEM, "out of memory");
+				break;
+			}
+			usage = nl;
+			usage[nu++] = u;
+			continue;
+		}
+		if (type != CTL_CKPT) {
+			r = unexpected(&cl, type, err);
+			break;
+		}
+		{
+			struct node_ckpt_info *nl = realloc(list, (n + 1) * sizeof(*nl));
+
+			if (!nl) {
+				r = set_err(err, -ENOMEM, "out of memory");
+				break;
+			}
+			list = nl;
+		}
+		r = parse_ckpt_info(payload, len, &list[n]);
+		if (r < 0) {
+			r = set_err(err, r, "out of memory");
+			break;
+		}
+		n++;
+	}
+	client_release(&cl);
+	if (r < 0) {
+		node_ckpt_info_free_array(list, n);
+		free(usage);
+		return r;
+	}
+	*ret = list;
+	*ret_n = n;
+	if (ret_usage)
+		*ret_usage = usage;
+	else
+		free(usage);
+	if (ret_n_usage)
+		*ret_n_usage = nu;
+	return 0;
+}

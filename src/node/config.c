@@ -98,6 +98,37 @@ static int key_path(const char *name, const char *file, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* "512M", "2G", "1048576", "0" (bytes) or "25%" (of the RAM). */
+static int parse_size(const char *s, uint64_t *ret_bytes, uint32_t *ret_pct)
+{
+	char digits[32];
+	size_t len = strlen(s);
+	unsigned shift = 0;
+	uint64_t v;
+
+	if (len == 0 || len >= sizeof(digits))
+		return -EINVAL;
+	memcpy(digits, s, len + 1);
+	if (digits[len - 1] == '%') {
+		digits[len - 1] = '\0';
+		if (parse_u64(digits, 10, &v) < 0 || v == 0 || v > 100)
+			return -EINVAL;
+		*ret_pct = (uint32_t)v;
+		*ret_bytes = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < 4; i++)
+		if (digits[len - 1] == "KMGT"[i] || digits[len - 1] == "kmgt"[i])
+			shift = 10 * (unsigned)(i + 1);
+	if (shift)
+		digits[len - 1] = '\0';
+	if (parse_u64(digits, 10, &v) < 0 || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*ret_bytes = v << shift;
+	*ret_pct = 0;
+	return 0;
+}
+
 static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 		      struct node_config *c, bool *have_range, struct buf *err)
 {
@@ -174,6 +205,15 @@ static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 				       name, lineno);
 		c->pid_range = (uint32_t)v;
 		*have_range = true;
+		return 0;
+	}
+	if (strcmp(f[0], "checkpoint-memory") == 0) {
+		if (n != 2 || parse_size(f[1], &c->ckpt_memory, &c->ckpt_memory_pct) < 0)
+			return set_err(err, -EINVAL,
+				       "%s:%u: expected 'checkpoint-memory SIZE' with SIZE in "
+				       "bytes (suffix K, M, G or T) or a percentage of the RAM "
+				       "(1%% to 100%%)",
+				       name, lineno);
 		return 0;
 	}
 	return set_err(err, -EINVAL, "%s:%u: unknown directive '%s'", name, lineno, f[0]);

@@ -71,6 +71,7 @@ struct ctl_conn {
 	struct run_session *session;
 	struct pending *pending;
 	struct standin *standin;
+	struct keep_req *keep;
 };
 
 bool ctl_conn_alive(const struct ctl_conn *c)
@@ -119,6 +120,11 @@ pid_t ctl_conn_pid(const struct ctl_conn *c)
 	return c->pid;
 }
 
+void ctl_conn_set_keep(struct ctl_conn *c, struct keep_req *k)
+{
+	c->keep = k;
+}
+
 size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3])
 {
 	size_t n = c->n_fds;
@@ -156,17 +162,21 @@ static struct ctl_conn *conn_free(struct ctl_conn *c)
 	struct run_session *s;
 	struct pending *p;
 	struct standin *si;
+	struct keep_req *k;
 
 	ctl_conn_kill(c);
 	s = TAKE_PTR(c->session);
 	p = TAKE_PTR(c->pending);
 	si = TAKE_PTR(c->standin);
+	k = TAKE_PTR(c->keep);
 	if (s)
 		run_conn_gone(s);
 	if (p)
 		req_conn_gone(p);
 	if (si)
 		standin_conn_gone(si, c->d);
+	if (k)
+		keep_conn_gone(k);
 	buf_release(&c->in);
 	buf_release(&c->out);
 	free(c->groups);
@@ -347,6 +357,12 @@ static void dispatch(struct ctl_conn *c, const struct ctl_request *req)
 		break;
 	case CTL_STANDIN:
 		standin_hello(d, c);
+		break;
+	case CTL_CKPT_SAVE:
+	case CTL_CKPT_RESTORE:
+	case CTL_CKPT_LIST:
+	case CTL_CKPT_DROP:
+		keep_request(d, c, req);
 		break;
 	default:
 		ctl_send_error(c, -EPROTO, 0, "unknown request type %u", req->type);

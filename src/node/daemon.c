@@ -194,6 +194,7 @@ static void node_gone(struct node_daemon *d, struct node_peer *p, enum node_stat
 		req_node_down(d, p->id);
 		move_node_down(d, p->id);
 		standin_node_down(d, p->id);
+		keep_node_down(d, p->id);
 	}
 }
 
@@ -342,6 +343,7 @@ static void on_stop(struct loop_signal *s, const struct signalfd_siginfo *si, vo
 	req_free_all(d);
 	move_free_all(d);
 	standin_free_all(d);
+	keep_free_all(d);
 	ctl_shutdown(d);
 	for (size_t i = 0; i < d->n_peers; i++)
 		if (d->peers[i].state == NODE_STATE_UP)
@@ -362,8 +364,9 @@ static void on_hup(struct loop_signal *s, const struct signalfd_siginfo *si, voi
 {
 	(void)s;
 	(void)si;
-	(void)userdata;
-	log_info("SIGHUP: nothing to reload (the configuration is read at start), ignoring");
+	log_info("SIGHUP: reading checkpoint-memory again (the rest of the configuration is "
+		 "read at start only)");
+	keep_reload(userdata);
 }
 
 /* As PID 1 of a PID namespace, the kernel drops signals whose action is the
@@ -487,8 +490,9 @@ int node_daemon_new(const struct node_daemon_opts *opts, struct node_daemon **re
 	}
 	d->peers = NEW_ARRAY(struct node_peer, d->config.n_nodes);
 	d->control_path = strdup(opts->control_path ? opts->control_path : NODE_DEFAULT_CONTROL);
+	d->config_path = strdup(config_path);
 	d->log_dir = strdup(opts->log_dir ? opts->log_dir : NODE_DEFAULT_LOG_DIR);
-	if (!d->peers || !d->control_path || !d->log_dir) {
+	if (!d->peers || !d->control_path || !d->log_dir || !d->config_path) {
 		r = node_err(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -525,6 +529,9 @@ int node_daemon_new(const struct node_daemon_opts *opts, struct node_daemon **re
 	req_register(d);
 	run_register(d);
 	move_register(d);
+	r = keep_init(d, err);
+	if (r < 0)
+		goto fail;
 	r = loop_timer_new(d->loop, load_tick, d, &d->load_timer);
 	if (r >= 0)
 		r = loop_timer_new(d->loop, leave_tick, d, &d->leave_timer);
@@ -556,6 +563,7 @@ struct node_daemon *node_daemon_free(struct node_daemon *d)
 	req_free_all(d);
 	move_free_all(d);
 	standin_free_all(d);
+	keep_done(d);
 	ctl_shutdown(d);
 	d->msg = msg_free(d->msg);
 	proc_done(d);
@@ -563,6 +571,7 @@ struct node_daemon *node_daemon_free(struct node_daemon *d)
 	node_config_release(&d->config);
 	free(d->peers);
 	free(d->control_path);
+	free(d->config_path);
 	free(d->log_dir);
 	free(d);
 	return NULL;

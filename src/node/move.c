@@ -556,6 +556,10 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 			 (int)pid);
 		return -EOPNOTSUPP;
 	}
+	if (p->keeping) {
+		snprintf(msg, size, "process %d is being checkpointed; try again", (int)pid);
+		return -EBUSY;
+	}
 	if (p->session) {
 		snprintf(msg, size,
 			 "process %d is attached to a 'ghost run'; only detached processes "

@@ -3,7 +3,7 @@
  * Inside the node module: the attribute encoding shared by the control
  * protocol and the daemon-to-daemon messages, the control protocol's frame
  * and message numbers, and the daemon's objects (shared by daemon.c,
- * control.c, proc.c, run.c and req.c).
+ * control.c, proc.c, run.c, req.c, move.c and keep.c).
  */
 #ifndef NODE_NODE_INT_H
 #define NODE_NODE_INT_H
@@ -98,6 +98,14 @@ enum attr_type {
 	A_FORKED_FROM, /* u32: the PID a process was duplicated from (ghost fork) */
 	A_PPID = 70,   /* u32: the parent's PID, when it is no daemon (stand-in.c) */
 	A_WSTATUS,     /* u32: a wait status */
+	/* memory checkpoints (keep.c) */
+	A_CKPT_ID = 50,    /* u64: a checkpoint id, holder node << 32 | number */
+	A_CKPT = 51,       /* nested: one kept checkpoint */
+	A_CREATED = 52,    /* u64: seconds since the epoch */
+	A_MEM_USED = 53,   /* u64: bytes of checkpoint memory in use on a node */
+	A_MEM_LIMIT = 54,  /* u64: bytes of checkpoint memory a node may use */
+	A_HOLDER = 55,     /* u32: the node keeping a checkpoint */
+	A_ESTIMATE = 56,   /* u64: bytes a checkpoint is expected to take */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -158,6 +166,13 @@ enum ctl_type {
 	/* a child stand-in to its daemon (standin.c) */
 	CTL_STANDIN = 16,        /* -> stays open; CTL_STANDIN_EXIT when the process ends */
 	CTL_STANDIN_SIGNAL = 17, /* A_SIGNAL: the stand-in received it */
+	/* memory checkpoints (keep.c) */
+	CTL_CKPT_SAVE = 10,    /* A_PID, A_HOLDER (0: where it runs), A_FLAGS (enum keep_wire_flags)
+				  -> CTL_PROGRESS..., CTL_CKPT_SAVED */
+	CTL_CKPT_RESTORE = 11, /* A_CKPT_ID, A_NODE (0: the holder) -> CTL_PROGRESS...,
+				  CTL_CKPT_RESTORED */
+	CTL_CKPT_LIST = 12,    /* -> CTL_CKPT..., CTL_CKPT_NODE..., CTL_WARNING..., CTL_END */
+	CTL_CKPT_DROP = 13,    /* A_CKPT_ID -> CTL_CKPT_DROPPED */
 	/* client to daemon: during a run */
 	CTL_STDIN = 20,  /* A_DATA */
 	CTL_STDIN_EOF,
@@ -181,6 +196,15 @@ enum ctl_type {
 	CTL_MOVED,       /* A_PID, A_NODE (from), A_BYTES, A_PAGES, A_TOTAL_NS, A_FROZEN_NS,
 			    A_EXPORT_NS, A_IMPORT_NS; ends the request */
 	CTL_STANDIN_EXIT = 130, /* A_EXIT_CODE or A_EXIT_SIGNAL: end the same way */
+	CTL_CKPT_SAVED = 120,    /* A_CKPT_ID, A_PID, A_NODE (where it runs), A_HOLDER, A_BYTES,
+				    A_PAGES, A_TOTAL_NS, A_FROZEN_NS, A_EXPORT_NS, A_FLAGS;
+				    ends the request */
+	CTL_CKPT_RESTORED = 121, /* A_CKPT_ID, A_PID, A_NODE (where it runs now), A_HOLDER,
+				    A_BYTES, A_TOTAL_NS, A_IMPORT_NS; ends the request */
+	CTL_CKPT = 122,          /* one kept checkpoint: A_CKPT_ID, A_HOLDER, A_NODE, A_PID,
+				    A_UID, A_COMMAND, A_BYTES, A_PAGES, A_CREATED, A_STATE */
+	CTL_CKPT_NODE = 123,     /* A_NODE, A_MEM_USED, A_MEM_LIMIT: one node's checkpoint memory */
+	CTL_CKPT_DROPPED = 124,  /* A_CKPT_ID, A_HOLDER, A_BYTES (freed); ends the request */
 };
 
 enum ps_flags {
@@ -212,6 +236,7 @@ enum node_channel {
 	NODE_CH_PROC = 17,   /* process table: ps, kill, logs */
 	NODE_CH_RUN = 18,    /* run sessions: start, stdio, signals, exit */
 	NODE_CH_MOVE = 19,   /* migrations: between the source and destination daemons */
+	NODE_CH_KEEP = 20,   /* memory checkpoints: requests, stores, restores (keep.c) */
 };
 
 enum member_type {
@@ -253,6 +278,44 @@ enum move_type {
 	MOVE_ABORT,       /* S->D: give up; kill what was imported */
 };
 
+/* A_FLAGS of CTL_CKPT_SAVE and KEEP_SAVE_REQ. */
+enum keep_wire_flags {
+	KEEP_F_STOP = 1 << 0, /* leave the process stopped after the checkpoint */
+	KEEP_F_KILL = 1 << 1, /* end the process once its checkpoint is kept */
+};
+
+/* On the keep channel (docs/ghostd.md). C is the node whose client asked, B
+ * a PID's birth node, S the node where the process runs, H the holder of a
+ * checkpoint, T the node a checkpoint is restored on. */
+enum keep_type {
+	KEEP_SAVE_REQ = 1,    /* C->B(->S): A_REQ, A_ORIGIN, A_PID, A_UID, A_HOLDER, A_FLAGS,
+				 A_HOPS */
+	KEEP_PROGRESS = 2,    /* ->C: A_REQ, A_DONE, A_TOTAL (also a keep-alive) */
+	KEEP_SAVE_REP = 3,    /* S->C: A_REQ, A_ERRNO, A_MESSAGE, or the CTL_CKPT_SAVED ones */
+	KEEP_RESTORE_REQ = 4, /* C->H: A_REQ, A_ORIGIN, A_CKPT_ID, A_UID, A_NODE */
+	KEEP_RESTORE_REP = 5, /* H->C: A_REQ, A_ERRNO, A_MESSAGE, or the CTL_CKPT_RESTORED ones */
+	KEEP_LIST_REQ = 6,    /* C->all: A_REQ, A_UID */
+	KEEP_LIST_REP = 7,    /* ->C: A_REQ, A_MEM_USED, A_MEM_LIMIT, A_CKPT... */
+	KEEP_DROP_REQ = 8,    /* C->H: A_REQ, A_ORIGIN, A_CKPT_ID, A_UID */
+	KEEP_DROP_REP = 9,    /* H->C: A_REQ, A_ERRNO, A_MESSAGE, or A_CKPT_ID, A_BYTES */
+	/* a checkpoint being stored: S and H, with A_XFER (S's id) */
+	KEEP_STORE = 10,        /* S->H: A_PID, A_UID, A_GID, A_COMMAND, A_START, A_FLAGS
+				   (RUN_DETACH), A_PATH, A_ESTIMATE */
+	KEEP_STORE_READY = 11,  /* H->S: A_PORT, A_KEY, A_CKPT_ID: the keeper listens */
+	KEEP_STORED = 12,       /* H->S: A_BYTES: the keeper holds a verified image */
+	KEEP_STORE_FAILED = 13, /* H->S: A_ERRNO, A_MESSAGE */
+	KEEP_STORE_COMMIT = 14, /* S->H: A_PAGES: the client is told; keep it */
+	KEEP_STORE_ABORT = 15,  /* S->H: give up; free it */
+	/* a checkpoint being restored: H, B and T, with A_XFER (H's id) */
+	KEEP_PROBE = 16,       /* H->B(->S): A_ORIGIN, A_PID, A_HOPS: does the PID still run? */
+	KEEP_PROBE_REP = 17,   /* ->H: A_STATE ("running" or "free"), A_NODE */
+	KEEP_LOAD = 18,        /* H->T: A_CKPT_ID and the KEEP_STORE identity attributes */
+	KEEP_LOAD_READY = 19,  /* T->H: A_PORT, A_KEY: the import worker listens */
+	KEEP_LOADED = 20,      /* T->H: A_PID, A_IMPORT_NS: the process runs */
+	KEEP_LOAD_FAILED = 21, /* T->H: A_ERRNO, A_MESSAGE */
+	KEEP_LOAD_ABORT = 22,  /* H->T: give up; kill what was imported */
+};
+
 enum logs_flags {
 	LOGS_EOF = 1 << 0,
 };
@@ -282,6 +345,8 @@ struct pending;
 struct move;
 struct standin;
 struct parent_standin;
+struct keep;
+struct keep_req;
 
 enum node_state {
 	NODE_STATE_SELF,
@@ -334,6 +399,7 @@ struct mproc {
 	struct loop_io *pidfd_io;        /* adopted: its exit */
 	int pidfd;
 	struct node_daemon *daemon;      /* adopted: for the exit watch */
+	bool keeping;                    /* a memory checkpoint of it is under way */
 };
 
 struct node_daemon {
@@ -370,6 +436,9 @@ struct node_daemon {
 	struct move *moves;
 	struct standin *standins;
 	struct parent_standin *parent_standins;
+	/* memory checkpoints (keep.c) */
+	struct keep *keep;
+	char *config_path;
 	uint64_t next_id;
 	bool leaving;
 	uint64_t leave_deadline;
@@ -424,6 +493,7 @@ void ctl_conn_set_session(struct ctl_conn *c, struct run_session *s);
 void ctl_conn_set_pending(struct ctl_conn *c, struct pending *p);
 void ctl_conn_set_standin(struct ctl_conn *c, struct standin *s);
 pid_t ctl_conn_pid(const struct ctl_conn *c);
+void ctl_conn_set_keep(struct ctl_conn *c, struct keep_req *k);
 
 /* proc.c: managed processes and the PID table */
 int proc_init(struct node_daemon *d, struct buf *err);
@@ -564,6 +634,75 @@ int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *
 /* 1 with a report, 0 if none is ready, -EPIPE at end of file, -EBADMSG, -errno. */
 int worker_read_report(int fd, struct worker_report *ret);
 
+/* The parts of a worker that the keeper (keeper.c) shares. */
+#define WORKER_KEEP_MAX 4
+typedef void (*worker_fn)(const void *job, int report_fd);
+/* Fork a worker: it keeps only the fds in keep_fds[] and the write end of its
+ * report pipe, gets the default signal handling (SIGPIPE ignored), dies with
+ * the daemon if asked, and runs fn(job, report_fd), which must not return.
+ * The pipe's read end (non-blocking) in ret_fd. */
+int worker_fork(const int *keep_fds, size_t n_keep, bool die_with_daemon, worker_fn fn,
+		const void *job, pid_t *ret_pid, int *ret_fd);
+/* In a worker: write a report (atomic; errors are ignored: the daemon may be gone). */
+void worker_report_send(int fd, const struct worker_report *rep);
+/* In a worker: the final report, an error with one line; then _exit(1). */
+_Noreturn void worker_fail(int fd, struct worker_report *rep, int err, const char *fmt, ...)
+	_printf_(4, 5);
+/* Socket timeouts, so that a stalled peer fails the transfer instead of hanging it. */
+void worker_set_stall_timeouts(int fd);
+/* Start a pump process between the worker and the sealed connection of cs;
+ * the worker's end of a socketpair in ret_fd. seal: the worker writes, the
+ * pump seals; else the pump opens, the worker reads. cs's socket is closed
+ * here, so that the connection ends when the pump does. */
+int worker_pump_start(struct msg_chan_session *cs, bool seal, int *ret_fd, pid_t *ret_pid);
+/* Reap the pump (pid <= 0: none): 0, or its failure: -EBADMSG (integrity),
+ * -ECONNRESET (cut or truncated), -EIO. */
+int worker_pump_wait(pid_t pid);
+/* Progress reports, at most every 200 ms and always the last one. */
+struct worker_progress {
+	int fd;
+	uint64_t last_ns;
+};
+void worker_progress(struct worker_progress *wp, uint64_t done, uint64_t total);
+
+/* keeper.c: the keeper process of a memory checkpoint, on its holder node.
+ * It accepts the image from the source's export worker (a direct
+ * connection, as a migration's), verifies it, and keeps it in its memory;
+ * then, on each KEEPER_SEND command, streams it to an import worker. Its
+ * reports: WORKER_DONE for the store (err, stats.image_bytes), then for each
+ * send WORKER_PROGRESS... and WORKER_DONE. It dies with its daemon, and ends
+ * when its command pipe is closed. Its name (comm) is "ghost-keeper". */
+struct keeper_job {
+	int listen_fd;        /* consumed by the keeper; the daemon closes its copy */
+	uint32_t source;      /* the node exporting */
+	uint32_t self;        /* the holder */
+	uint8_t key[MSG_CHAN_KEY_SIZE];
+	bool encrypt;
+	uint64_t limit;       /* the most bytes it may hold */
+};
+
+enum keeper_cmd_kind {
+	KEEPER_SEND = 1,
+};
+
+/* A command on the keeper's pipe: smaller than PIPE_BUF. */
+struct keeper_cmd {
+	uint32_t kind;
+	uint32_t dest;        /* the node to send to */
+	uint16_t port;
+	uint8_t encrypt;
+	uint8_t pad;
+	char host[48];        /* numeric address of dest */
+	uint8_t key[MSG_CHAN_KEY_SIZE];
+};
+
+/* Fork a keeper: its report pipe's read end (non-blocking) in ret_report_fd,
+ * its command pipe's write end in ret_cmd_fd. */
+int keeper_start(const struct keeper_job *j, pid_t *ret_pid, int *ret_report_fd,
+		 int *ret_cmd_fd);
+/* Send a command (non-blocking write of one record). */
+int keeper_command(int cmd_fd, const struct keeper_cmd *c);
+
 /* move.c: migrations */
 void move_register(struct node_daemon *d);
 /* A PROC_MOVE_REQ for a process of this node, as req.c parsed it. */
@@ -603,6 +742,20 @@ void standin_node_down(struct node_daemon *d, uint32_t node);
  * reports (report_fd is consumed). */
 int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int report_fd);
 void standin_free_all(struct node_daemon *d);
+/* keep.c: memory checkpoints */
+int keep_init(struct node_daemon *d, struct buf *err);
+/* A CTL_CKPT_* request. */
+void keep_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_request *req);
+void keep_conn_gone(struct keep_req *k);
+void keep_node_down(struct node_daemon *d, uint32_t node);
+/* The process of a checkpoint under way died (or was ended by --kill). */
+void keep_proc_exited(struct node_daemon *d, struct mproc *p);
+/* SIGHUP: read checkpoint-memory from the configuration file again. */
+void keep_reload(struct node_daemon *d);
+/* Shutting down: no process stays frozen, every keeper is killed. */
+void keep_free_all(struct node_daemon *d);
+/* Free what keep_init() made (after keep_free_all()). */
+void keep_done(struct node_daemon *d);
 
 /* run.c: run sessions */
 void run_register(struct node_daemon *d);

@@ -45,6 +45,11 @@
  *   pid-range N            PIDs per node; every node of the cluster must use
  *                          the same value. Default 100000, or the largest
  *                          multiple of 1000 that fits the largest node id
+ *   checkpoint-memory SIZE memory a node may use to keep memory checkpoints
+ *                          (ghost checkpoint --memory): bytes, with an
+ *                          optional suffix K, M, G or T (powers of 1024), or
+ *                          N% of the node's RAM; 0 keeps none. Default 25%.
+ *                          ghostd reads it again on SIGHUP
  *
  * At least one node and exactly one key are required; node ids and
  * ADDRESS:PORT pairs are unique; every node's PID range must lie below
@@ -65,9 +70,14 @@ struct node_config {
 	bool encrypt;
 	uint32_t timeout_ms;
 	uint32_t pid_range;
+	uint64_t ckpt_memory;     /* bytes, when ckpt_memory_pct is 0 */
+	uint32_t ckpt_memory_pct; /* percent of the node's RAM, or 0 */
 };
 
-#define NODE_CONFIG_INIT { NULL, 0, NULL, true, NODE_DEFAULT_TIMEOUT_MS, NODE_DEFAULT_PID_RANGE }
+#define NODE_DEFAULT_CKPT_MEMORY_PCT 25
+#define NODE_CONFIG_INIT                                                                          \
+	{ NULL, 0, NULL, true, NODE_DEFAULT_TIMEOUT_MS, NODE_DEFAULT_PID_RANGE, 0,                 \
+	  NODE_DEFAULT_CKPT_MEMORY_PCT }
 
 /* Parse text (len bytes, need not be NUL-terminated) into ret, which must be
  * NODE_CONFIG_INIT or released; name is used in messages and to resolve a
@@ -183,6 +193,91 @@ int node_client_migrate(const char *path, pid_t pid, uint32_t to, node_progress_
  * with a new PID of node to's range starts on to; ret->pid is the copy's. */
 int node_client_fork(const char *path, pid_t pid, uint32_t to, node_progress_fn progress,
 		     void *userdata, struct node_move_result *ret, struct buf *err);
+
+/* ---- memory checkpoints --------------------------------------------------
+ *
+ * A checkpoint is kept in the memory of a node's daemon (its holder) and
+ * named by an id "H.N": holder node H, its N-th checkpoint. See
+ * docs/ghostd.md for how the image travels.
+ */
+
+/* Room for "4294967295.4294967295" and a NUL. */
+#define NODE_CKPT_ID_MAX 24
+
+/* "H.N" to an id: -EINVAL unless both are numbers from 1 to 4294967295. */
+int node_ckpt_id_parse(const char *s, uint64_t *ret);
+/* An id as "H.N" in buf; returns buf. */
+const char *node_ckpt_id_format(uint64_t id, char buf[NODE_CKPT_ID_MAX]);
+
+enum node_ckpt_flags {
+	NODE_CKPT_STOP = 1 << 0, /* leave the process stopped after the checkpoint */
+	NODE_CKPT_KILL = 1 << 1, /* end it once the checkpoint is kept */
+};
+
+/* What a checkpoint, a restart or a drop did. */
+struct node_ckpt_result {
+	uint64_t id;
+	pid_t pid;
+	uint32_t node;       /* checkpoint: where the process runs; restart: where it runs now */
+	uint32_t holder;
+	uint64_t bytes;      /* of the image (drop: freed) */
+	uint64_t pages;
+	uint64_t total_ns;   /* from the request reaching the node that did it to the end */
+	uint64_t frozen_ns;  /* checkpoint: how long the export stopped the process */
+	uint64_t export_ns;
+	uint64_t import_ns;
+};
+
+/*
+ * Checkpoint the managed process pid, wherever it runs, into the memory of
+ * node holder (0: the node where it runs). The process is stopped while its
+ * state is read, then runs on (NODE_CKPT_STOP: stays stopped; NODE_CKPT_KILL:
+ * ends once the checkpoint is kept). On any failure the process is left as
+ * it was and nothing is kept. Errors: -ESRCH, -EPERM (not the caller's),
+ * -EHOSTUNREACH (no such node), -EHOSTDOWN, -EBUSY, -EOPNOTSUPP (attached),
+ * -ENOSPC (over the holder's checkpoint memory), the transfer's errors.
+ */
+int node_client_checkpoint(const char *path, pid_t pid, uint32_t holder, unsigned flags,
+			   node_progress_fn progress, void *userdata,
+			   struct node_ckpt_result *ret, struct buf *err);
+/*
+ * Restart checkpoint id on node (0: its holder), with its original PID, as a
+ * detached managed process. The checkpoint stays kept. Errors: -ENOENT (no
+ * such checkpoint), -EPERM, -EHOSTUNREACH, -EHOSTDOWN (the holder or node is
+ * down), -EEXIST (the PID still runs, or is taken on node), -EBUSY (being
+ * restarted), the transfer's and the import's errors.
+ */
+int node_client_restore(const char *path, uint64_t id, uint32_t node, node_progress_fn progress,
+			void *userdata, struct node_ckpt_result *ret, struct buf *err);
+/* Free checkpoint id: ret->bytes freed on ret->holder. Errors as restore. */
+int node_client_drop(const char *path, uint64_t id, struct node_ckpt_result *ret,
+		     struct buf *err);
+
+struct node_ckpt_info {
+	uint64_t id;
+	uint32_t holder;
+	uint32_t node;       /* where the process ran when checkpointed */
+	pid_t pid;
+	uid_t uid;
+	uint64_t bytes, pages;
+	uint64_t created;    /* seconds since the epoch, on the holder's clock */
+	char state[16];      /* "kept" or "restoring" */
+	char *command;
+};
+
+/* One node's checkpoint memory. */
+struct node_ckpt_usage {
+	uint32_t node;
+	uint64_t used, limit; /* bytes */
+};
+
+/* The checkpoints kept in the cluster (a user other than root sees only
+ * theirs), and each node's checkpoint memory; warnings as node_client_ps().
+ * Free with node_ckpt_info_free_array() and free(). */
+int node_client_checkpoints(const char *path, struct node_ckpt_info **ret, size_t *ret_n,
+			    struct node_ckpt_usage **ret_usage, size_t *ret_n_usage,
+			    struct buf *warnings, struct buf *err);
+void node_ckpt_info_free_array(struct node_ckpt_info *c, size_t n);
 
 enum node_run_flags {
 	NODE_RUN_DETACH = 1 << 0, /* output to a log file on the node; return at once */

@@ -274,6 +274,11 @@ void proc_where(struct node_daemon *d, pid_t pid, uint32_t node)
 
 	if (node_of_pid(d, pid) != d->self || node == d->self)
 		return;
+	if (p && p->state == MPROC_EXITED) {
+		/* Restarted there from a memory checkpoint: it lives again. */
+		forget(d, p);
+		p = NULL;
+	}
 	if (p) {
 		if (p->state == MPROC_ELSEWHERE)
 			p->node = node;
@@ -627,6 +632,8 @@ static void exited(struct node_daemon *d, pid_t pid, int status)
 	unwatch_adopted(p);
 	if (p->moving)
 		move_proc_exited(d, p);
+	if (p->keeping)
+		keep_proc_exited(d, p);
 	if (p->state == MPROC_SPAWNING)
 		exec_check(p);
 	if (p->exec_failed) {
@@ -828,6 +835,8 @@ static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *u
 		return;
 	if (p->moving)
 		move_proc_exited(d, p);
+	if (p->keeping)
+		keep_proc_exited(d, p);
 	forget(d, p);
 }
 

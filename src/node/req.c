@@ -273,9 +273,18 @@ static void start_routed(struct node_daemon *d, struct ctl_conn *c, enum pending
 	}
 	peer = node_peer_find(d, birth);
 	if (peer->state != NODE_STATE_SELF && peer->state != NODE_STATE_UP) {
-		ctl_send_error(c, -EHOSTDOWN, 0, "process %d belongs to node %u, which is %s",
-			       (int)pid, birth, node_state_to_string(peer->state));
-		return;
+		struct mproc *mp = proc_find(d, pid);
+
+		/* It runs here (moved, or restarted from a memory checkpoint)
+		 * while its birth node is down: this node answers for it. */
+		if (mp && (mp->state == MPROC_RUNNING || mp->state == MPROC_EXITED))
+			birth = d->self;
+		else {
+			ctl_send_error(c, -EHOSTDOWN, 0,
+				       "process %d belongs to node %u, which is %s", (int)pid,
+				       birth, node_state_to_string(peer->state));
+			return;
+		}
 	}
 	p = pending_new(d, c, kind);
 	if (!p) {

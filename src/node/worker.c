@@ -25,6 +25,9 @@
  * (GHOST_IMPORT_STOPPED); when the worker exits it is reparented to the
  * daemon, which is a child subreaper, and it runs once the daemon sends it
  * SIGCONT (on the source's commit).
+ *
+ * The keeper of a memory checkpoint (keeper.c) is a worker too: it shares
+ * worker_fork(), the reports, the stall timeouts and the pumps.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,15 +101,13 @@ static void worker_setup(const int *keep, size_t n)
 	close_all_but(keep, n);
 }
 
-static void report(int fd, const struct worker_report *rep)
+void worker_report_send(int fd, const struct worker_report *rep)
 {
 	/* Atomic: smaller than PIPE_BUF. The daemon may be gone: ignore errors. */
 	(void)!write(fd, rep, sizeof(*rep));
 }
 
-static _Noreturn void report_fail(int fd, struct worker_report *rep, int err, const char *fmt, ...)
-	_printf_(4, 5);
-static _Noreturn void report_fail(int fd, struct worker_report *rep, int err, const char *fmt, ...)
+_Noreturn void worker_fail(int fd, struct worker_report *rep, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -115,13 +116,13 @@ static _Noreturn void report_fail(int fd, struct worker_report *rep, int err, co
 	va_start(ap, fmt);
 	vsnprintf(rep->msg, sizeof(rep->msg), fmt, ap);
 	va_end(ap);
-	report(fd, rep);
+	worker_report_send(fd, rep);
 	_exit(1);
 }
 
 /* A stalled peer must not hang the engine forever: the engine fails with
  * -EAGAIN and, on export, lets the process go. */
-static void set_stall_timeouts(int fd)
+void worker_set_stall_timeouts(int fd)
 {
 	struct timeval tv = { .tv_sec = STALL_TIMEOUT_SEC };
 	unsigned user_timeout = STALL_TIMEOUT_SEC * 1000;
@@ -154,8 +155,7 @@ static int pump_exit_code(int r)
  * engine's end of a socketpair in ret_fd. seal: engine writes, pump seals;
  * else pump opens, engine reads. The caller's copy of the connection is
  * closed, so that it ends when the pump does. */
-static int start_pump(struct msg_chan_session *cs, bool seal, int report_fd, int *ret_fd,
-		      pid_t *ret_pid)
+int worker_pump_start(struct msg_chan_session *cs, bool seal, int *ret_fd, pid_t *ret_pid)
 {
 	int sp[2];
 	pid_t pid;
@@ -174,7 +174,6 @@ static int start_pump(struct msg_chan_session *cs, bool seal, int report_fd, int
 		int keep[2] = { cs->fd, sp[0] };
 		int r;
 
-		(void)report_fd;
 		close_all_but(keep, 2);
 		/* The pump lives and dies with its worker. */
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -188,8 +187,7 @@ static int start_pump(struct msg_chan_session *cs, bool seal, int report_fd, int
 	return 0;
 }
 
-/* 0, or the pump's failure as -errno. */
-static int wait_pump(pid_t pid)
+int worker_pump_wait(pid_t pid)
 {
 	int status;
 
@@ -218,29 +216,28 @@ bool worker_link_error(int r)
 	       r == -ENOTCONN || r == -ECONNABORTED;
 }
 
-struct progress_ctx {
-	int fd;
-	uint64_t last_ns;
-};
-
-static void on_progress(const struct ghost_progress *p, void *userdata)
+void worker_progress(struct worker_progress *wp, uint64_t done, uint64_t total)
 {
-	struct progress_ctx *pc = userdata;
 	struct worker_report rep = { .kind = WORKER_PROGRESS };
 	uint64_t now = now_ns();
 
-	if (now - pc->last_ns < PROGRESS_EVERY_NS && p->done < p->total)
+	if (now - wp->last_ns < PROGRESS_EVERY_NS && done < total)
 		return;
-	pc->last_ns = now;
-	rep.done = p->done;
-	rep.total = p->total;
-	report(pc->fd, &rep);
+	wp->last_ns = now;
+	rep.done = done;
+	rep.total = total;
+	worker_report_send(wp->fd, &rep);
+}
+
+static void on_progress(const struct ghost_progress *p, void *userdata)
+{
+	worker_progress(userdata, p->done, p->total);
 }
 
 static _Noreturn void export_main(const struct worker_export_job *j, int report_fd)
 {
 	struct worker_report rep = { .kind = WORKER_DONE };
-	struct progress_ctx pc = { .fd = report_fd };
+	struct worker_progress pc = { .fd = report_fd };
 	struct ghost_export_opts opts = { .flags = j->flags, .progress = on_progress,
 					  .userdata = &pc };
 	struct msg_chan_session cs;
@@ -250,14 +247,14 @@ static _Noreturn void export_main(const struct worker_export_job *j, int report_
 
 	r = msg_chan_connect(j->host, j->port, j->key, CHAN_TIMEOUT_MS, &cs);
 	if (r < 0)
-		report_fail(report_fd, &rep, r, "cannot open the transfer connection to node %u: %s",
+		worker_fail(report_fd, &rep, r, "cannot open the transfer connection to node %u: %s",
 			    j->dest, strerror(-r));
-	set_stall_timeouts(cs.fd);
+	worker_set_stall_timeouts(cs.fd);
 	data_fd = cs.fd;
 	if (j->encrypt) {
-		r = start_pump(&cs, true, report_fd, &data_fd, &pump);
+		r = worker_pump_start(&cs, true, &data_fd, &pump);
 		if (r < 0)
-			report_fail(report_fd, &rep, r, "cannot start the sealing pump: %s",
+			worker_fail(report_fd, &rep, r, "cannot start the sealing pump: %s",
 				    strerror(-r));
 	}
 	r = ghost_new(&g);
@@ -266,7 +263,7 @@ static _Noreturn void export_main(const struct worker_export_job *j, int report_
 	if (r >= 0)
 		r = ghost_associate_socket(g, data_fd);
 	if (r < 0)
-		report_fail(report_fd, &rep, r, "cannot set up the export: %s", ghost_strerror(r));
+		worker_fail(report_fd, &rep, r, "cannot set up the export: %s", ghost_strerror(r));
 	rep.freeze_start_ns = now_ns();
 	r = ghost_export(g, j->pid, &opts);
 	rep.stats = *ghost_get_stats(g);
@@ -277,14 +274,14 @@ static _Noreturn void export_main(const struct worker_export_job *j, int report_
 		snprintf(rep.msg, sizeof(rep.msg), "%s", ghost_errmsg(g));
 	g = ghost_free(g);
 	safe_close(data_fd);
-	rp = wait_pump(pump);
+	rp = worker_pump_wait(pump);
 	if (r >= 0 && rp < 0) {
 		r = rp;
 		snprintf(rep.msg, sizeof(rep.msg), "the transfer connection to node %u broke: %s",
 			 j->dest, strerror(-rp));
 	}
 	rep.err = r < 0 ? r : 0;
-	report(report_fd, &rep);
+	worker_report_send(report_fd, &rep);
 	_exit(r < 0 ? 1 : 0);
 }
 
@@ -314,7 +311,7 @@ static _Noreturn void parent_standin(const struct worker_import_job *j, int repo
 			rep.kind = WORKER_CHILD_EXIT;
 			rep.pid = child;
 			rep.done = (uint64_t)(unsigned)st;
-			report(report_fd, &rep);
+			worker_report_send(report_fd, &rep);
 			_exit(0);
 		}
 		if (w < 0 && errno != EINTR)
@@ -327,14 +324,14 @@ static _Noreturn void parent_standin(const struct worker_import_job *j, int repo
 			continue;
 		rep.kind = WORKER_SIGNAL;
 		rep.done = si.ssi_signo;
-		report(report_fd, &rep);
+		worker_report_send(report_fd, &rep);
 	}
 }
 
 static _Noreturn void import_main(const struct worker_import_job *j, int report_fd)
 {
 	struct worker_report rep = { .kind = WORKER_DONE };
-	struct progress_ctx pc = { .fd = report_fd };
+	struct worker_progress pc = { .fd = report_fd };
 	struct ghost_import_opts opts = {
 		.flags = j->flags,
 		.caller_uid = 0,
@@ -352,15 +349,15 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 	r = msg_chan_accept(j->listen_fd, j->key, CHAN_TIMEOUT_MS, &cs);
 	safe_close(j->listen_fd);
 	if (r < 0)
-		report_fail(report_fd, &rep, r,
+		worker_fail(report_fd, &rep, r,
 			    "node %u did not open the transfer connection: %s", j->source,
 			    strerror(-r));
-	set_stall_timeouts(cs.fd);
+	worker_set_stall_timeouts(cs.fd);
 	data_fd = cs.fd;
 	if (j->encrypt) {
-		r = start_pump(&cs, false, report_fd, &data_fd, &pump);
+		r = worker_pump_start(&cs, false, &data_fd, &pump);
 		if (r < 0)
-			report_fail(report_fd, &rep, r, "cannot start the opening pump: %s",
+			worker_fail(report_fd, &rep, r, "cannot start the opening pump: %s",
 				    strerror(-r));
 	}
 	r = ghost_new(&g);
@@ -369,14 +366,14 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 	if (r >= 0)
 		r = ghost_associate_socket(g, data_fd);
 	if (r < 0)
-		report_fail(report_fd, &rep, r, "cannot set up the import: %s", ghost_strerror(r));
+		worker_fail(report_fd, &rep, r, "cannot set up the import: %s", ghost_strerror(r));
 	r = ghost_import(g, &opts, &pid);
 	rep.stats = *ghost_get_stats(g);
 	if (r < 0)
 		snprintf(rep.msg, sizeof(rep.msg), "%s", ghost_errmsg(g));
 	g = ghost_free(g);
 	safe_close(data_fd);
-	rp = wait_pump(pump);
+	rp = worker_pump_wait(pump);
 	if (rp < 0 && (r == GHOST_ETRUNCATED || worker_link_error(r))) {
 		/* The stream ended early: the pump knows better why. (When the
 		 * engine failed for a reason of its own, the pump only saw its
@@ -392,7 +389,7 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 	}
 	rep.err = r < 0 ? r : 0;
 	rep.pid = r < 0 ? 0 : pid;
-	report(report_fd, &rep);
+	worker_report_send(report_fd, &rep);
 	if (r >= 0 && j->parent > 0)
 		parent_standin(j, report_fd, pid);
 	_exit(r < 0 ? 1 : 0);
@@ -411,14 +408,15 @@ static pid_t fork_at(pid_t want)
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
-/* Fork a worker with a report pipe (with PID want unless 0); the child runs
- * fn and never returns. */
-static int fork_worker(pid_t want, int keep_fd, bool die_with_daemon, pid_t *ret_pid, int *ret_fd,
-		       void (*fn)(const void *, int), const void *job)
+/* worker_fork(), the worker with PID want unless 0. */
+static int worker_fork_at(pid_t want, const int *keep_fds, size_t n_keep, bool die_with_daemon,
+			  worker_fn fn, const void *job, pid_t *ret_pid, int *ret_fd)
 {
 	int p[2];
 	pid_t pid;
 
+	if (n_keep > WORKER_KEEP_MAX)
+		return -EINVAL;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
 	pid = fork_at(want);
@@ -430,9 +428,11 @@ static int fork_worker(pid_t want, int keep_fd, bool die_with_daemon, pid_t *ret
 		return r;
 	}
 	if (pid == 0) {
-		int keep[2] = { p[1], keep_fd };
+		int keep[WORKER_KEEP_MAX + 1] = { p[1] };
 
-		worker_setup(keep, keep_fd >= 0 ? 2 : 1);
+		for (size_t i = 0; i < n_keep; i++)
+			keep[i + 1] = keep_fds[i];
+		worker_setup(keep, n_keep + 1);
 		/* An import is useless once its daemon is gone: nobody would let
 		 * the copy run. An export must end on its own: stopping the engine
 		 * midway could leave its process with injected state. */
@@ -454,6 +454,12 @@ static int fork_worker(pid_t want, int keep_fd, bool die_with_daemon, pid_t *ret
 	return 0;
 }
 
+int worker_fork(const int *keep_fds, size_t n_keep, bool die_with_daemon, worker_fn fn,
+		const void *job, pid_t *ret_pid, int *ret_fd)
+{
+	return worker_fork_at(0, keep_fds, n_keep, die_with_daemon, fn, job, ret_pid, ret_fd);
+}
+
 static void run_export(const void *job, int fd)
 {
 	export_main(job, fd);
@@ -466,12 +472,12 @@ static void run_import(const void *job, int fd)
 
 int worker_export_start(const struct worker_export_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	return fork_worker(0, -1, false, ret_pid, ret_fd, run_export, j);
+	return worker_fork(NULL, 0, false, run_export, j, ret_pid, ret_fd);
 }
 
 int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	return fork_worker(j->parent, j->listen_fd, true, ret_pid, ret_fd, run_import, j);
+	return worker_fork_at(j->parent, &j->listen_fd, 1, true, run_import, j, ret_pid, ret_fd);
 }
 
 int worker_read_report(int fd, struct worker_report *ret)

@@ -110,6 +110,46 @@ static void expect_error(const char *text, const char *message)
 	expect_error_len(text, strlen(text), message);
 }
 
+static void parse_ckpt_memory(void **state)
+{
+	static const struct {
+		const char *value;
+		uint64_t bytes;
+		uint32_t pct;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "1048576", 1048576, 0 },
+		{ "512K", 512ull << 10, 0 },
+		{ "48M", 48ull << 20, 0 },
+		{ "2g", 2ull << 30, 0 },
+		{ "1T", 1ull << 40, 0 },
+		{ "25%", 0, 25 },
+		{ "100%", 0, 100 },
+	};
+	static const char *const bad[] = { "", " 0%", " 101%", " 1X", " -1", " 99999999999T" };
+	static const char plain[] = "node 1 127.0.0.1 1\nkey k\n";
+	struct node_config c = NODE_CONFIG_INIT;
+	char text[128];
+
+	(void)state;
+	/* Default: a quarter of the RAM. */
+	assert_int_equal(node_config_parse(NULL, plain, strlen(plain), &c, NULL), 0);
+	assert_int_equal(c.ckpt_memory_pct, 25);
+	node_config_release(&c);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "node 1 127.0.0.1 1\nkey k\ncheckpoint-memory %s\n",
+			 cases[i].value);
+		assert_int_equal(node_config_parse(NULL, text, strlen(text), &c, NULL), 0);
+		assert_int_equal(c.ckpt_memory, cases[i].bytes);
+		assert_int_equal(c.ckpt_memory_pct, cases[i].pct);
+		node_config_release(&c);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "key k\ncheckpoint-memory%s\n", bad[i]);
+		expect_error(text, "t.conf:2: expected 'checkpoint-memory SIZE'");
+	}
+}
+
 static void parse_errors(void **state)
 {
 	(void)state;
@@ -274,6 +314,7 @@ int main(void)
 		cmocka_unit_test(parse_ok),
 		cmocka_unit_test(parse_key_relative),
 		cmocka_unit_test(parse_pid_range),
+		cmocka_unit_test(parse_ckpt_memory),
 		cmocka_unit_test(parse_errors),
 		cmocka_unit_test(key_file),
 		cmocka_unit_test(attrs_round_trip),
