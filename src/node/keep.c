@@ -1232,6 +1232,13 @@ static int check_savable(struct node_daemon *d, struct mproc *p, const struct qu
 			 (int)pid);
 		return -EPERM;
 	}
+	if (q->uid != 0 && !proc_plain_creds(pid, q->uid)) {
+		snprintf(msg, size,
+			 "not allowed to checkpoint process %d: it runs with other rights than its "
+			 "user's (a setuid program?); only root may",
+			 (int)pid);
+		return -EPERM;
+	}
 	if (!node_peer_find(d, holder)) {
 		snprintf(msg, size, "no node %u in the cluster", holder);
 		return -EHOSTUNREACH;

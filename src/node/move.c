@@ -529,6 +529,13 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 			 (int)pid);
 		return -EPERM;
 	}
+	if (uid != 0 && !proc_plain_creds(pid, uid)) {
+		snprintf(msg, size,
+			 "not allowed to %s process %d: it runs with other rights than its user's "
+			 "(a setuid program?); only root may",
+			 fork ? "fork" : "move", (int)pid);
+		return -EPERM;
+	}
 	if (!peer) {
 		snprintf(msg, size, "no node %u in the cluster", to);
 		return -EHOSTUNREACH;

@@ -510,6 +510,9 @@ void proc_child_exited(struct node_daemon *d, pid_t pid, int wstatus);
 struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid);
 /* The parent of a process of this node, from /proc; 0 if unknown. */
 pid_t proc_parent(pid_t pid);
+/* Does it run with just its user's rights (every UID is uid, no capability)?
+ * A process that ran a setuid program does not: only root may export it. */
+bool proc_plain_creds(pid_t pid, uid_t uid);
 /* Does it have children? (A parent cannot move without them.) */
 bool proc_has_children(pid_t pid);
 /* Resident bytes of a process of this node (0 if unknown). */

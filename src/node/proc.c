@@ -754,6 +754,25 @@ static int read_ids(pid_t pid, uid_t *ret_uid, gid_t *ret_gid)
 	return r;
 }
 
+bool proc_plain_creds(pid_t pid, uid_t uid)
+{
+	unsigned r, e, sv, fs;
+	unsigned long long cap = 1;
+	struct buf b = BUF_INIT;
+	const char *u, *c;
+	bool ok = false;
+
+	if (read_proc_text(pid, "status", &b) >= 0) {
+		u = strstr(b.data, "\nUid:");
+		c = strstr(b.data, "\nCapPrm:");
+		ok = u && c && sscanf(u + 5, "%u %u %u %u", &r, &e, &sv, &fs) == 4 &&
+		     sscanf(c + 8, "%llx", &cap) == 1 && r == uid && e == uid && sv == uid &&
+		     fs == uid && cap == 0;
+	}
+	buf_release(&b);
+	return ok;
+}
+
 static char *read_command(pid_t pid)
 {
 	struct buf b = BUF_INIT;

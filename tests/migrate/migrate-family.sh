@@ -12,7 +12,9 @@
 #  - killing the stand-in on node 1 with SIGKILL ends the real child;
 #  - the limits are refused with a clear line: the parent (it has a child)
 #    cannot move, the child cannot come back to node 1 while its stand-in
-#    is there.
+#    is there;
+#  - a user may not move, fork or checkpoint their own process while it runs
+#    a setuid program (it has rights they have not); root may.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 FAMILY=${FAMILY_BIN:-$(realpath "$(dirname "$0")")/family}
@@ -133,6 +135,24 @@ for _ in $(seq 100); do
 	sleep 0.05
 done
 check "SIGKILL to the stand-in on node 1 ends the real child on node 3" test -n "$gone"
+
+# 7. A user's process that runs a setuid-root program has rights its user
+# has not: only root may move, fork or checkpoint it.
+NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
+chmod 755 "$TEST_TMP"
+cp /bin/sleep "$TEST_TMP/suid-sleep"
+chmod 4755 "$TEST_TMP/suid-sleep"
+ctl=$GHOST_CLUSTER_DIR/node1/ghostd.sock
+suid=$(GHOST_CONTROL=$ctl $NOBODY "$GHOST" run -d -- "$TEST_TMP/suid-sleep" 600)
+for verb in "migrate $suid 2" "fork $suid 2" "checkpoint $suid --memory"; do
+	# shellcheck disable=SC2086
+	GHOST_CONTROL=$ctl $NOBODY "$GHOST" $verb > /dev/null 2> "$TEST_TMP/err"
+	check_eq "nobody's setuid process: ghost ${verb%% *} is refused, saying why" "1 1" \
+		"$? $(grep -c "other rights than its user's" "$TEST_TMP/err")"
+done
+"$GHOST" migrate "$suid" 2 > /dev/null 2> "$TEST_TMP/err"
+check_eq "  ... but root may move it" "0 2" "$? $(node_of "$suid")"
+"$GHOST" kill -KILL "$suid"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
