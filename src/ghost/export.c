@@ -302,6 +302,53 @@ static int write_vmas(struct export_ctx *c)
 	return 0;
 }
 
+/*
+ * Announce the page runs before their data (IMG_REC_PAGEMAP), so that a
+ * streaming importer can have the new process allocate its memory while the
+ * data is still on its way. Adjacent runs are merged.
+ */
+static int write_pagemap(struct export_ctx *c)
+{
+	struct buf runs = BUF_INIT;
+	struct img_pagemap pm = { 0 };
+	int r = 0;
+
+	for (size_t i = 0; i <= c->nruns; i++) {
+		struct img_page_run cur;
+
+		if (i == c->nruns || pm.count == IMG_PAGEMAP_RUNS_PER_REC) {
+			if (pm.count) {
+				r = img_write_record_flags(c->w, IMG_REC_PAGEMAP, IMG_RECF_OPTIONAL,
+							   &pm, sizeof(pm), runs.data, runs.len);
+				if (r < 0)
+					break;
+			}
+			pm.count = 0;
+			runs.len = 0;
+			if (i == c->nruns)
+				break;
+		}
+		cur = (struct img_page_run){ c->runs[i].start, c->runs[i].npages };
+		if (pm.count) {
+			struct img_page_run *prev =
+				(struct img_page_run *)(void *)(runs.data + runs.len - sizeof(*prev));
+
+			if (prev->vaddr + prev->npages * PAGE_SIZE_X == cur.vaddr) {
+				prev->npages += cur.npages;
+				continue;
+			}
+		}
+		r = buf_append(&runs, &cur, sizeof(cur));
+		if (r < 0)
+			break;
+		pm.count++;
+	}
+	buf_release(&runs);
+	if (r < 0)
+		return ghost_fail(c->g, r, "cannot write the image: %s", ghost_strerror(r));
+	return 0;
+}
+
 static int write_pages(struct export_ctx *c)
 {
 	uint64_t done = 0;
@@ -853,6 +900,8 @@ int ghost_export(struct ghost *g, pid_t pid, const struct ghost_export_opts *opt
 		r = write_signals(&c);
 	if (r >= 0)
 		r = write_thread(&c);
+	if (r >= 0)
+		r = write_pagemap(&c);
 	if (r >= 0)
 		r = write_pages(&c);
 	if (r >= 0) {

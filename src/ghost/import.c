@@ -95,14 +95,24 @@ static const char *const stub_step_name[] = {
 };
 
 /*
- * Page allocation in the new process, ahead of the copy: for an image that is
- * mapped whole, the ranges its page records will fill are known in advance, so
- * the new process itself populates the next chunk (an injected, asynchronous
- * madvise(MADV_POPULATE_WRITE)) while we copy into the current one. Allocation
- * and zeroing, the dearest part of a restore, then run on the other core.
- * Chunks are consumed in address order, as the records come.
+ * Page allocation in the new process, ahead of the copy. Allocating and zeroing
+ * pages is the dearest part of a restore, so the new process itself does it
+ * (an injected, asynchronous madvise(MADV_POPULATE_WRITE) of one chunk at a
+ * time) on the other core while we verify and copy. It writes zeros, never a
+ * byte of the image. The ranges come from the image: the PAGES records of an
+ * image mapped whole, or the PAGEMAP records a stream announces before its
+ * pages (without them a stream is copied as it comes, without help).
+ *
+ *  - mapped image (POP_UP): chunks in address order, the next one while every
+ *    record is verified and then copied; the copy of a record waits for the
+ *    chunks below its end (verification already gave the stub a head start).
+ *  - stream (POP_DOWN): the copy is paced by the arriving data, so the work is
+ *    shared instead of waited for: the stub populates chunks from the top down
+ *    while the copy goes up, faulting in its pages itself, until the two meet;
+ *    the copy waits only for a chunk the stub is working on.
  */
 #define POPULATE_CHUNK (32ull << 20)
+#define POPULATE_CHUNK_DOWN (16ull << 20)
 #define POPULATE_MIN (1ull << 20)
 #define MADV_POPULATE_WRITE_ 23
 
@@ -110,11 +120,24 @@ struct populate_chunk {
 	uint64_t start, end;
 };
 
+enum populate_order {
+	POP_UP,
+	POP_DOWN,
+};
+
 struct populate {
-	struct populate_chunk *chunk;
+	struct populate_chunk *chunk; /* ascending, disjoint */
 	size_t n, cap;
-	size_t done;   /* chunks [0, done) are populated */
-	bool inflight; /* chunk[done] is being populated */
+	enum populate_order order;
+	uint64_t run_start, run_end; /* planning: the run being coalesced */
+	/* POP_UP: chunks [0, next) are populated or given up, chunk[next] is in
+	 * flight if inflight. POP_DOWN: chunks [next, n) are, chunk[next - 1] is
+	 * in flight if inflight; the copy has passed the chunks below floor and
+	 * has written up to copied, and the stub takes no chunk starting below. */
+	size_t next;
+	size_t floor;
+	uint64_t copied;
+	bool inflight;
 };
 
 struct import_ctx {
@@ -884,6 +907,15 @@ static int map_vmas(struct import_ctx *c)
 					  (unsigned long long)v->start, (unsigned long long)v->end,
 					  c->vma_paths[i] ? " of " : "",
 					  c->vma_paths[i] ? c->vma_paths[i] : "");
+		/* Huge pages or not decide how the pages are allocated: before the
+		 * first one is (the other advice waits until the pages are in). */
+		if (v->flags & (IMG_VMAF_HUGEPAGE | IMG_VMAF_NOHUGEPAGE)) {
+			r = inj(c, "madvise", SYS_madvise, v->start, v->end - v->start,
+				(v->flags & IMG_VMAF_HUGEPAGE) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE, 0,
+				0, 0, NULL);
+			if (r < 0)
+				return r;
+		}
 	}
 	return 0;
 }
@@ -907,8 +939,10 @@ static ssize_t find_vma(const struct import_ctx *c, uint64_t addr)
 
 static int populate_add(struct populate *p, uint64_t start, uint64_t end)
 {
+	uint64_t size = p->order == POP_DOWN ? POPULATE_CHUNK_DOWN : POPULATE_CHUNK;
+
 	while (start < end) {
-		uint64_t e = MIN(end, start + POPULATE_CHUNK);
+		uint64_t e = MIN(end, start + size);
 
 		if (p->n == p->cap) {
 			size_t ncap = p->cap ? p->cap * 2 : 64;
@@ -925,15 +959,66 @@ static int populate_add(struct populate *p, uint64_t start, uint64_t end)
 	return 0;
 }
 
-/* Walk the verified image for the ranges its page records fill. */
+/* The coalesced run [start, end), cut to the mappings that hold pages; too
+ * small runs are not worth an injection. */
+static int populate_add_run(struct import_ctx *c, uint64_t start, uint64_t end)
+{
+	struct populate *p = &c->pop;
+
+	if (end - start < POPULATE_MIN)
+		return 0;
+	for (size_t i = 0; i < c->nvmas && start < end; i++) {
+		const struct img_vma *v = &c->vmas[i];
+		uint64_t s = MAX(start, v->start), e = MIN(end, v->end);
+		int r;
+
+		if (v->end <= start || !vma_has_pages(v->kind) || s >= e)
+			continue;
+		/* Chunks stay ascending: a run below the last one is dropped. */
+		if (p->n && s < p->chunk[p->n - 1].end)
+			continue;
+		r = populate_add(p, s, e);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Plan the range [start, end) of pages that will come; runs arrive in address
+ * order. populate_plan_end() closes the last one. */
+static int populate_note(struct import_ctx *c, uint64_t start, uint64_t end)
+{
+	struct populate *p = &c->pop;
+	int r = 0;
+
+	if (start != p->run_end || p->run_end == p->run_start) {
+		r = populate_add_run(c, p->run_start, p->run_end);
+		p->run_start = start;
+	}
+	p->run_end = end;
+	return r;
+}
+
+static int populate_plan_end(struct import_ctx *c)
+{
+	struct populate *p = &c->pop;
+	int r = populate_add_run(c, p->run_start, p->run_end);
+
+	p->run_start = p->run_end = 0;
+	if (p->order == POP_DOWN)
+		p->next = p->n;
+	return r;
+}
+
+/* Walk the image mapped whole for the ranges its page records fill. */
 static int populate_plan(struct import_ctx *c, const void *all, size_t len)
 {
 	const char *base = all;
 	struct img_file_header fh;
-	uint64_t run_start = 0, run_end = 0;
 	size_t pos;
 	int r;
 
+	c->pop.order = POP_UP;
 	memcpy(&fh, base, sizeof(fh));
 	for (pos = fh.header_size; pos + sizeof(struct img_rec_header) <= len;) {
 		struct img_rec_header rh;
@@ -943,26 +1028,40 @@ static int populate_plan(struct import_ctx *c, const void *all, size_t len)
 		if (rh.type == IMG_REC_END || rh.len > len - pos - sizeof(rh))
 			break;
 		if (rh.type == IMG_REC_PAGES && rh.len >= sizeof(pg)) {
-			uint64_t s, e;
-
 			memcpy(&pg, base + pos + sizeof(rh), sizeof(pg));
-			s = pg.vaddr;
-			e = s + (uint64_t)pg.npages * PAGE_SIZE_X;
-			if (s != run_end) {
-				if (run_end - run_start >= POPULATE_MIN) {
-					r = populate_add(&c->pop, run_start, run_end);
-					if (r < 0)
-						return r;
-				}
-				run_start = s;
-			}
-			run_end = e;
+			r = populate_note(c, pg.vaddr, pg.vaddr + (uint64_t)pg.npages * PAGE_SIZE_X);
+			if (r < 0)
+				return r;
 		}
 		pos += sizeof(rh) + rh.len;
 	}
-	if (run_end - run_start >= POPULATE_MIN)
-		return populate_add(&c->pop, run_start, run_end);
+	return populate_plan_end(c);
+}
+
+/* A verified PAGEMAP record of a stream: plan its runs. */
+static int populate_plan_pagemap(struct import_ctx *c, const struct img_record *rec)
+{
+	const struct img_pagemap *pm = rec->payload;
+	const uint8_t *runs = (const uint8_t *)(pm + 1);
+
+	c->pop.order = POP_DOWN;
+	for (uint32_t i = 0; i < pm->count; i++) {
+		struct img_page_run run;
+		int r;
+
+		memcpy(&run, runs + (size_t)i * sizeof(run), sizeof(run));
+		if (run.vaddr >= TASK_SIZE_X || run.npages > (TASK_SIZE_X - run.vaddr) / PAGE_SIZE_X)
+			continue; /* not ours to populate; PAGES will say what is wrong */
+		r = populate_note(c, run.vaddr, run.vaddr + run.npages * PAGE_SIZE_X);
+		if (r < 0)
+			return r;
+	}
 	return 0;
+}
+
+static size_t inflight_index(const struct populate *p)
+{
+	return p->order == POP_UP ? p->next : p->next - 1;
 }
 
 static void populate_finish_one(struct import_ctx *c)
@@ -976,9 +1075,12 @@ static void populate_finish_one(struct import_ctx *c)
 	/* A failed populate only costs speed: the copy faults the pages in itself. */
 	if (tracee_syscall_finish(&c->t, &ret) < 0 || ret < 0)
 		log_debug("populating %#llx-%#llx failed, ignoring",
-			  (unsigned long long)p->chunk[p->done].start,
-			  (unsigned long long)p->chunk[p->done].end);
-	p->done++;
+			  (unsigned long long)p->chunk[inflight_index(p)].start,
+			  (unsigned long long)p->chunk[inflight_index(p)].end);
+	if (p->order == POP_UP)
+		p->next++;
+	else
+		p->next--;
 }
 
 static void populate_start_next(struct import_ctx *c)
@@ -986,17 +1088,22 @@ static void populate_start_next(struct import_ctx *c)
 	struct populate *p = &c->pop;
 	const struct populate_chunk *k;
 
-	if (p->inflight || p->done >= p->n)
+	if (p->inflight)
 		return;
-	k = &p->chunk[p->done];
+	if (p->order == POP_UP ? p->next >= p->n
+			       : p->next <= p->floor || p->chunk[p->next - 1].start < p->copied)
+		return;
+	k = &p->chunk[p->order == POP_UP ? p->next : p->next - 1];
 	if (tracee_syscall_start(&c->t, SYS_madvise, k->start, k->end - k->start,
 				 MADV_POPULATE_WRITE_, 0, 0, 0) == 0)
 		p->inflight = true;
+	else if (p->order == POP_UP)
+		p->next++;
 	else
-		p->done++;
+		p->next--;
 }
 
-/* Between records of the verification: move on if the chunk in flight is done. */
+/* Without waiting: if the chunk in flight is done, start the next one. */
 static void populate_pump(void *userdata)
 {
 	struct import_ctx *c = userdata;
@@ -1010,22 +1117,43 @@ static void populate_pump(void *userdata)
 	if (r == 0)
 		return;
 	p->inflight = false;
-	p->done++;
+	if (p->order == POP_UP)
+		p->next++;
+	else
+		p->next--;
 	if (r > 0)
 		populate_start_next(c);
 }
 
-/* Before copying into [start, end): every chunk below end is populated, and
- * the next one is on its way. */
-static void populate_ensure(struct import_ctx *c, uint64_t end)
+/* Before copying into [start, end). POP_UP: every chunk below end is
+ * populated, and the next one is on its way. POP_DOWN: the stub is not
+ * working on [start, end) any more, and takes no chunk at or below it. */
+static void populate_ensure(struct import_ctx *c, uint64_t start, uint64_t end)
 {
 	struct populate *p = &c->pop;
 
-	while (p->done < p->n && p->chunk[p->done].start < end) {
+	if (p->order == POP_UP) {
+		while (p->next < p->n && p->chunk[p->next].start < end) {
+			populate_start_next(c);
+			populate_finish_one(c);
+		}
 		populate_start_next(c);
-		populate_finish_one(c);
+		return;
 	}
-	populate_start_next(c);
+	while (p->floor < p->next && p->chunk[p->floor].end <= end)
+		p->floor++;
+	p->copied = MAX(p->copied, end);
+	populate_pump(c);
+	if (p->inflight) {
+		const struct populate_chunk *k = &p->chunk[p->next - 1];
+
+		if (k->start < end && start < k->end) {
+			populate_finish_one(c);
+			populate_start_next(c);
+		}
+	} else {
+		populate_start_next(c);
+	}
 }
 
 static void populate_drain(struct import_ctx *c)
@@ -1042,7 +1170,7 @@ static int write_pages(struct import_ctx *c, const struct img_record *rec, uint6
 
 	if (k < 0 || p->vaddr + len > c->vmas[k].end || !vma_has_pages(c->vmas[k].kind))
 		return corrupt(c, "page data outside the mappings that may hold it");
-	populate_ensure(c, p->vaddr + len);
+	populate_ensure(c, p->vaddr, p->vaddr + len);
 	r = tracee_write_mem(&c->t, p->vaddr, p + 1, len);
 	if (r < 0)
 		return ghost_fail(c->g, r, "cannot write memory of the new process at %#llx: %s",
@@ -1063,7 +1191,6 @@ static int finish_vmas(struct import_ctx *c)
 		int advice;
 	} adv[] = {
 		{ IMG_VMAF_DONTFORK, MADV_DONTFORK },	{ IMG_VMAF_DONTDUMP, MADV_DONTDUMP },
-		{ IMG_VMAF_HUGEPAGE, MADV_HUGEPAGE },	{ IMG_VMAF_NOHUGEPAGE, MADV_NOHUGEPAGE },
 		{ IMG_VMAF_RANDOM, MADV_RANDOM },	{ IMG_VMAF_SEQUENTIAL, MADV_SEQUENTIAL },
 		{ IMG_VMAF_WIPEONFORK, MADV_WIPEONFORK },
 	};
@@ -1421,11 +1548,17 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 			break;
 		}
 		r = take_record(&c, &rec);
+		if (r >= 0 && rec.type == IMG_REC_PAGEMAP && !mapped_all)
+			r = populate_plan_pagemap(&c, &rec);
 		if (r < 0) {
 			if (r == -ENOMEM)
 				ghost_fail(g, r, "out of memory");
 			goto out;
 		}
+	}
+	if (!mapped_all && populate_plan_end(&c) < 0) {
+		r = ghost_fail(g, -ENOMEM, "out of memory");
+		goto out;
 	}
 	c.pid = opts && opts->pid > 0 ? opts->pid : (pid_t)c.proc.pid;
 	r = check_image(&c);
@@ -1463,6 +1596,10 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 			goto out;
 		}
 		img_reader_set_verified(c.rd);
+	} else {
+		/* A stream: the new process allocates what the PAGEMAP records
+		 * announced while the pages arrive. */
+		populate_start_next(&c);
 	}
 
 	/* Pages, streamed: each record is verified before a byte of it is written. */

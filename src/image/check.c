@@ -79,6 +79,7 @@ static const struct {
 	[IMG_REC_THREAD] = { "thread", sizeof(struct img_thread) },
 	[IMG_REC_PAGES] = { "pages", sizeof(struct img_pages) },
 	[IMG_REC_END] = { "end", sizeof(struct img_end) },
+	[IMG_REC_PAGEMAP] = { "pagemap", sizeof(struct img_pagemap) },
 };
 
 static bool known(uint32_t type)
@@ -178,6 +179,27 @@ static int check_pages(const struct img_pages *p, size_t len)
 	return 0;
 }
 
+static int check_pagemap(const struct img_pagemap *p, size_t len)
+{
+	const uint8_t *run = (const uint8_t *)(p + 1);
+	uint64_t next = 0;
+
+	if (!var_is(len, sizeof(*p), (uint64_t)p->count * sizeof(struct img_page_run)))
+		return GHOST_ECORRUPT;
+	for (uint32_t i = 0; i < p->count; i++) {
+		struct img_page_run r;
+		uint64_t end;
+
+		memcpy(&r, run + (size_t)i * sizeof(r), sizeof(r));
+		if (!page_aligned(r.vaddr) || r.npages == 0 || r.vaddr < next ||
+		    r.npages > UINT64_MAX / IMG_PAGE_SIZE ||
+		    __builtin_add_overflow(r.vaddr, r.npages * IMG_PAGE_SIZE, &end))
+			return GHOST_ECORRUPT;
+		next = end;
+	}
+	return 0;
+}
+
 int img_rec_check(uint32_t type, const void *payload, size_t len)
 {
 	if (!known(type))
@@ -246,6 +268,8 @@ int img_rec_check(uint32_t type, const void *payload, size_t len)
 		return check_pages(payload, len);
 	case IMG_REC_END:
 		return 0;
+	case IMG_REC_PAGEMAP:
+		return check_pagemap(payload, len);
 	}
 	return 0;
 }

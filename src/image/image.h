@@ -23,7 +23,7 @@
  * Order written by the engine (and required by streaming importers): PROCESS,
  * then the per-process records (CREDS, RLIMITS, SCHED, MM, VMA..., FILE...,
  * FILE_DATA..., FD..., SIGACTIONS, SIGPENDING, ITIMERS), then one THREAD per
- * thread, then PAGES..., then END. A later format with several processes
+ * thread, then PAGEMAP... (optional), then PAGES..., then END. A later format with several processes
  * repeats the PROCESS group; shared objects (FILE) carry ids that several
  * processes' FD records may name.
  */
@@ -80,6 +80,7 @@ enum img_rec_type {
 	IMG_REC_THREAD = 13,
 	IMG_REC_PAGES = 14,
 	IMG_REC_END = 15,
+	IMG_REC_PAGEMAP = 16, /* written with IMG_RECF_OPTIONAL: older readers skip it */
 	_IMG_REC_MAX,
 };
 
@@ -277,6 +278,28 @@ struct img_pages {
 	uint32_t flags;
 } __attribute__((packed));
 
+/*
+ * The page runs the PAGES records after it fill, announced before the first
+ * of them: each run is filled completely by those records, in address order.
+ * Written with IMG_RECF_OPTIONAL (an image without it is as valid, and a
+ * reader of version 1 that predates it skips it). A streaming importer uses it
+ * to allocate the new process's memory ahead of the page data; it is a plan,
+ * never trusted for content: only verified PAGES records put bytes anywhere.
+ * A process with many runs gets several PAGEMAP records.
+ */
+struct img_pagemap {
+	uint32_t count; /* struct img_page_run after the struct, ascending, disjoint */
+	uint32_t flags;
+} __attribute__((packed));
+
+struct img_page_run {
+	uint64_t vaddr;  /* page aligned */
+	uint64_t npages; /* >= 1; the run does not wrap */
+} __attribute__((packed));
+
+/* Runs per PAGEMAP record the engine writes (1 MiB of runs). */
+#define IMG_PAGEMAP_RUNS_PER_REC 65536u
+
 struct img_end {
 	uint64_t nrecords; /* records before this one */
 	uint64_t payload_bytes;
@@ -379,7 +402,9 @@ const char *img_rec_type_name(uint32_t type);
  *  - ITIMERS: seconds >= 0, microseconds in 0..999999;
  *  - THREAD: tid != 0, xstate_len bytes of xstate;
  *  - PAGES: npages in 1..IMG_PAGES_PER_REC, vaddr page aligned and the range
- *    does not wrap, len exactly sizeof + npages * IMG_PAGE_SIZE.
+ *    does not wrap, len exactly sizeof + npages * IMG_PAGE_SIZE;
+ *  - PAGEMAP: count runs, each page aligned, npages >= 1, not wrapping, in
+ *    ascending order without overlap.
  */
 int img_rec_check(uint32_t type, const void *payload, size_t len);
 

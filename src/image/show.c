@@ -668,6 +668,26 @@ static void count_pages(struct show *s, const struct img_pages *p)
 	}
 }
 
+static void show_pagemap(struct show *s, const struct img_pagemap *p)
+{
+	const uint8_t *run = (const uint8_t *)(p + 1);
+	struct img_page_run first = { 0 }, last = { 0 };
+	uint64_t pages = 0;
+
+	for (uint32_t i = 0; i < p->count; i++) {
+		memcpy(&last, run + (size_t)i * sizeof(last), sizeof(last));
+		if (i == 0)
+			first = last;
+		pages += last.npages;
+	}
+	obj_begin(s, "pagemap");
+	f_u64(s, "runs", p->count);
+	f_u64(s, "pages", pages);
+	if (p->count)
+		f_range(s, "span", first.vaddr, last.vaddr + last.npages * IMG_PAGE_SIZE);
+	obj_end(s);
+}
+
 static void show_end(struct show *s, const struct img_end *p)
 {
 	obj_begin(s, "end");
@@ -727,6 +747,9 @@ static void show_record(struct show *s, const struct img_record *rec)
 		break;
 	case IMG_REC_PAGES:
 		count_pages(s, p);
+		break;
+	case IMG_REC_PAGEMAP:
+		show_pagemap(s, p);
 		break;
 	case IMG_REC_END:
 		show_end(s, p);

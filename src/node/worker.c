@@ -162,6 +162,14 @@ int worker_pump_start(struct msg_chan_session *cs, bool seal, int *ret_fd, pid_t
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return -errno;
+	/* Room for a few of the engine's writes and the pump's records in
+	 * flight: fewer, larger hand-overs between the two processes. */
+	for (int k = 0; k < 2; k++) {
+		int sz = 4 << 20;
+
+		if (setsockopt(sp[k], SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+			(void)setsockopt(sp[k], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	}
 	pid = fork();
 	if (pid < 0) {
 		int r = -errno;

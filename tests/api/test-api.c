@@ -5,10 +5,16 @@
  * export into one end of a socketpair while a process in another PID namespace
  * (as on another node) imports from the other end as the bytes arrive; a
  * process made to run another program in its place.
+ *
+ * The target also holds a sparse mapping of runs of several sizes: the
+ * importer allocates memory ahead of the page data (from the runs the image
+ * announces), and the target checks that no page it never touched became
+ * resident on the way.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +35,19 @@
 #include "ghost/ghost.h"
 
 #define PATTERN_BYTES (8u << 20)
+#define MIB (1u << 20)
+#define SPARSE_BYTES (96u * MIB)
+
+/* Touched runs of the sparse mapping, [start, end) in bytes: across a chunk
+ * boundary, a single page, a long run, a run too small to allocate ahead. */
+static const struct {
+	size_t start, end;
+} sparse_runs[] = {
+	{ 0, 20 * MIB },
+	{ 24 * MIB + 4096, 24 * MIB + 8192 },
+	{ 30 * MIB, 70 * MIB },
+	{ 80 * MIB, 80 * MIB + 512 * 1024 },
+};
 
 static volatile sig_atomic_t go;
 
@@ -43,10 +62,39 @@ static uint64_t pattern_at(size_t i)
 	return (uint64_t)i * 0x9e3779b97f4a7c15ull ^ 0xdeadbeefull;
 }
 
+static bool in_sparse_run(size_t off)
+{
+	for (size_t k = 0; k < sizeof(sparse_runs) / sizeof(sparse_runs[0]); k++)
+		if (off >= sparse_runs[k].start && off < sparse_runs[k].end)
+			return true;
+	return false;
+}
+
+/* 0 when the runs hold their pattern and every other page is not resident
+ * (checked first: reading it would map the zero page) and reads as zeros. */
+static int check_sparse(uint8_t *sparse)
+{
+	static unsigned char vec[SPARSE_BYTES / 4096];
+
+	if (mincore(sparse, SPARSE_BYTES, vec) < 0)
+		return 5;
+	for (size_t pg = 0; pg < SPARSE_BYTES / 4096; pg++)
+		if (!in_sparse_run(pg * 4096) && (vec[pg] & 1))
+			return 6;
+	for (size_t o = 0; o < SPARSE_BYTES; o += 8) {
+		uint64_t want = in_sparse_run(o) ? pattern_at(o) : 0;
+
+		if (*(uint64_t *)(void *)(sparse + o) != want)
+			return 7;
+	}
+	return 0;
+}
+
 /* The process that gets checkpointed: memory with a pattern, a handler, a wait. */
 static __attribute__((noreturn)) void target_main(int ready_fd)
 {
 	struct sigaction sa = { .sa_handler = on_usr1 };
+	uint8_t *sparse;
 	uint64_t *mem;
 	int devnull;
 	char c = 'r';
@@ -57,6 +105,14 @@ static __attribute__((noreturn)) void target_main(int ready_fd)
 		_exit(3);
 	for (size_t i = 0; i < PATTERN_BYTES / 8; i++)
 		mem[i] = pattern_at(i);
+	sparse = mmap(NULL, SPARSE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		      0);
+	/* Huge pages would make neighbours of touched pages resident. */
+	if (sparse == MAP_FAILED || madvise(sparse, SPARSE_BYTES, MADV_NOHUGEPAGE) < 0)
+		_exit(3);
+	for (size_t k = 0; k < sizeof(sparse_runs) / sizeof(sparse_runs[0]); k++)
+		for (size_t o = sparse_runs[k].start; o < sparse_runs[k].end; o += 8)
+			*(uint64_t *)(void *)(sparse + o) = pattern_at(o);
 	devnull = open("/dev/null", O_RDWR);
 	dup2(devnull, 0);
 	dup2(devnull, 1);
@@ -70,7 +126,7 @@ static __attribute__((noreturn)) void target_main(int ready_fd)
 	for (size_t i = 0; i < PATTERN_BYTES / 8; i++)
 		if (mem[i] != pattern_at(i))
 			_exit(1);
-	_exit(0);
+	_exit(check_sparse(sparse));
 }
 
 static pid_t start_target(void)

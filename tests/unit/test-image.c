@@ -174,6 +174,12 @@ static void write_sample(struct img_writer *w, unsigned page_recs)
 	put(w, IMG_REC_THREAD, &th, sizeof(th), xstate, sizeof(xstate));
 	th.tid = 1235;
 	put(w, IMG_REC_THREAD, &th, sizeof(th), xstate, sizeof(xstate));
+	{
+		struct img_pagemap pm = { .count = 2 };
+		struct img_page_run runs[2] = { { 0x100000000, 1 }, { 0x7f0000000000, 16 } };
+
+		put(w, IMG_REC_PAGEMAP, &pm, sizeof(pm), runs, sizeof(runs));
+	}
 	for (unsigned i = 0; i < page_recs; i++)
 		put_pages(w, 0x7f0000000000 + (uint64_t)i * 0x4000, i % 4 + 1);
 	put_pages(w, 0x100000000, 1); /* outside every VMA */
@@ -1080,6 +1086,34 @@ static void test_rec_check(void **state)
 		x->npages = IMG_PAGES_PER_REC + 1;
 		assert_int_equal(img_rec_check(IMG_REC_PAGES, big, sizeof(big)), GHOST_ECORRUPT);
 	}
+	/* pagemap */
+	{
+		struct img_pagemap *x = (void *)p;
+		struct img_page_run *run = (void *)(x + 1);
+		size_t two = sizeof(*x) + 2 * sizeof(*run);
+
+		memset(p, 0, sizeof(p));
+		x->count = 2;
+		run[0] = (struct img_page_run){ 0x1000, 2 };
+		run[1] = (struct img_page_run){ 0x3000, 1 }; /* right after: fine */
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two), 0);
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two - 1), GHOST_ECORRUPT);
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two + 16), GHOST_ECORRUPT);
+		run[1].vaddr = 0x2000; /* overlaps the first */
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two), GHOST_ECORRUPT);
+		run[1].vaddr = 0x3001;
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two), GHOST_ECORRUPT);
+		run[1] = (struct img_page_run){ 0x3000, 0 };
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two), GHOST_ECORRUPT);
+		run[1] = (struct img_page_run){ UINT64_MAX - 4095, 1 }; /* wraps */
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two), GHOST_ECORRUPT);
+		run[1] = (struct img_page_run){ 0x3000, UINT64_MAX / 4096 + 1 };
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, two), GHOST_ECORRUPT);
+		x->count = 0;
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, sizeof(*x)), 0);
+		x->count = UINT32_MAX; /* count * 16 must not wrap into a match */
+		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, sizeof(*x)), GHOST_ECORRUPT);
+	}
 	/* record seeds differ in every field */
 	assert_true(img_rec_seed(1, 0, 10) != img_rec_seed(2, 0, 10));
 	assert_true(img_rec_seed(1, 0, 10) != img_rec_seed(1, 1, 10));
@@ -1117,6 +1151,7 @@ static void test_show(void **state)
 		"itimer which=real interval=1.500000 value=0.250000",
 		"thread tid=1234 rip=0x401234 rsp=0x7ffffffde100",
 		"thread tid=1235",
+		"pagemap runs=2 pages=17 span=0x100000000-0x7f0000010000",
 		"end records=",
 		"pages vma=0x7f0000000000-0x7f0000010000 records=4 pages=10 bytes=40960",
 		"pages vma=none records=2 pages=2 bytes=8192",
