@@ -294,7 +294,7 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 		.flags = j->flags,
 		.caller_uid = 0,
 		.caller_gid = 0,
-		.stdio = { -1, -1, -1 },
+		.stdio = { j->stdio[0], j->stdio[1], j->stdio[2] },
 		.pid = j->pid,
 		.progress = on_progress,
 		.userdata = &pc,
@@ -351,9 +351,10 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 	_exit(r < 0 ? 1 : 0);
 }
 
-/* Fork a worker with a report pipe; the child runs fn and never returns. */
-static int fork_worker(int keep_fd, bool die_with_daemon, pid_t *ret_pid, int *ret_fd,
-		       void (*fn)(const void *, int), const void *job)
+/* Fork a worker with a report pipe; the child keeps the n_keep fds of keep
+ * (-1 entries are skipped), runs fn and never returns. */
+static int fork_worker(const int *keep, size_t n_keep, bool die_with_daemon, pid_t *ret_pid,
+		       int *ret_fd, void (*fn)(const void *, int), const void *job)
 {
 	int p[2];
 	pid_t pid;
@@ -369,9 +370,13 @@ static int fork_worker(int keep_fd, bool die_with_daemon, pid_t *ret_pid, int *r
 		return r;
 	}
 	if (pid == 0) {
-		int keep[2] = { p[1], keep_fd };
+		int kept[8] = { p[1] };
+		size_t n = 1;
 
-		worker_setup(keep, keep_fd >= 0 ? 2 : 1);
+		for (size_t i = 0; i < n_keep && n < ARRAY_SIZE(kept); i++)
+			if (keep[i] >= 0)
+				kept[n++] = keep[i];
+		worker_setup(kept, n);
 		/* An import is useless once its daemon is gone: nobody would let
 		 * the copy run. An export must end on its own: stopping the engine
 		 * midway could leave its process with injected state. */
@@ -405,12 +410,14 @@ static void run_import(const void *job, int fd)
 
 int worker_export_start(const struct worker_export_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	return fork_worker(-1, false, ret_pid, ret_fd, run_export, j);
+	return fork_worker(NULL, 0, false, ret_pid, ret_fd, run_export, j);
 }
 
 int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	return fork_worker(j->listen_fd, true, ret_pid, ret_fd, run_import, j);
+	int keep[4] = { j->listen_fd, j->stdio[0], j->stdio[1], j->stdio[2] };
+
+	return fork_worker(keep, ARRAY_SIZE(keep), true, ret_pid, ret_fd, run_import, j);
 }
 
 int worker_read_report(int fd, struct worker_report *ret)
