@@ -169,6 +169,8 @@ struct run_session {
 	bool in_eof;           /* no more input will come */
 	bool in_broken;        /* the process closed its stdin: input is dropped */
 	size_t in_preacked;    /* leading bytes of inbuf acknowledged already */
+	dev_t in_dev;          /* the process's stdin: a pipe (device, inode) or a */
+	ino_t in_ino;          /*   pty slave (in_dev: its rdev, in_ino 0); in_dev 0: none */
 	uint64_t ack_owed;     /* input acknowledgements held until resumed */
 	/* migration (see the top of the file) */
 	uint32_t stdio_map;    /* A_STDIO: how fds 0-2 reach the session */
@@ -567,6 +569,14 @@ static int open_pty(struct run_session *s, uid_t uid, const struct termios *tio,
 		return -errno;
 	s->ends[s->n_ends++] = (struct end){ .fd = TAKE_FD(master), .in = in, .out = fdno != 0,
 					     .tty = true, .fdno = fdno };
+	if (in) {
+		struct stat st;
+
+		if (fstat(slave, &st) == 0) {
+			s->in_dev = st.st_rdev;
+			s->in_ino = 0;
+		}
+	}
 	s->pty = true;
 	*ret_slave = TAKE_FD(slave);
 	return 0;
@@ -585,6 +595,14 @@ static int open_pipe(struct run_session *s, int i, int *ret_child)
 	*ret_child = fds[i == 0 ? 0 : 1];
 	s->ends[s->n_ends++] = (struct end){ .fd = fds[i == 0 ? 1 : 0], .in = i == 0,
 					     .out = i != 0, .fdno = (uint32_t)i };
+	if (i == 0) {
+		struct stat st;
+
+		if (fstat(fds[0], &st) == 0) {
+			s->in_dev = st.st_dev;
+			s->in_ino = st.st_ino;
+		}
+	}
 	/* Our end (a file description of its own) is non-blocking. */
 	if (fcntl(fds[i == 0 ? 1 : 0], F_SETFL, O_NONBLOCK) < 0)
 		return -errno;
@@ -2080,19 +2098,15 @@ int run_move_prepare(struct node_daemon *d, struct mproc *p, struct buf *b)
 	return r;
 }
 
-/* Is st (the process's stdin) the object our input end e feeds? */
-static bool end_feeds(const struct end *e, const struct stat *st)
+/* Is st (the process's stdin) the pipe or terminal the session gave it?
+ * (Our end of the pipe may be closed already, after the client's EOF.) */
+static bool stdin_is_ours(const struct run_session *s, const struct stat *st)
 {
-	struct stat mine;
-
-	if (e->tty) {
-		char name[64];
-
-		return ptsname_r(e->fd, name, sizeof(name)) == 0 && stat(name, &mine) == 0 &&
-		       S_ISCHR(st->st_mode) && mine.st_rdev == st->st_rdev;
-	}
-	return fstat(e->fd, &mine) == 0 && S_ISFIFO(st->st_mode) && mine.st_dev == st->st_dev &&
-	       mine.st_ino == st->st_ino;
+	if (s->in_dev == 0)
+		return false;
+	if (s->in_ino == 0)
+		return S_ISCHR(st->st_mode) && st->st_rdev == s->in_dev;
+	return S_ISFIFO(st->st_mode) && st->st_dev == s->in_dev && st->st_ino == s->in_ino;
 }
 
 /* What a pipe holds, without blocking on it (the process is stopped: nobody
@@ -2156,17 +2170,16 @@ static int read_tty_input(int fd, struct buf *data)
 static int put_unread(struct run_session *s, struct buf *b)
 {
 	uint32_t kind = RUN_STDIO_KIND(s->stdio_map, 0);
-	struct end *in = input_end(s);
 	struct buf data = BUF_INIT;
 	uint32_t flags = 0;
 	int r = 0;
 
-	if (in && kind != RUN_STDIO_NONE) {
+	if (kind != RUN_STDIO_NONE) {
 		_cleanup_close_ int fd = grab_fd(s->pid, 0);
 		struct stat st;
 
-		if (fd >= 0 && fstat(fd, &st) == 0 && end_feeds(in, &st)) {
-			if (in->tty) {
+		if (fd >= 0 && fstat(fd, &st) == 0 && stdin_is_ours(s, &st)) {
+			if (s->in_ino == 0) {
 				r = read_tty_input(fd, &data);
 				flags |= RUN_IN_ECHOED;
 			} else {

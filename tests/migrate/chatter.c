@@ -15,6 +15,7 @@
  *	tty       "tty rows=R cols=C ctty=yes|no fg=yes|no icanon=0|1 echo=0|1"
  *	          about its stdin
  *	flags     "flags nonblock=0|1 0|1 0|1" for its fds 0, 1, 2
+ *	nonblock  makes its stdin non-blocking: "nonblock set"
  *	LINE      "echo LINE"
  *
  * At the end of its input it writes "eof" and counts on.
@@ -126,6 +127,11 @@ static void do_line(char *line, int *held)
 	}
 	if (strcmp(line, "tty") == 0) {
 		tty_report();
+		return;
+	}
+	if (strcmp(line, "nonblock") == 0) {
+		(void)fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+		put(1, "nonblock set\n");
 		return;
 	}
 	if (strcmp(line, "flags") == 0) {
