@@ -882,10 +882,12 @@ int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdi
 				 * the blocking mode the process had. */
 				int fl = fcntl(fd, F_GETFL);
 
-				if (fl < 0 ||
-				    fcntl(fd, F_SETFL, (fl & ~O_NONBLOCK) | ((int)f->flags & O_NONBLOCK)) < 0) {
+				if (fl >= 0)
+					fl = (fl & ~O_NONBLOCK) | ((int)f->flags & O_NONBLOCK);
+				if (fl < 0 || fcntl(fd, F_SETFL, fl) < 0) {
 					safe_close(fd);
-					fd = ghost_fail(g, -errno, "cannot set the flags of stdio fd %u: %m",
+					fd = ghost_fail(g, -errno,
+							"cannot set the flags of stdio fd %u: %m",
 							f->stdio_fd);
 				}
 			}

@@ -7,7 +7,8 @@
  *     -> checks: credentials assumable by the caller, files unchanged, PID free
  *     -> open every file in the engine, above a staging base
  *     -> clone3(set_tid = PID): the stub, a copy of the engine, installs fds,
- *        cwd, umask, personality, handlers, altstack, robust list, pending
+ *        its session and controlling terminal (GHOST_IMPORT_SESSION), cwd,
+ *        umask, personality, handlers, altstack, robust list, pending
  *        signals itself, then waits
  *     -> seize the stub; from outside: drop its rseq, unmap everything but the
  *        vDSO, move the vDSO to the old address, map the old VMAs

@@ -561,7 +561,8 @@ static int open_pty(struct run_session *s, uid_t uid, const struct termios *tio,
 	if (tio)
 		(void)tcsetattr(slave, TCSANOW, tio);
 	if (rows && cols && rows < 65536 && cols < 65536) {
-		struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+		struct winsize ws = { .ws_row = (unsigned short)rows,
+				      .ws_col = (unsigned short)cols };
 
 		(void)ioctl(slave, TIOCSWINSZ, &ws);
 	}
@@ -1652,7 +1653,8 @@ static bool carry_in(struct run_session *s, const void *data, size_t len)
 	if (t && have_tio)
 		(void)tty_set(t, &tio);
 	if (t && rows && cols && rows < 65536 && cols < 65536) {
-		struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+		struct winsize ws = { .ws_row = (unsigned short)rows,
+				      .ws_col = (unsigned short)cols };
 
 		(void)ioctl(t->fd, TIOCSWINSZ, &ws);
 	}

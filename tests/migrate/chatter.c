@@ -5,9 +5,9 @@
  *
  *	chatter [PERIOD_MS [TAG]]
  *
- * (TAG only names it in ghost ps.) Every PERIOD_MS ms (default 10) it writes "out N" to stdout and "err N"
- * to stderr, N = 1, 2, ... Each line it reads on stdin is answered on
- * stdout:
+ * (TAG only names it in ghost ps.) Every PERIOD_MS ms (default 10) it
+ * writes "out N" to stdout and "err N" to stderr, N = 1, 2, ... Each line it
+ * reads on stdin is answered on stdout:
  *
  *	exit N    "bye", then it exits with status N
  *	kill SIG  it kills itself with signal SIG
