@@ -9,7 +9,9 @@
 # status or its death by signal.
 #  1. started on node 1 by a client of node 2 (pipes): 1->2->3->1... nine
 #     times, back through the caller's node, input fed all along; stdin's
-#     O_NONBLOCK kept; exits 7;
+#     O_NONBLOCK kept; exits 7; and seq, moved three times in a row while
+#     nobody reads its output (pipes and window full), then read slowly:
+#     every byte once, in order (both kinds of start);
 #  2. started on the client's own node (the process has the client's
 #     stdio): the client starts relaying once it leaves; SIGTERM to ghost
 #     run reaches it on its last node: 143; the end of input goes along
@@ -140,6 +142,39 @@ check "  ... and on stderr" count_ok "$T.err" err
 check "every input line was echoed, in order, also those it had not read when it moved" \
 	echoes_ok "$T.out" 200
 check_eq "nothing after its last words" bye "$(tail -1 "$T.out")"
+
+# 1b. Back-pressure: a reader that takes nothing until told to, then reads
+# slowly; seq moves meanwhile, with its pipes and the window full.
+for how in remote local; do
+	T=$TEST_TMP/seq-$how
+	mkfifo "$T.fifo"
+	( while [ ! -e "$T.go" ]; do sleep 0.05; done; while read -r l; do echo "$l"; done ) \
+		< "$T.fifo" > "$T.out" 2>/dev/null &
+	reader=$!
+	if [ $how = remote ]; then
+		GHOST_CONTROL=$CTL2 "$GHOST" run --node 1 -- seq 1 200000 > "$T.fifo" &
+	else
+		"$GHOST" run -- seq 1 200000 > "$T.fifo" &
+	fi
+	rp=$!
+	echo "$rp $(proc_start $rp)" >> "$TEST_TMP/pids"
+	pid=$(pid_of 200000) || fatal "seq starts ($how)"
+	moves_ok=0 moves_bad=0
+	for to in 2 3 1; do
+		move "$pid" "$to"
+	done
+	touch "$T.go"
+	while kill -0 "$rp" 2>/dev/null && [ -n "$(node_of "$pid")" ]; do
+		for to in 2 3 1; do
+			"$GHOST" migrate "$pid" "$to" > /dev/null 2>&1 || break
+		done
+	done
+	wait "$rp"
+	check_eq "$how: seq, moved three times while nobody read its output, exits 0" "0 3 0" \
+		"$? $moves_ok $moves_bad"
+	wait "$reader"
+	check "$how: its output is all there, once, in order" cmp -s "$T.out" <(seq 1 200000)
+done
 
 # 2. Local: the process has the client's own stdio until it leaves node 1.
 T=$TEST_TMP/local
