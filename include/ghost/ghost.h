@@ -100,6 +100,13 @@ enum ghost_import_flags {
 	GHOST_IMPORT_REPLACE = 1 << 1, /* SIGKILL a live process holding the PID first */
 	GHOST_IMPORT_ANY_KERNEL = 1 << 2,
 	GHOST_IMPORT_STOPPED = 1 << 3, /* leave the new process stopped (SIGSTOP) */
+	/* If the process led its session in the image (sid == pid), the new one
+	 * leads a new session too (setsid()), and the first terminal among its
+	 * shell-job stdio becomes its controlling terminal. */
+	GHOST_IMPORT_SESSION = 1 << 4,
+	/* opts->stdio are the new process's own (not the restarter's): they get
+	 * the image's O_NONBLOCK. */
+	GHOST_IMPORT_OWN_STDIO = 1 << 5,
 };
 
 struct ghost_import_opts {
@@ -108,7 +115,9 @@ struct ghost_import_opts {
 	 * caller_uid == 0 may assume anything. */
 	uid_t caller_uid;
 	gid_t caller_gid;
-	/* stdio for IMG_FILE_STDIO fds (shell job); -1 for /dev/null. */
+	/* stdio for IMG_FILE_STDIO fds (shell job); -1 for /dev/null. An fd
+	 * that shared one open file description with others in the image
+	 * (a terminal on 0, 1 and 2) gets stdio[the lowest of those fds]. */
 	int stdio[3];
 	/* How long to wait for an unreaped PID to come free, in ms. */
 	unsigned pid_wait_ms;

@@ -840,7 +840,8 @@ static int send_queued(struct ghost *g, int fd, const struct img_file *f, const 
 	return 0;
 }
 
-int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3])
+int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3],
+		       bool own_stdio)
 {
 	size_t n = fr->nfiles;
 	int r;
@@ -876,9 +877,25 @@ int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdi
 
 			fd = src >= 0 ? fcntl(src, F_DUPFD_CLOEXEC, 3)
 				      : open("/dev/null", O_RDWR | O_CLOEXEC);
-			if (fd < 0)
+			if (fd < 0) {
 				fd = ghost_fail(g, -errno, "cannot set up stdio fd %u: %m",
 						f->stdio_fd);
+				break;
+			}
+			if (own_stdio && src >= 0) {
+				/* The description is the new process's alone: give it
+				 * the blocking mode the process had. */
+				int fl = fcntl(fd, F_GETFL);
+
+				if (fl >= 0)
+					fl = (fl & ~O_NONBLOCK) | ((int)f->flags & O_NONBLOCK);
+				if (fl < 0 || fcntl(fd, F_SETFL, fl) < 0) {
+					safe_close(fd);
+					fd = ghost_fail(g, -errno,
+							"cannot set the flags of stdio fd %u: %m",
+							f->stdio_fd);
+				}
+			}
 			break;
 		}
 		case IMG_FILE_PIPE:

@@ -165,7 +165,9 @@ struct files_restore {
 void files_restore_init(struct files_restore *fr);
 void files_restore_release(struct files_restore *fr);
 int files_restore_add_record(struct ghost *g, struct files_restore *fr, const struct img_record *rec);
-/* Open every file and pipe, fill queues, check regular files; -errno/GHOST_E* with errmsg. */
-int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3]);
+/* Open every file and pipe, fill queues, check regular files; -errno/GHOST_E* with errmsg.
+ * own_stdio: the stdio fds belong to the new process and get the image's O_NONBLOCK. */
+int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3],
+		       bool own_stdio);
 
 #endif

@@ -7,7 +7,8 @@
  *     -> checks: credentials assumable by the caller, files unchanged, PID free
  *     -> open every file in the engine, above a staging base
  *     -> clone3(set_tid = PID): the stub, a copy of the engine, installs fds,
- *        cwd, umask, personality, handlers, altstack, robust list, pending
+ *        its session and controlling terminal (GHOST_IMPORT_SESSION), cwd,
+ *        umask, personality, handlers, altstack, robust list, pending
  *        signals itself, then waits
  *     -> seize the stub; from outside: drop its rseq, unmap everything but the
  *        vDSO, move the vDSO to the old address, map the old VMAs
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -45,6 +47,7 @@
 #include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +84,7 @@ enum stub_step {
 	STUB_SIGACTION,
 	STUB_ALTSTACK,
 	STUB_SIGQUEUE,
+	STUB_SESSION,
 };
 
 static const char *const stub_step_name[] = {
@@ -92,6 +96,7 @@ static const char *const stub_step_name[] = {
 	[STUB_SIGACTION] = "setting signal handlers",
 	[STUB_ALTSTACK] = "setting the signal stack",
 	[STUB_SIGQUEUE] = "queueing pending signals",
+	[STUB_SESSION] = "starting its session",
 };
 
 /*
@@ -441,7 +446,8 @@ static int prepare_files(struct import_ctx *c)
 		maxfd = MAX(maxfd, (int)c->fr.fds[i].fd);
 	c->base = MAX(maxfd, highest_fd()) + 1;
 
-	r = files_restore_open(c->g, &c->fr, c->opts ? c->opts->stdio : NULL);
+	r = files_restore_open(c->g, &c->fr, c->opts ? c->opts->stdio : NULL,
+			       c->flags & GHOST_IMPORT_OWN_STDIO);
 	if (r < 0)
 		return r == -ENOMEM ? ghost_fail(c->g, r, "out of memory") : r;
 	c->staged = NEW_ARRAY(int, c->fr.nfiles);
@@ -554,6 +560,29 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 	for (int fd = 0; fd < c->base; fd++)
 		if (!is_target_fd(c, fd))
 			close(fd);
+
+	/* A session leader (a process ghostd started) leads a session again,
+	 * with its terminal, if it had one, as controlling terminal. */
+	step = STUB_SESSION;
+	if ((c->flags & GHOST_IMPORT_SESSION) && c->proc.sid == c->proc.pid) {
+		if (setsid() < 0)
+			goto fail;
+		for (size_t i = 0; i < c->fr.nfds; i++) {
+			const struct img_fd *f = &c->fr.fds[i];
+			struct termios t;
+			size_t k;
+
+			for (k = 0; k < c->fr.nfiles; k++)
+				if (c->fr.files[k].id == f->file_id)
+					break;
+			if (k == c->fr.nfiles || c->fr.files[k].kind != IMG_FILE_STDIO ||
+			    tcgetattr((int)f->fd, &t) < 0)
+				continue;
+			if (ioctl((int)f->fd, TIOCSCTTY, 0) < 0)
+				goto fail;
+			break;
+		}
+	}
 
 	step = STUB_PERSONALITY;
 	if (c->have_sched && personality(c->sched.personality) < 0)

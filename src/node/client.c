@@ -8,15 +8,19 @@
  * A run, seen from here:
  *
  *   connect, CTL_RUN --> STARTING --CTL_STARTED--> RUNNING --CTL_EXIT--> done
- *                           |                        |
- *                           +-- CTL_ERROR -----------+-- CTL_ERROR, EOF --> failed
+ *                           |                        |  ^
+ *                           +-- CTL_ERROR -----------+--|-- CTL_ERROR, EOF --> failed
+ *                                                       |
+ *                                 CTL_RELAY: a process that had our own stdio
+ *                                 moved to another node; relay from now on
  *
  * 1. At most RUN_WINDOW bytes of stdin are sent and not yet acknowledged.
  * 2. Each output frame is acknowledged once written (or dropped because its
  *    fd is broken), so the remote process never gets ahead of our writes by
  *    more than a window.
  * 3. The terminal is in raw mode exactly while a remote pseudo-terminal
- *    serves it, and is restored on every way out.
+ *    serves it, and is restored on every way out (to its settings when
+ *    ghost run started).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -700,6 +704,9 @@ struct session {
 	size_t out_off;
 	bool relay;            /* stdio goes through the socket */
 	bool tty;              /* the remote side has a pseudo-terminal */
+	bool raw;              /* our terminal is in raw mode: restore saved */
+	bool have_saved;
+	struct termios saved;  /* our terminal's settings when we started */
 	bool stdin_eof;
 	bool sock_broken;      /* the daemon no longer reads: frames are dropped */
 	bool stdout_broken[3];
@@ -807,6 +814,8 @@ static int write_out(int fd, const char *data, size_t len)
 	return 0;
 }
 
+static void start_relay(struct session *s, uint32_t map);
+
 static void handle_frame(struct session *s, uint16_t type, const void *payload, size_t len)
 {
 	struct attr_iter it;
@@ -828,7 +837,8 @@ static void handle_frame(struct session *s, uint16_t type, const void *payload, 
 				dlen = a.len;
 			}
 		}
-		if (fd != 1 && fd != 2)
+		/* 0: the echo of a terminal that is only our stdin */
+		if (fd > 2)
 			fd = 1;
 		if (dlen > 0 && !s->stdout_broken[fd] && write_out((int)fd, data, dlen) < 0) {
 			s->stdout_broken[fd] = true;
@@ -842,6 +852,11 @@ static void handle_frame(struct session *s, uint16_t type, const void *payload, 
 		while (attr_next(&it, &a) > 0)
 			if (a.type == A_BYTES && attr_u64(&a, &n) >= 0)
 				s->in_flight = n > s->in_flight ? 0 : s->in_flight - n;
+		break;
+	case CTL_RELAY:
+		while (attr_next(&it, &a) > 0)
+			if (a.type == A_STDIO && attr_u32(&a, &v) >= 0)
+				start_relay(s, v);
 		break;
 	case CTL_EXIT:
 		s->status = 0;
@@ -973,7 +988,7 @@ static void send_winsize(struct session *s)
 	struct winsize ws;
 	struct buf b = BUF_INIT;
 
-	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0)
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0)
 		return;
 	if (attr_put_u32(&b, A_ROWS, ws.ws_row) >= 0 && attr_put_u32(&b, A_COLS, ws.ws_col) >= 0)
 		(void)queue_frame(s, CTL_WINSIZE, &b);
@@ -991,6 +1006,61 @@ static void on_signal(struct loop_signal *ls, const struct signalfd_siginfo *si,
 		send_u(s, CTL_SIGNAL, A_SIGNAL, si->ssi_signo, false);
 	flush_out(s);
 	session_update(s);
+}
+
+static int watch_stdin(struct session *s)
+{
+	int r = loop_io_new(s->loop, STDIN_FILENO, LOOP_READ, on_stdin, s, &s->stdin_io);
+
+	if (r == -EPERM) /* a regular file or the like: always readable */
+		r = loop_defer_new(s->loop, on_stdin_defer, s, &s->stdin_defer);
+	return r;
+}
+
+/* The process had our own stdio and moved to another node: from now on
+ * its stdin, stdout and stderr go through the daemon (map: which of them
+ * it still had, and which a terminal). */
+static void start_relay(struct session *s, uint32_t map)
+{
+	bool tty_in = RUN_STDIO_KIND(map, 0) == RUN_STDIO_TTY;
+	struct buf b = BUF_INIT;
+	int avail = 0;
+
+	if (s->relay)
+		return;
+	s->relay = true;
+	for (int i = 0; i < 3; i++)
+		s->tty |= RUN_STDIO_KIND(map, i) == RUN_STDIO_TTY;
+	if (RUN_STDIO_KIND(map, 0) == RUN_STDIO_NONE) {
+		s->stdin_eof = true; /* not the process's: never read */
+		return;
+	}
+	if (watch_stdin(s) < 0) {
+		session_end(s, -ENOMEM, "cannot relay stdin");
+		return;
+	}
+	if (!tty_in || !s->have_saved || !isatty(STDIN_FILENO))
+		return;
+	{
+		struct termios t;
+
+		if (tcgetattr(STDIN_FILENO, &t) < 0)
+			return;
+		cfmakeraw(&t);
+		s->raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
+	}
+	/* What was typed and not yet read (the line being typed too, now that
+	 * the terminal is raw) was echoed here already. */
+	if (s->raw && ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail > 0) {
+		char data[4096];
+		ssize_t n = read(STDIN_FILENO, data, MIN(sizeof(data), (size_t)avail));
+
+		if (n > 0 && attr_put(&b, A_DATA, data, (size_t)n) >= 0 &&
+		    attr_put_u32(&b, A_FLAGS, RUN_IN_ECHOED) >= 0 &&
+		    queue_frame(s, CTL_STDIN, &b) >= 0)
+			s->in_flight += (uint64_t)n;
+		buf_release(&b);
+	}
 }
 
 static int run_session(struct session *s)
@@ -1012,11 +1082,8 @@ static int run_session(struct session *s)
 			continue;
 		r = loop_signal_new(s->loop, forwarded[i], on_signal, s, &s->sigs[i]);
 	}
-	if (r >= 0 && s->relay) {
-		r = loop_io_new(s->loop, STDIN_FILENO, LOOP_READ, on_stdin, s, &s->stdin_io);
-		if (r == -EPERM) /* a regular file or the like: always readable */
-			r = loop_defer_new(s->loop, on_stdin_defer, s, &s->stdin_defer);
-	}
+	if (r >= 0 && s->relay)
+		r = watch_stdin(s);
 	if (r < 0) {
 		r = set_err(s->err, r, "cannot set up the session: %s", strerror(-r));
 		goto out;
@@ -1100,8 +1167,6 @@ int node_client_run(const char *path, const struct node_run_opts *o, pid_t *ret_
 	bool tty = !detach && !(o->flags & NODE_RUN_NO_TTY) && isatty(STDIN_FILENO) &&
 		   isatty(STDOUT_FILENO);
 	int fds[3], nullfd = -1;
-	struct termios saved;
-	bool raw = false;
 	struct buf req = BUF_INIT;
 	const void *payload;
 	struct attr_iter it;
@@ -1127,6 +1192,9 @@ int node_client_run(const char *path, const struct node_run_opts *o, pid_t *ret_
 	r = client_connect(&s.cl, path, err);
 	if (r < 0)
 		return r;
+	/* Restored at the end if a remote terminal takes ours over, now or
+	 * once the process moves. */
+	s.have_saved = !detach && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &s.saved) == 0;
 	r = put_request(&req, o, tty);
 	if (r < 0) {
 		r = set_err(err, r, r == -ENOMEM ? "out of memory" : "argument list too long");
@@ -1182,15 +1250,15 @@ int node_client_run(const char *path, const struct node_run_opts *o, pid_t *ret_
 	}
 	s.relay = flags & RUN_RELAY;
 	s.tty = s.relay && tty;
-	if (s.tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
-		struct termios t = saved;
+	if (s.tty && s.have_saved) {
+		struct termios t = s.saved;
 
 		cfmakeraw(&t);
-		raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
+		s.raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
 	}
 	r = run_session(&s);
-	if (raw)
-		(void)tcsetattr(STDIN_FILENO, TCSADRAIN, &saved);
+	if (s.raw)
+		(void)tcsetattr(STDIN_FILENO, TCSADRAIN, &s.saved);
 	if (r >= 0)
 		*ret_status = s.status;
 out:

@@ -38,6 +38,10 @@
  *       +-- worker failed: FAILED sent, freed
  *       +-- ABORT, S down: wait for the worker, kill the copy, freed
  *
+ * A process attached to a `ghost run` takes its session along: run.c adds
+ * the session to PREPARE, hands it over at the commit (run_move_commit(),
+ * before the kill) and creates the copy's stdio on D (run_arrival_*()).
+ *
  * 1. A process has at most one move (p->moving on S).
  * 2. While a worker of a move runs, the move stays allocated: its report
  *    pipe is watched until the final report or end of file.
@@ -152,6 +156,8 @@ static void move_free(struct move *m)
 	LIST_REMOVE(m->d->moves, m);
 	if (m->proc && m->role == ROLE_OUT)
 		m->proc->moving = false;
+	if (m->role == ROLE_IN)
+		run_arrival_drop(m->d, m->peer, m->xfer);
 	m->report_io = loop_io_free(m->report_io);
 	m->report_fd = safe_close(m->report_fd);
 	m->timer = loop_timer_free(m->timer);
@@ -300,7 +306,9 @@ static void out_commit(struct move *m)
 	}
 
 	/* The copy is complete and held on the destination: the original goes,
-	 * or stays as a stand-in that its parent keeps waiting for. */
+	 * or stays as a stand-in that its parent keeps waiting for; its run
+	 * session follows the copy. */
+	run_move_commit(d, m->proc, m->peer, m->xfer);
 	if (m->standin) {
 		char why[512];
 
@@ -415,8 +423,10 @@ static void out_ready(struct move *m, const void *data, size_t len)
 	const struct node_config_node *cn = node_config_find(&d->config, m->peer);
 	struct worker_export_job j = {
 		.pid = m->pid,
-		/* A migration keeps it stopped until the copy is safe; a fork lets it go. */
-		.flags = m->fork ? 0 : GHOST_EXPORT_STOP,
+		/* A migration keeps it stopped until the copy is safe; a fork lets it go.
+		 * An attached process's stdio are replaced on the destination. */
+		.flags = (m->fork ? 0 : GHOST_EXPORT_STOP) |
+			 (m->proc && !m->proc->detached ? GHOST_EXPORT_SHELL_JOB : 0),
 		.dest = m->peer,
 		.encrypt = d->config.encrypt,
 	};
@@ -567,14 +577,7 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 		snprintf(msg, size, "process %d is being checkpointed; try again", (int)pid);
 		return -EBUSY;
 	}
-	if (p->session) {
-		snprintf(msg, size,
-			 "process %d is attached to a 'ghost run'; only detached processes "
-			 "(ghost run -d) can %s for now",
-			 (int)pid, fork ? "be forked" : "move");
-		return -EOPNOTSUPP;
-	}
-	return 0;
+	return run_move_check(d, p, msg, size);
 }
 
 void move_question(struct node_daemon *d, const struct move_request *q)
@@ -640,6 +643,8 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 		r = attr_put_u32(&b, A_PPID, (uint32_t)m->ppid);
 	if (r >= 0)
 		r = attr_put_u64(&b, A_RSS, proc_rss_bytes(pid) / 1024);
+	if (r >= 0)
+		r = run_move_prepare(d, p, &b);
 	if (r >= 0)
 		r = send_move(m, MOVE_PREPARE, &b);
 	buf_release(&b);
@@ -765,12 +770,15 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 {
 	const struct node_config_node *self = node_config_find(&d->config, d->self);
 	struct worker_import_job j = {
-		.flags = GHOST_IMPORT_STOPPED,
+		/* Managed processes lead their session; an attached one's stdio
+		 * is the new session stint's, below. */
+		.flags = GHOST_IMPORT_STOPPED | GHOST_IMPORT_SESSION | GHOST_IMPORT_OWN_STDIO,
+		.stdio = { -1, -1, -1 },
 		.source = from,
 		.encrypt = d->config.encrypt,
 	};
 	struct proc_arrival a;
-	char command[4096], path[4096];
+	char command[4096], path[4096], msg[512];
 	struct mproc *old;
 	struct buf b = BUF_INIT;
 	struct move *m;
@@ -850,10 +858,20 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		return;
 	}
 	j.listen_fd = lfd;
+	r = run_arrival_prepare(d, from, xfer, m->pid, m->fork, data, len, j.stdio, msg,
+				sizeof(msg));
+	if (r < 0) {
+		safe_close(lfd);
+		in_fail(m, r, "%s", msg);
+		move_free(m);
+		return;
+	}
 	r = msg_chan_key_new(j.key);
 	if (r >= 0)
 		r = worker_import_start(&j, &m->worker, &m->report_fd);
 	safe_close(lfd);
+	for (int i = 0; i < 3; i++)
+		safe_close(j.stdio[i]);
 	if (r == -EEXIST && j.parent) {
 		in_fail(m, r,
 			"PID %d, the parent of process %d, is in use on node %u (by another of its "
@@ -953,6 +971,7 @@ static void in_commit(struct move *m, const void *data, size_t len)
 	while (attr_next(&it, &a) > 0)
 		if (a.type == A_SIGNAL && attr_u32(&a, &sig) >= 0 && sig > 0 && sig < NSIG)
 			(void)kill(m->pid, (int)sig);
+	run_arrival_commit(d, m->peer, m->xfer, m->proc);
 	m->proc->arriving = false;
 	if (kill(m->pid, SIGCONT) < 0)
 		log_warn_errno(errno, "cannot let process %d run", (int)m->pid);

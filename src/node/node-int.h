@@ -106,6 +106,9 @@ enum attr_type {
 	A_MEM_LIMIT = 54,  /* u64: bytes of checkpoint memory a node may use */
 	A_HOLDER = 55,     /* u32: the node keeping a checkpoint */
 	A_ESTIMATE = 56,   /* u64: bytes a checkpoint is expected to take */
+	A_CALLER = 60, /* u32: the node of a run session's caller (the client's daemon) */
+	A_STDIO = 61,  /* u32: how fds 0-2 of a process reach its session: RUN_STDIO_KIND() */
+	A_PREV = 62,   /* u32: the node a process moved from (names a stint with A_XFER) */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -205,6 +208,7 @@ enum ctl_type {
 				    A_UID, A_COMMAND, A_BYTES, A_PAGES, A_CREATED, A_STATE */
 	CTL_CKPT_NODE = 123,     /* A_NODE, A_MEM_USED, A_MEM_LIMIT: one node's checkpoint memory */
 	CTL_CKPT_DROPPED = 124,  /* A_CKPT_ID, A_HOLDER, A_BYTES (freed); ends the request */
+	CTL_RELAY = 125, /* A_STDIO, A_NODE: the process left this node; relay stdio from now on */
 };
 
 enum ps_flags {
@@ -221,6 +225,19 @@ enum run_wire_flags {
 	RUN_TTY = 1 << 1,   /* give the process a pseudo-terminal (remote only) */
 	RUN_RELAY = 1 << 2, /* CTL_STARTED: stdio goes through the control socket */
 };
+
+/* A_FLAGS of CTL_STDIN, RUN_IN and RUN_MOVE_INPUT. */
+enum run_in_flags {
+	RUN_IN_ECHOED = 1 << 0, /* a terminal showed these bytes already: do not echo them */
+};
+
+/* A_STDIO: two bits per fd, fd i at bits 2i and 2i+1. */
+enum run_stdio_kind {
+	RUN_STDIO_NONE = 0, /* a file, /dev/null, closed: not relayed (moves as a file) */
+	RUN_STDIO_PIPE = 1, /* a pipe or socket to the session */
+	RUN_STDIO_TTY = 2,  /* a terminal */
+};
+#define RUN_STDIO_KIND(map, fd) (((map) >> (2 * (fd))) & 3u)
 
 int ctl_frame_begin(struct buf *b, uint16_t type);
 /* Fill in the length of the frame begun at offset start; -EMSGSIZE. */
@@ -335,6 +352,20 @@ enum run_type {
 	RUN_EXIT,      /* A_SESSION, A_EXIT_CODE or A_EXIT_SIGNAL */
 	RUN_CLOSE,     /* A_SESSION: the caller is gone */
 	RUN_CLOSE_OUT, /* A_SESSION, A_FD */
+	/* A session follows its migrating process (run.c). A stint is named by
+	 * the move that brought the process: its source node and A_XFER. From
+	 * the old stint to the new one, with A_XFER, and also RUN_IN,
+	 * RUN_IN_EOF, RUN_SIGNAL, RUN_WINSIZE, RUN_OUT_ACK, RUN_CLOSE and
+	 * RUN_CLOSE_OUT passed on as they came: */
+	RUN_MOVE_INPUT = 20, /* A_SESSION, A_XFER, [A_DATA, A_FLAGS (RUN_IN_ECHOED)]: stdin the
+				process had not read (acknowledged); [A_TERMIOS, A_ROWS,
+				A_COLS] its terminal's */
+	RUN_MOVE_END = 21,   /* A_SESSION, A_XFER: nothing more comes from the old stint */
+	RUN_MOVED = 22,      /* old stint -> caller: A_SESSION, A_NODE (now), A_XFER, A_BYTES
+				(output in flight): all its output was sent */
+	RUN_RESUME = 23,     /* caller -> new stint: A_SESSION, A_PREV, A_XFER, A_BYTES (output
+				in flight): send output */
+	RUN_HANDED = 24,     /* caller -> old stint: A_SESSION: nothing more comes from it */
 };
 
 /* ---- the daemon's objects ------------------------------------------------ */
@@ -600,6 +631,8 @@ struct worker_export_job {
 
 struct worker_import_job {
 	int listen_fd;         /* consumed by the worker; the daemon closes its copy */
+	int stdio[3];          /* the process's shell-job stdio (-1: /dev/null); the
+				  worker keeps them, the daemon closes its copies */
 	unsigned flags;        /* enum ghost_import_flags */
 	pid_t pid;             /* 0: the image's; else the copy's new PID */
 	pid_t parent;          /* else 0: the worker takes this PID and stays as the
@@ -776,6 +809,25 @@ void run_proc_exited(struct run_session *s, struct mproc *p);
 /* A node went DOWN: end the sessions that involve it. */
 void run_node_down(struct node_daemon *d, uint32_t node);
 void run_free_all(struct node_daemon *d);
+/* Migration of a process attached to a `ghost run`: its session follows it.
+ * At the source: may p move (or be forked)? 0 or -errno with a message. */
+int run_move_check(struct node_daemon *d, struct mproc *p, char *msg, size_t size);
+/* At the source: append the session's part of MOVE_PREPARE to b (nothing
+ * for a detached process). */
+int run_move_prepare(struct node_daemon *d, struct mproc *p, struct buf *b);
+/* At the source: the copy is held on node to, the original is stopped and
+ * about to be killed: hand its session over (before MOVE_COMMIT is sent). */
+void run_move_commit(struct node_daemon *d, struct mproc *p, uint32_t to, uint64_t xfer);
+/* At the destination, for the move (from, xfer) of pid described by the
+ * MOVE_PREPARE payload: create the process's stdio for the import worker in
+ * stdio (-1: none; the caller closes them once the worker has them). 0 or
+ * -errno with a message. */
+int run_arrival_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, pid_t pid, bool fork,
+			const void *data, size_t len, int stdio[3], char *msg, size_t size);
+/* At the destination: the move committed; p runs. */
+void run_arrival_commit(struct node_daemon *d, uint32_t from, uint64_t xfer, struct mproc *p);
+/* At the destination: the move ended; drop its stdio unless it committed. */
+void run_arrival_drop(struct node_daemon *d, uint32_t from, uint64_t xfer);
 
 /* req.c: ps, kill, logs across nodes */
 void req_register(struct node_daemon *d);

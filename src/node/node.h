@@ -184,8 +184,9 @@ typedef void (*node_progress_fn)(uint64_t done, uint64_t total, void *userdata);
  * goes on untouched where it was and err says why. progress (may be NULL) is
  * called as the transfer goes. Errors: -ESRCH (no such process), -EPERM (not
  * the caller's), -EHOSTUNREACH (no such node), -EHOSTDOWN, -EALREADY (it
- * runs there already), -EOPNOTSUPP (attached to a ghost run), -EBUSY (it is
- * moving already), the transfer's errors.
+ * runs there already), -EOPNOTSUPP (attached, with one socket as its stdin
+ * and stdout), -EBUSY (it is moving already), the transfer's errors. A
+ * process attached to a ghost run takes its session along.
  */
 int node_client_migrate(const char *path, pid_t pid, uint32_t to, node_progress_fn progress,
 			void *userdata, struct node_move_result *ret, struct buf *err);

@@ -251,7 +251,7 @@ void proc_depart(struct node_daemon *d, struct mproc *p, uint32_t to)
 {
 	struct run_session *s = TAKE_PTR(p->session);
 
-	/* Attached processes are refused before a migration starts. */
+	/* An attached process's run session let go of it (run_move_commit()). */
 	assert(!s);
 	(void)s;
 	p->moving = false;

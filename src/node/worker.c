@@ -344,7 +344,7 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 		.flags = j->flags,
 		.caller_uid = 0,
 		.caller_gid = 0,
-		.stdio = { -1, -1, -1 },
+		.stdio = { j->stdio[0], j->stdio[1], j->stdio[2] },
 		.pid = j->pid,
 		.progress = on_progress,
 		.userdata = &pc,
@@ -437,10 +437,13 @@ static int worker_fork_at(pid_t want, const int *keep_fds, size_t n_keep, bool d
 	}
 	if (pid == 0) {
 		int keep[WORKER_KEEP_MAX + 1] = { p[1] };
+		size_t n = 1;
 
+		/* -1 entries are skipped. */
 		for (size_t i = 0; i < n_keep; i++)
-			keep[i + 1] = keep_fds[i];
-		worker_setup(keep, n_keep + 1);
+			if (keep_fds[i] >= 0)
+				keep[n++] = keep_fds[i];
+		worker_setup(keep, n);
 		/* An import is useless once its daemon is gone: nobody would let
 		 * the copy run. An export must end on its own: stopping the engine
 		 * midway could leave its process with injected state. */
@@ -485,7 +488,10 @@ int worker_export_start(const struct worker_export_job *j, pid_t *ret_pid, int *
 
 int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	return worker_fork_at(j->parent, &j->listen_fd, 1, true, run_import, j, ret_pid, ret_fd);
+	int keep[4] = { j->listen_fd, j->stdio[0], j->stdio[1], j->stdio[2] };
+
+	return worker_fork_at(j->parent, keep, ARRAY_SIZE(keep), true, run_import, j, ret_pid,
+			      ret_fd);
 }
 
 int worker_read_report(int fd, struct worker_report *ret)
