@@ -66,7 +66,7 @@ echo "process $pid is gone: $(kill -0 "$pid" 2>/dev/null && echo no || echo yes)
 before=$(wc -l <"$work/out.txt")
 
 step "ghost image show counter.img (first lines)"
-"$ghost" image show "$work/counter.img" | head -n 12
+"$ghost" image show "$work/counter.img" | sed -n 1,12p
 
 step "ghost restart counter.img (same PID, waits for it to finish)"
 "$ghost" restart "$work/counter.img" &

@@ -566,12 +566,24 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 		snprintf(msg, size, "process %d is already moving", (int)pid);
 		return -EBUSY;
 	}
-	if (!fork && proc_has_children(pid)) {
-		snprintf(msg, size,
-			 "process %d has child processes; a parent cannot move away from its "
-			 "children yet (move the children instead)",
-			 (int)pid);
-		return -EOPNOTSUPP;
+	if (!fork) {
+		size_t n;
+		pid_t child = proc_known_child(d, pid, &n);
+
+		/* A child the cluster knows of (managed, or a stand-in of a moved
+		 * one) would lose its parent. Other children, such as a shell's
+		 * short-lived commands, stay here and are reparented to the daemon:
+		 * the moved parent no longer sees them. */
+		if (child) {
+			snprintf(msg, size,
+				 "process %d has a managed child, %d; a parent cannot move away "
+				 "from its children yet (move the children instead)",
+				 (int)pid, (int)child);
+			return -EOPNOTSUPP;
+		}
+		if (n)
+			log_info("process %d leaves %zu unmanaged child process%s on node %u",
+				 (int)pid, n, n == 1 ? "" : "es", d->self);
 	}
 	if (p->keeping) {
 		snprintf(msg, size, "process %d is being checkpointed; try again", (int)pid);

@@ -544,8 +544,9 @@ pid_t proc_parent(pid_t pid);
 /* Does it run with just its user's rights (every UID is uid, no capability)?
  * A process that ran a setuid program does not: only root may export it. */
 bool proc_plain_creds(pid_t pid, uid_t uid);
-/* Does it have children? (A parent cannot move without them.) */
-bool proc_has_children(pid_t pid);
+/* Its first child that is managed or a stand-in (0 if none), and how many
+ * children it has in all in ret_n. */
+pid_t proc_known_child(struct node_daemon *d, pid_t pid, size_t *ret_n);
 /* Resident bytes of a process of this node (0 if unknown). */
 uint64_t proc_rss_bytes(pid_t pid);
 /* Bytes of memory this node can still give a process: the smaller of the

@@ -713,19 +713,28 @@ pid_t proc_parent(pid_t pid)
 	return (pid_t)ppid;
 }
 
-bool proc_has_children(pid_t pid)
+pid_t proc_known_child(struct node_daemon *d, pid_t pid, size_t *ret_n)
 {
-	char path[80], c;
-	ssize_t n;
-	int fd;
+	char path[80];
+	struct buf b = BUF_INIT;
+	char *save = NULL;
+	pid_t known = 0;
 
+	*ret_n = 0;
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, &c, 1);
-	safe_close(fd);
-	return n == 1;
+	if (read_file_at(AT_FDCWD, path, &b) < 0)
+		return 0;
+	for (char *w = strtok_r(b.data, " \n", &save); w; w = strtok_r(NULL, " \n", &save)) {
+		uint64_t v;
+
+		if (parse_u64(w, 10, &v) < 0 || v == 0 || v > INT32_MAX)
+			continue;
+		(*ret_n)++;
+		if (!known && (proc_find(d, (pid_t)v) || standin_holds(d, (pid_t)v)))
+			known = (pid_t)v;
+	}
+	buf_release(&b);
+	return known;
 }
 
 static int read_proc_text(pid_t pid, const char *what, struct buf *out)

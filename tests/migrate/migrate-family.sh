@@ -100,7 +100,8 @@ check "kill() by the parent reaches the child on node 3" wait_log "$parent" '^ch
 if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
 	not_ok "a parent with a child is refused"
 else
-	check "a parent with a child is refused, saying why" grep -q "child processes" "$TEST_TMP/err"
+	check "a parent with a child is refused, saying why" \
+		grep -q "cannot move away from its children" "$TEST_TMP/err"
 fi
 if "$GHOST" migrate "$child" 1 > /dev/null 2> "$TEST_TMP/err"; then
 	not_ok "the child cannot come back to node 1 while its stand-in is there"
@@ -153,6 +154,19 @@ done
 "$GHOST" migrate "$suid" 2 > /dev/null 2> "$TEST_TMP/err"
 check_eq "  ... but root may move it" "0 2" "$? $(node_of "$suid")"
 "$GHOST" kill -KILL "$suid"
+
+# 8. A shell in the middle of a command (sleep, most of the time): the
+# command's process stays behind, the shell moves on and keeps counting.
+shell_out=$TEST_TMP/shell.out
+sp=$("$GHOST" run -d --node 1 -- bash -c \
+	"n=0; while :; do n=\$((n + 1)); echo \"count \$n\" >> $shell_out; sleep 0.1; done")
+sleep 0.3
+"$GHOST" migrate "$sp" 2 > /dev/null 2> "$TEST_TMP/err"
+check_eq "a shell running a command moves" "0 2" "$? $(node_of "$sp")"
+n=$(wc -l < "$shell_out")
+sleep 0.5
+check "  ... and keeps counting on node 2" test "$(wc -l < "$shell_out")" -gt "$n"
+"$GHOST" kill -KILL "$sp"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
