@@ -114,6 +114,35 @@ uint32_t node_of_pid(const struct node_daemon *d, pid_t pid)
 	return 0;
 }
 
+void node_answer(struct node_daemon *d, uint32_t origin, uint16_t channel, uint32_t type,
+		 uint64_t req, const struct buf *attrs)
+{
+	struct buf b = BUF_INIT;
+	int r;
+
+	r = attr_put_u64(&b, A_REQ, req);
+	if (r >= 0 && attrs && attrs->len)
+		r = buf_append(&b, attrs->data, attrs->len);
+	if (r >= 0)
+		r = msg_send(d->msg, origin, channel, type, b.data, b.len);
+	if (r < 0)
+		log_debug_errno(r, "cannot answer node %u", origin);
+	buf_release(&b);
+}
+
+void node_answer_verror(struct node_daemon *d, uint32_t origin, uint16_t channel, uint32_t type,
+			uint64_t req, int err, const char *fmt, va_list ap)
+{
+	struct buf b = BUF_INIT;
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (attr_put_u32(&b, A_ERRNO, (uint32_t)(err < 0 ? -err : EIO)) >= 0 &&
+	    attr_put_str(&b, A_MESSAGE, msg) >= 0)
+		node_answer(d, origin, channel, type, req, &b);
+	buf_release(&b);
+}
+
 uint64_t node_new_id(struct node_daemon *d)
 {
 	if (++d->next_id == 0)

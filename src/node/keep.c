@@ -348,17 +348,7 @@ static int send_error_msg(struct node_daemon *d, uint32_t node, uint32_t type, u
 static void answer(struct node_daemon *d, uint32_t origin, uint64_t req, uint32_t type,
 		   const struct buf *attrs)
 {
-	struct buf b = BUF_INIT;
-	int r;
-
-	r = attr_put_u64(&b, A_REQ, req);
-	if (r >= 0 && attrs && attrs->len)
-		r = buf_append(&b, attrs->data, attrs->len);
-	if (r >= 0)
-		r = msg_send(d->msg, origin, NODE_CH_KEEP, type, b.data, b.len);
-	if (r < 0)
-		log_debug_errno(r, "cannot answer node %u", origin);
-	buf_release(&b);
+	node_answer(d, origin, NODE_CH_KEEP, type, req, attrs);
 }
 
 static void answer_error(struct node_daemon *d, uint32_t origin, uint64_t req, uint32_t type,
@@ -366,17 +356,11 @@ static void answer_error(struct node_daemon *d, uint32_t origin, uint64_t req, u
 static void answer_error(struct node_daemon *d, uint32_t origin, uint64_t req, uint32_t type,
 			 int err, const char *fmt, ...)
 {
-	struct buf b = BUF_INIT;
-	char msg[MSG_SIZE];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	node_answer_verror(d, origin, NODE_CH_KEEP, type, req, err, fmt, ap);
 	va_end(ap);
-	if (attr_put_u32(&b, A_ERRNO, (uint32_t)(err < 0 ? -err : EIO)) >= 0 &&
-	    attr_put_str(&b, A_MESSAGE, msg) >= 0)
-		answer(d, origin, req, type, &b);
-	buf_release(&b);
 }
 
 static void send_progress(struct node_daemon *d, uint32_t origin, uint64_t req, uint64_t done,

@@ -8,6 +8,7 @@
 #ifndef NODE_NODE_INT_H
 #define NODE_NODE_INT_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -485,6 +486,12 @@ struct node_peer *node_peer_find(struct node_daemon *d, uint32_t id);
 const char *node_state_to_string(enum node_state s);
 /* The node whose PID range holds pid, or 0. */
 uint32_t node_of_pid(const struct node_daemon *d, pid_t pid);
+/* Answer request req of node origin: A_REQ, then attrs (may be NULL). */
+void node_answer(struct node_daemon *d, uint32_t origin, uint16_t channel, uint32_t type,
+		 uint64_t req, const struct buf *attrs);
+/* The same with A_ERRNO (err < 0) and A_MESSAGE (formatted). */
+void node_answer_verror(struct node_daemon *d, uint32_t origin, uint16_t channel, uint32_t type,
+			uint64_t req, int err, const char *fmt, va_list ap) _printf_(7, 0);
 /* An id for requests and sessions, never 0. */
 uint64_t node_new_id(struct node_daemon *d);
 /* The number of running managed processes changed. */
