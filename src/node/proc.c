@@ -970,18 +970,13 @@ uint64_t proc_memory_available(void)
 
 void proc_tick(struct node_daemon *d)
 {
-	struct buf b = BUF_INIT;
 	uint64_t last = 0;
 	char text[32];
 
 	if (!d->own_proc || d->config.pid_range < 4)
 		return;
-	if (read_file_at(AT_FDCWD, "/proc/sys/kernel/ns_last_pid", &b) >= 0) {
-		while (b.len && b.data[b.len - 1] == '\n')
-			b.data[--b.len] = '\0';
-		(void)parse_u64(b.data, 10, &last);
-	}
-	buf_release(&b);
+	if (!read_number("/proc/sys/kernel/ns_last_pid", &last))
+		last = 0;
 	if (last >= (uint64_t)own_last(d) && last < (uint64_t)d->pid_last)
 		return;
 	snprintf(text, sizeof(text), "%d", (int)own_last(d));
