@@ -61,6 +61,7 @@ struct tracee {
 	long syscall_nr;
 	bool have_pending_status; /* its stop was collected by tracee_syscall_poll() */
 	int pending_status;
+	bool sigstop_seen; /* a SIGSTOP arrived during an injection: sent again at release */
 };
 
 /* Seize and stop pid; registers, xstate and mask are read into t. On failure
@@ -90,6 +91,10 @@ int tracee_read_mem(struct tracee *t, uint64_t addr, void *data, size_t len);
 void tracee_release(struct tracee *t, bool stop, bool kill);
 /* Detach with the registers currently set (used after an import). */
 int tracee_detach(struct tracee *t);
+/* Process pid, which we trace, has ended: collect the report its tracer gets,
+ * so its real parent is told, unless we are that parent too (then the end is
+ * left for our own waitpid()). */
+void tracee_collect_exit(pid_t pid);
 
 /* --- /proc (procfs.c) ------------------------------------------------------------ */
 

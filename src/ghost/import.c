@@ -1657,7 +1657,7 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		r = set_thread_state(&c);
 	if (r < 0)
 		goto out;
-	if (c.flags & GHOST_IMPORT_STOPPED)
+	if ((c.flags & GHOST_IMPORT_STOPPED) || c.t.sigstop_seen)
 		kill(c.pid, SIGSTOP);
 	r = tracee_detach(&c.t);
 	if (r < 0) {
