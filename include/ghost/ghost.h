@@ -81,6 +81,18 @@ struct ghost_export_opts {
 	unsigned flags; /* enum ghost_export_flags */
 	ghost_progress_fn progress;
 	void *userdata;
+	/*
+	 * Fds the caller carries itself (the streams of a migration: pipes,
+	 * sockets or FIFOs it moves on its own). Each is recorded with its
+	 * number, FD_CLOEXEC, status flags and what it was, and no data,
+	 * whatever it is: never refused, and never an outside pipe or stdio
+	 * for GHOST_EXPORT_SHELL_JOB. Every fd must be open in the process, and
+	 * an fd sharing an open file description (or a pipe or socketpair) with
+	 * a carried fd in the process must be carried too. Importing the image
+	 * needs GHOST_IMPORT_CARRIED.
+	 */
+	const int *carried_fds;
+	size_t n_carried;
 };
 
 struct ghost_stats {
@@ -107,6 +119,16 @@ enum ghost_import_flags {
 	/* opts->stdio are the new process's own (not the restarter's): they get
 	 * the image's O_NONBLOCK. */
 	GHOST_IMPORT_OWN_STDIO = 1 << 5,
+	/*
+	 * The caller replaces the image's carried fds (ghost_export_opts.
+	 * carried_fds): each gets a placeholder at its number with its
+	 * FD_CLOEXEC, /dev/null opened with its access mode, O_APPEND and
+	 * O_NONBLOCK (ghost_hold_take() of it tells them), for the caller to
+	 * swap with ghost_hold_install() before the process runs (with
+	 * GHOST_IMPORT_STOPPED, then SIGCONT). Without it, an image with
+	 * carried fds is refused before any process is made.
+	 */
+	GHOST_IMPORT_CARRIED = 1 << 6,
 };
 
 struct ghost_import_opts {

@@ -144,6 +144,8 @@ int proc_read_stat(pid_t pid, struct proc_stat *ret);
 struct files_dump_opts {
 	bool shell_job;
 	bool drop_unsupported;
+	const int *carried; /* fds the caller carries: IMG_FILE_CARRIED, no data */
+	size_t n_carried;
 };
 
 /* Describe every fd of the (stopped) process as FILE, FILE_DATA and FD records. */
@@ -170,8 +172,12 @@ struct files_restore {
 void files_restore_init(struct files_restore *fr);
 void files_restore_release(struct files_restore *fr);
 int files_restore_add_record(struct ghost *g, struct files_restore *fr, const struct img_record *rec);
+/* Refuse, naming the lowest such fd, an image with carried fds unless the
+ * caller will replace them (GHOST_IMPORT_CARRIED). */
+int files_restore_check_carried(struct ghost *g, const struct files_restore *fr, bool allowed);
 /* Open every file and pipe, fill queues, check regular files; -errno/GHOST_E* with errmsg.
- * own_stdio: the stdio fds belong to the new process and get the image's O_NONBLOCK. */
+ * own_stdio: the stdio fds belong to the new process and get the image's O_NONBLOCK.
+ * Carried fds get a placeholder: /dev/null with their access mode and status flags. */
 int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3],
 		       bool own_stdio);
 

@@ -404,6 +404,7 @@ struct holder {
 	bool stopped;  /* SIGSTOPped before the hold */
 	bool signal;   /* gets a SIGUSR1 (SA_RESTART handler) while held */
 	bool sigstop;  /* gets a SIGSTOP while held */
+	bool report_flags; /* its report fd is O_NONBLOCK and FD_CLOEXEC */
 };
 
 static volatile sig_atomic_t usr1_count;
@@ -616,12 +617,19 @@ static struct holder_run start_holder(const struct holder *o)
 	h.pid = fork();
 	assert_true(h.pid >= 0);
 	if (h.pid == 0) {
-		if (dup2(a[0], STREAM_FD) < 0 || dup2(rep[1], REPORT_FD) < 0)
+		int devnull = open("/dev/null", O_RDWR);
+
+		if (dup2(a[0], STREAM_FD) < 0 || dup2(rep[1], REPORT_FD) < 0 || devnull < 0 ||
+		    dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
 			_exit(35);
 		syscall(SYS_close_range, 3, STREAM_FD - 1, 0);
 		syscall(SYS_close_range, REPORT_FD + 1, ~0u, 0);
 		if (o->cloexec)
 			fcntl(STREAM_FD, F_SETFD, FD_CLOEXEC);
+		if (o->report_flags)
+			fcntl(REPORT_FD, F_SETFL, O_NONBLOCK);
+		if (o->report_flags)
+			fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC);
 		holder_main(o);
 	}
 	close(a[0]);
@@ -886,6 +894,143 @@ static void test_hold_failures(void **state)
 	}
 }
 
+/* --- carried fds: exported as what they were, placeholders at import ------------- */
+
+static void test_export_carried_import_placeholders(void **state)
+{
+	struct holder_run run =
+		start_holder(&(struct holder){ .how = BLOCK_READ, .report_flags = true });
+	const int carried[] = { STREAM_FD, REPORT_FD };
+	struct ghost_export_opts eo = { .flags = GHOST_EXPORT_KILL,
+					.carried_fds = carried, .n_carried = 2 };
+	struct ghost_import_opts io = import_opts;
+	struct ghost_buffer *buf = NULL;
+	struct ghost_hold *h = NULL;
+	struct ghost *g = NULL;
+	pid_t pid = run.pid, restored = 0;
+	int fd_flags[2], status[2], copy, b[2], c[2];
+	char why[256], path[64], link[64], report[64];
+	ssize_t n;
+
+	(void)state;
+	/* Without carrying them, both pipes lead outside: refused, and the
+	 * process runs on. */
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	assert_int_equal(ghost_export(g, pid, NULL), GHOST_EUNSUPPORTED);
+	assert_non_null(strstr(ghost_errmsg(g), "outside the checkpoint"));
+	/* An fd it does not have cannot be carried. */
+	{
+		const int bad[] = { STREAM_FD, 7 };
+		struct ghost_export_opts beo = { .carried_fds = bad, .n_carried = 2 };
+
+		assert_int_equal(ghost_export(g, pid, &beo), -EBADF);
+		assert_non_null(strstr(ghost_errmsg(g), "fd 7"));
+	}
+	/* A dup of a carried fd that is not carried: refused too. The hold
+	 * makes one at 22, then puts /dev/null there instead. */
+	{
+		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		assert_true(devnull >= 0);
+		if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+		    ghost_hold_take(h, STREAM_FD, &copy, NULL, NULL, why, sizeof(why)) < 0 ||
+		    ghost_hold_install(h, 22, copy, 0, why, sizeof(why)) < 0)
+			fail_msg("hold: %s", why);
+		h = ghost_hold_release(h);
+		close(copy);
+		assert_int_equal(ghost_export(g, pid, &eo), GHOST_EUNSUPPORTED);
+		assert_non_null(strstr(ghost_errmsg(g), "fds 20 and 22 of process"));
+		if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+		    ghost_hold_install(h, 22, devnull, 0, why, sizeof(why)) < 0)
+			fail_msg("hold: %s", why);
+		h = ghost_hold_release(h);
+		close(devnull);
+	}
+	g = ghost_free(g);
+	ghost_buffer_unref(buf);
+
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_export(g, pid, &eo) < 0)
+		fail_msg("export: %s", ghost_errmsg(g));
+	assert_int_equal(ghost_get_stats(g)->fds, 6);
+	g = ghost_free(g);
+
+	/* Without GHOST_IMPORT_CARRIED: refused, by name, and no process. */
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	assert_int_equal(ghost_import(g, &import_opts, &restored), GHOST_EUNSUPPORTED);
+	assert_string_equal(ghost_errmsg(g),
+			    "fd 20 is a stream carried by the daemon that exported this image (the read end of a pipe): it cannot be restored from the image alone");
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	g = ghost_free(g);
+
+	/* With it: placeholders at the same numbers, with the same flags. */
+	io.flags = GHOST_IMPORT_CARRIED | GHOST_IMPORT_STOPPED;
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_import(g, &io, &restored) < 0)
+		fail_msg("import: %s", ghost_errmsg(g));
+	assert_int_equal(restored, pid);
+	g = ghost_free(g);
+	ghost_buffer_unref(buf);
+	wait_state(pid, 'T');
+	for (int k = 0; k < 2; k++) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, carried[k]);
+		n = readlink(path, link, sizeof(link) - 1);
+		assert_true(n > 0);
+		link[n] = '\0';
+		assert_string_equal(link, "/dev/null");
+	}
+	assert_int_equal(fdinfo_flags(pid, STREAM_FD) & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC),
+			 O_RDONLY);
+	assert_int_equal(fdinfo_flags(pid, REPORT_FD) & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC),
+			 O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+	/* The caller's part: new streams in their place before it runs. The
+	 * read it was blocked in when exported runs again, on the new fd. */
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	for (int k = 0; k < 2; k++) {
+		if (ghost_hold_take(h, carried[k], &copy, &fd_flags[k], &status[k], why,
+				    sizeof(why)) < 0)
+			fail_msg("take: %s", why);
+		close(copy);
+	}
+	assert_int_equal(fd_flags[0], 0);
+	assert_int_equal(fd_flags[1], FD_CLOEXEC);
+	assert_int_equal(status[1] & (O_ACCMODE | O_NONBLOCK), O_WRONLY | O_NONBLOCK);
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(c, O_CLOEXEC), 0);
+	assert_int_equal(write(b[1], "BBBB", 4), 4);
+	assert_int_equal(fcntl(b[0], F_SETFL, status[0]), 0);
+	assert_int_equal(fcntl(c[1], F_SETFL, status[1]), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[0], fd_flags[0], why, sizeof(why)) < 0 ||
+	    ghost_hold_install(h, REPORT_FD, c[1], fd_flags[1], why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	ghost_hold_release(h);
+	close(c[1]);
+	assert_int_equal(fdinfo_flags(pid, REPORT_FD) & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC),
+			 O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	read_report(c[0], report, sizeof(report));
+	assert_string_equal(report, "0:BBBB");
+	assert_int_equal(exit_status(pid), 0);
+	close(b[0]);
+	close(b[1]);
+	close(c[0]);
+	close(run.stream_wr);
+	close(run.report_rd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -901,6 +1046,7 @@ int main(void)
 		cmocka_unit_test(test_hold_signals_while_held),
 		cmocka_unit_test(test_hold_install_free_numbers),
 		cmocka_unit_test(test_hold_failures),
+		cmocka_unit_test(test_export_carried_import_placeholders),
 	};
 
 	if (geteuid() != 0) {
