@@ -110,9 +110,8 @@ struct scratch {
 	struct msghdr msg;
 	struct iovec iov;
 	uint64_t payload[2]; /* cookie, sequence number */
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
+	struct {
+		char buf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
 	} ctl;
 	int pair[2];
 };
@@ -520,10 +519,9 @@ static int open_channel(struct ghost_hold *h, char *why, size_t why_len)
 
 static int send_fd(struct ghost_hold *h, int newfd)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl = { 0 };
+	struct {
+		char buf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
+	} ctl = { { 0 } };
 	uint64_t payload[2] = { h->cookie, h->seq };
 	struct iovec iov = { .iov_base = payload, .iov_len = sizeof(payload) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,

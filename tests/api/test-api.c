@@ -908,7 +908,7 @@ static void test_export_carried_import_placeholders(void **state)
 	struct ghost_hold *h = NULL;
 	struct ghost *g = NULL;
 	pid_t pid = run.pid, restored = 0;
-	int fd_flags[2], status[2], copy, b[2], c[2];
+	int fd_flags[2], status[2], copy = -1, b[2], c[2];
 	char why[256], path[64], link[64], report[64];
 	ssize_t n;
 
