@@ -195,8 +195,9 @@ int ghost_replace_program(pid_t pid, const char *path, const char *const argv[],
  * it up again: a read() blocked on the old fd 3 reads from the new one. Every
  * call fails with a negative errno or GHOST_E* code and one line in why
  * (why may be NULL). The caller needs CAP_SYS_PTRACE or the process's user; the
- * process may run as any user, and a process that is already traced (by a
- * debugger, or by an export in progress) cannot be held. Single-threaded
+ * process may run as any user. A process that is already traced (by a
+ * debugger, or by an export in progress) cannot be held (-EBUSY), nor can a
+ * held process be exported: release it first. Single-threaded
  * processes only (others are refused with GHOST_EUNSUPPORTED). A process that
  * exits while held makes every call fail with -ESRCH ("exited while held");
  * if the caller is its parent, its exit status is left for the caller's own
@@ -239,7 +240,8 @@ int ghost_hold_take(struct ghost_hold *h, int fd, int *ret_copy, int *ret_fd_fla
  * every signal in the process until the release. On failure the process's fd
  * is as it was, and the hold can still be released (and, unless why says an
  * earlier step failed, used again). Several installs in one hold share their
- * setup: the first costs about twice the next ones.
+ * setup: the first runs three system calls in the process, the next ones two
+ * (and the release one more, in all).
  */
 int ghost_hold_install(struct ghost_hold *h, int fd, int newfd, int fd_flags, char *why,
 		       size_t why_len);

@@ -577,6 +577,9 @@ static int receive_fd(struct ghost_hold *h, int *ret_got, char *why, size_t why_
 	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
 	    c->cmsg_len == CMSG_LEN(sizeof(int)))
 		memcpy(ret_got, CMSG_DATA(c), sizeof(int));
+	if (*ret_got < 0 && (s.msg.msg_flags & MSG_CTRUNC))
+		return failf(why, why_len, -EMFILE,
+			     "process %d has no room for another fd (RLIMIT_NOFILE)", h->pid);
 	if (*ret_got < 0 || ret != (long)sizeof(s.payload) || s.payload[0] != h->cookie ||
 	    s.payload[1] != h->seq || (s.msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
 		return failf(why, why_len, GHOST_EPROTO,
