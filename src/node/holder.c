@@ -231,11 +231,6 @@ int holder_install(struct holder *h, const int *fds, const int *fd_flags, size_t
 	return wait_answer(h, why, why_len);
 }
 
-pid_t holder_pid(const struct holder *h)
-{
-	return h->pid;
-}
-
 struct holder *holder_release(struct holder *h)
 {
 	struct holder_request rq = { .cmd = HOLDER_RELEASE };
