@@ -120,6 +120,8 @@ enum attr_type {
 	A_STATUS = 84,    /* u32: an open file description's status flags */
 	A_KIND = 85,      /* u32: enum stream_kind */
 	A_INODE = 86,     /* u64: the inode of a kernel object */
+	A_LOCAL = 87,     /* str: a TCP connection's local address, as /proc/net/tcp has it */
+	A_REMOTE = 88,    /* str: its remote address */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -350,7 +352,8 @@ enum keep_type {
  * A_XFER (C's move id), A_STREAM, A_INDEX (stream.c). */
 enum stream_type {
 	STREAM_HOLD = 1,      /* C->E: A_KIND, A_END (A_PID 0: the end of a cross-node
-				 channel E installed) -> HELD */
+				 channel E installed, or with A_LOCAL, A_REMOTE: of that
+				 TCP connection) -> HELD */
 	STREAM_HELD = 2,      /* E->C: the end's attributes (fd flags, status, end flags) */
 	STREAM_DRAIN = 3,     /* C->E: read what is queued towards the holder -> DRAINED */
 	STREAM_DRAINED = 4,   /* E->C: [A_DATA] */

@@ -43,6 +43,7 @@
  *   msg on NODE_CH_STREAM          stream_recv()
  *   node down                      stream_node_down()
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -122,6 +123,9 @@ struct send {
 struct sstream {
 	uint64_t id;
 	uint32_t kind;
+	/* a TCP connection to another node: end[1]'s addresses, as its node's
+	 * /proc/net/tcp prints them */
+	char tcp_local[40], tcp_remote[40];
 	struct send end[2];   /* end[0]: the moving process's */
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 };
@@ -290,6 +294,28 @@ static int tcp_lines(struct tcp_line **ret, size_t *ret_n)
 	return 0;
 }
 
+/* The node (not this one) whose IPv4 address a /proc/net/tcp address
+ * ("0100000A:1F90") has, or 0. */
+static uint32_t node_of_address(struct node_daemon *d, const char *procaddr)
+{
+	unsigned long v;
+	char *end;
+
+	v = strtoul(procaddr, &end, 16);
+	if (end - procaddr != 8 || *end != ':')
+		return 0; /* IPv6: not yet */
+	for (size_t i = 0; i < d->config.n_nodes; i++) {
+		const struct node_config_node *cn = &d->config.nodes[i];
+		struct in_addr in;
+
+		/* The kernel prints the address as the u32 it stores, in network order. */
+		if (cn->id != d->self && inet_pton(AF_INET, cn->address, &in) == 1 &&
+		    in.s_addr == (uint32_t)v)
+			return cn->id;
+	}
+	return 0;
+}
+
 /* ---- records of cross-node channels ------------------------------------- */
 
 static struct stream_rec *rec_by_ino(struct node_daemon *d, uint64_t dev, uint64_t ino)
@@ -354,6 +380,10 @@ struct cand {
 	bool fifo;             /* a pipe or FIFO itself (not a channel standing for one) */
 	bool peer_overflow;
 	struct stream_rec *rec;
+	/* TCP: the connection as /proc/net/tcp prints it, and the node its
+	 * remote address belongs to when that is another node */
+	char local[40], remote[40];
+	uint32_t remote_node;
 };
 
 static struct cand *cand_find(struct cand *c, size_t n, uint64_t dev, uint64_t ino, uint32_t fl)
@@ -468,6 +498,11 @@ static int list_cands(struct node_daemon *d, pid_t pid, struct cand **ret, size_
 		for (size_t k = 0; k < n_tl && !me; k++)
 			if (tl[k].ino == c[i].ino)
 				me = &tl[k];
+		if (me) {
+			snprintf(c[i].local, sizeof(c[i].local), "%s", me->local);
+			snprintf(c[i].remote, sizeof(c[i].remote), "%s", me->remote);
+			c[i].remote_node = node_of_address(d, me->remote);
+		}
 		for (size_t k = 0; me && k < n_tl; k++)
 			if (strcmp(tl[k].local, me->remote) == 0 &&
 			    strcmp(tl[k].remote, me->local) == 0) {
@@ -588,6 +623,11 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 			n_streams++;
 			continue;
 		}
+		if (!x->peer && x->kind == STREAM_TCP && x->pino == 0 && x->remote_node) {
+			/* A connection to another node: its node finds the peer. */
+			n_streams++;
+			continue;
+		}
 		if (!x->peer) {
 			if (x->kind == STREAM_TCP && x->pino == 0) {
 				snprintf(msg, size,
@@ -663,7 +703,13 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 		s->end[0].flags = x->flags;
 		memcpy(s->end[0].fds, x->fds, x->n_fds * sizeof(int));
 		s->end[0].n_fds = x->n_fds;
-		if (x->rec) {
+		if (!x->rec && !x->peer) {
+			/* A TCP connection to another node, seen from there. */
+			s->id = ((uint64_t)d->self << 40) | (node_new_id(d) & ((1ull << 40) - 1));
+			s->end[1].node = x->remote_node;
+			snprintf(s->tcp_local, sizeof(s->tcp_local), "%s", x->remote);
+			snprintf(s->tcp_remote, sizeof(s->tcp_remote), "%s", x->local);
+		} else if (x->rec) {
 			s->id = x->rec->id;
 			s->end[1].node = x->rec->peer_node;
 			s->end[1].flags = x->kind == STREAM_PIPE ? (x->flags ^ (SEND_READER |
@@ -864,6 +910,10 @@ static void send_hold(struct stream_op *op, struct sstream *s, int index)
 	r = attr_put_u32(&b, A_KIND, s->kind);
 	if (r >= 0)
 		r = put_end(&b, e, NULL);
+	if (r >= 0 && index == 1 && s->tcp_local[0])
+		r = attr_put_str(&b, A_LOCAL, s->tcp_local);
+	if (r >= 0 && index == 1 && s->tcp_remote[0])
+		r = attr_put_str(&b, A_REMOTE, s->tcp_remote);
 	if (r >= 0)
 		op_send(op, s, index, STREAM_HOLD, &b);
 	else
@@ -1334,6 +1384,67 @@ static uint32_t end_state(int copy, uint32_t kind, uint64_t ino, uint32_t flags)
 	return flags;
 }
 
+/* The managed process holding this node's end of a TCP connection to another
+ * node, by the connection's addresses as seen here. */
+static int find_tcp_holder(struct node_daemon *d, const char *local, const char *remote,
+			   struct send *e, char *why, size_t size)
+{
+	struct tcp_line *tl = NULL;
+	struct cand x = { 0 };
+	struct mproc *q;
+	size_t n = 0;
+	int r;
+
+	r = tcp_lines(&tl, &n);
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		if (strcmp(tl[i].local, local) == 0 && strcmp(tl[i].remote, remote) == 0)
+			x.pino = tl[i].ino;
+	free(tl);
+	if (x.pino == 0) {
+		snprintf(why, size, "the other end of the TCP connection is closed on node %u",
+			 d->self);
+		return -ENOENT;
+	}
+	/* find_peers() looks for the holder of the peer object. */
+	x.kind = STREAM_TCP;
+	x.pdev = 0;
+	{
+		struct stat st;
+		char path[64];
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		/* Every socket is on sockfs: its dev is any socket's. */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		if (fd < 0 || stat(path, &st) < 0) {
+			safe_close(fd);
+			snprintf(why, size, "cannot look for the TCP connection's holder");
+			return -EIO;
+		}
+		safe_close(fd);
+		x.pdev = st.st_dev;
+	}
+	find_peers(0, &x, 1);
+	q = x.peer ? proc_find_or_adopt(d, x.peer) : NULL;
+	if (!q || q->state != MPROC_RUNNING || x.other || x.peer_overflow) {
+		snprintf(why, size,
+			 x.peer ? "the other end of the TCP connection is held by process %d on "
+				  "node %u, which Ghost does not manage or that shares it"
+				: "the other end of the TCP connection is held by no process (%d) on node %u",
+			 (int)x.peer, d->self);
+		return -EOPNOTSUPP;
+	}
+	if (q->moving || q->arriving || q->keeping) {
+		snprintf(why, size, "process %d, at the other end, is moving; try again",
+			 (int)x.peer);
+		return -EBUSY;
+	}
+	e->pid = x.peer;
+	e->n_fds = x.n_peer_fds;
+	memcpy(e->fds, x.peer_fds, sizeof(e->fds));
+	e->ino = x.pino;
+	return 0;
+}
+
 static void on_hold(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64_t id,
 		    uint32_t index, const void *data, size_t len)
 {
@@ -1357,7 +1468,19 @@ static void on_hold(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 		reply_failed(d, coord, xfer, id, index, -EPROTO, "malformed stream request");
 		return;
 	}
-	if (e.pid == 0) {
+	if (e.pid == 0 && attr_find(data, len, A_LOCAL, &a) >= 0) {
+		char local[40] = "", remote[40] = "";
+		struct attr ar;
+
+		(void)attr_strcpy(&a, local, sizeof(local));
+		if (attr_find(data, len, A_REMOTE, &ar) >= 0)
+			(void)attr_strcpy(&ar, remote, sizeof(remote));
+		r = find_tcp_holder(d, local, remote, &e, why, sizeof(why));
+		if (r < 0) {
+			reply_failed(d, coord, xfer, id, index, r, "%s", why);
+			return;
+		}
+	} else if (e.pid == 0) {
 		/* The end of a channel this node installed. */
 		struct stream_rec *rec;
 
