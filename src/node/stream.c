@@ -378,6 +378,7 @@ struct cand {
 	size_t n_peer_fds;
 	pid_t other;           /* a third process holding either object */
 	bool fifo;             /* a pipe or FIFO itself (not a channel standing for one) */
+	bool daemon_holds;     /* the daemon holds the peer object (a run session's stdio) */
 	bool peer_overflow;
 	struct stream_rec *rec;
 	/* TCP: the connection as /proc/net/tcp prints it, and the node its
@@ -542,7 +543,7 @@ static void find_peers(pid_t pid, struct cand *c, size_t n)
 		pid_t q;
 		DIR *fds;
 
-		if (parse_pid(de->d_name, &q) < 0 || q == pid || q == getpid())
+		if (parse_pid(de->d_name, &q) < 0 || q == pid)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fd", (int)q);
 		fds = opendir(path);
@@ -572,7 +573,9 @@ static void find_peers(pid_t pid, struct cand *c, size_t n)
 					is_peer = st.st_dev == x->pdev && st.st_ino == x->pino;
 					is_mine = st.st_dev == x->dev && st.st_ino == x->ino;
 				}
-				if (is_mine || (is_peer && x->peer && x->peer != q)) {
+				if (q == getpid()) {
+					x->daemon_holds |= is_peer;
+				} else if (is_mine || (is_peer && x->peer && x->peer != q)) {
 					x->other = q;
 				} else if (is_peer) {
 					x->peer = q;
@@ -625,6 +628,12 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 		}
 		if (!x->peer && x->kind == STREAM_TCP && x->pino == 0 && x->remote_node) {
 			/* A connection to another node: its node finds the peer. */
+			n_streams++;
+			continue;
+		}
+		if (!x->peer && x->fifo && !x->daemon_holds && !x->other) {
+			/* Its other end is closed, with bytes left to read maybe:
+			 * they go with it, then end of file. */
 			n_streams++;
 			continue;
 		}
@@ -709,6 +718,10 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 			s->end[1].node = x->remote_node;
 			snprintf(s->tcp_local, sizeof(s->tcp_local), "%s", x->remote);
 			snprintf(s->tcp_remote, sizeof(s->tcp_remote), "%s", x->local);
+		} else if (!x->rec && x->fifo && !x->peer) {
+			s->id = ((uint64_t)d->self << 40) | (node_new_id(d) & ((1ull << 40) - 1));
+			s->end[1].node = d->self;
+			s->end[1].gone = true;
 		} else if (x->rec) {
 			s->id = x->rec->id;
 			s->end[1].node = x->rec->peer_node;
@@ -1109,7 +1122,8 @@ void stream_switch(struct stream_op *op, uint32_t dest, pid_t new_pid, stream_do
 	loop_timer_arm(op->timer, OP_TIMEOUT_USEC);
 	for (size_t i = 0; i < op->n; i++)
 		for (int e = 0; e < 2; e++)
-			send_hold(op, &op->s[i], e);
+			if (!op->s[i].end[e].gone)
+				send_hold(op, &op->s[i], e);
 	op_step(op);
 }
 
