@@ -356,7 +356,7 @@ enum stream_type {
 				 TCP connection) -> HELD */
 	STREAM_HELD = 2,      /* E->C: the end's attributes (fd flags, status, end flags) */
 	STREAM_DRAIN = 3,     /* C->E: read what is queued towards the holder -> DRAINED */
-	STREAM_DRAINED = 4,   /* E->C: [A_DATA] */
+	STREAM_DRAINED = 4,   /* E->C: [A_DATA], A_FLAGS (1: more chunks follow) */
 	STREAM_WAKE = 5,      /* C->E: A_KIND, A_FLAGS (enum stream_wake), A_END (with the
 				 bytes its holder reads first), a second A_END (LOCAL), A_KEY,
 				 A_NODE (the peer's), A_DATA (LISTEN, CONNECT: the bytes to
@@ -365,6 +365,8 @@ enum stream_type {
 	STREAM_WOKEN = 7,     /* E->C: installed */
 	STREAM_RELEASE = 8,   /* C->E: let every process held for A_XFER go */
 	STREAM_FAILED = 9,    /* E->C: A_ERRNO, A_MESSAGE */
+	STREAM_DATA = 10,     /* C->E: A_DATA: bytes end A_INDEX's holder reads first, in
+				 chunks, ahead of the WAKE */
 };
 
 enum logs_flags {

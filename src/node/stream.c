@@ -73,6 +73,10 @@
 #define DRAIN_TIMEOUT_MS 5000
 /* How long a WAKE may take to connect or to write what was queued. */
 #define WAKE_TIMEOUT_MS 5000
+/* A process held this long without word from its coordinator is let go. */
+#define HOLD_MAX_USEC (2 * OP_TIMEOUT_USEC)
+/* Bytes of stream data per message (msg's limit is 16 MiB). */
+#define DATA_CHUNK (4u << 20)
 /* The most bytes one stream may have queued when it is switched. */
 #define DRAIN_MAX (64u << 20)
 
@@ -166,6 +170,7 @@ struct shold {
 	uint64_t xfer;
 	pid_t pid;
 	struct holder *h;
+	uint64_t since;        /* loop time it was held */
 };
 
 /* An end being switched here. */
@@ -179,6 +184,7 @@ struct slocal {
 	uint32_t kind;
 	struct send e;
 	int copy;              /* our copy of the holder's fd */
+	bool tcp;              /* the channel is a TCP connection (whatever the stream's kind) */
 	struct loop_io *io;    /* TCP drain, or a LISTEN's accept */
 	struct buf data;
 	/* LISTEN */
@@ -186,6 +192,17 @@ struct slocal {
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 	struct buf prefill;
 	uint32_t peer_node;
+};
+
+/* Bytes that an end's holder must read first, sent ahead of a WAKE. */
+struct sdata {
+	struct sdata *next, *prev;
+	uint32_t coord;
+	uint64_t xfer;
+	uint64_t id;
+	uint32_t index;        /* whose holder reads them: 0 or 1 */
+	uint32_t gen;          /* the operation's generation (A_INDEX >> 8) */
+	struct buf data;
 };
 
 /* The end of a cross-node channel that this node installed. */
@@ -202,9 +219,11 @@ struct stream_rec {
 };
 
 struct stream_mgr {
+	struct loop_timer *watchdog; /* lets go of holds nobody released */
 	struct stream_op *ops;
 	struct shold *holds;
 	struct slocal *locals;
+	struct sdata *datas;
 	struct stream_rec *recs;
 };
 
@@ -934,6 +953,23 @@ static void send_hold(struct stream_op *op, struct sstream *s, int index)
 	buf_release(&b);
 }
 
+/* Send the bytes end index's holder must read first to node, in chunks,
+ * ahead of the WAKE that uses them (msg keeps the order). */
+static void send_data(struct stream_op *op, uint32_t node, struct sstream *s, int index)
+{
+	const struct buf *data = &s->end[index].data;
+
+	for (size_t off = 0; off < data->len; off += DATA_CHUNK) {
+		size_t n = data->len - off < DATA_CHUNK ? data->len - off : DATA_CHUNK;
+		struct buf b = BUF_INIT;
+
+		if (attr_put(&b, A_DATA, data->data + off, n) < 0 ||
+		    send_to(op->d, node, STREAM_DATA, op->xfer, s->id, tag(op, index), &b) < 0)
+			op_fail(op, -EHOSTUNREACH, "cannot send stream data to node %u", node);
+		buf_release(&b);
+	}
+}
+
 /* Where each end goes: end[0] to op->target as op->target_pid. */
 static void send_wake(struct stream_op *op, struct sstream *s)
 {
@@ -951,19 +987,24 @@ static void send_wake(struct stream_op *op, struct sstream *s)
 		if (r >= 0)
 			r = attr_put_u32(&b, A_FLAGS, WAKE_ALONE);
 		if (r >= 0)
-			r = put_end(&b, &e0, &s->end[0].data);
-		if (r >= 0)
+			r = put_end(&b, &e0, NULL);
+		if (r >= 0) {
+			send_data(op, e0.node, s, 0);
 			op_send_to(op, e0.node, s, 0, STREAM_WAKE, &b);
+		}
 		s->end[1].woken = true;
 	} else if (e1->node == e0.node) {
 		if (r >= 0)
 			r = attr_put_u32(&b, A_FLAGS, WAKE_LOCAL);
 		if (r >= 0)
-			r = put_end(&b, &e0, &s->end[0].data);
+			r = put_end(&b, &e0, NULL);
 		if (r >= 0)
-			r = put_end(&b, e1, &e1->data);
-		if (r >= 0)
+			r = put_end(&b, e1, NULL);
+		if (r >= 0) {
+			send_data(op, e0.node, s, 0);
+			send_data(op, e0.node, s, 1);
 			op_send_to(op, e0.node, s, 0, STREAM_WAKE, &b);
+		}
 	} else {
 		/* end[0] listens; end[1] connects once the port is known. It
 		 * writes first what end[0]'s holder must read first. */
@@ -977,11 +1018,11 @@ static void send_wake(struct stream_op *op, struct sstream *s)
 			r = attr_put_u32(&b, A_NODE, e1->node);
 		if (r >= 0)
 			r = put_end(&b, &e0, NULL);
-		if (r >= 0 && e1->data.len)
-			r = attr_put(&b, A_DATA, e1->data.data, e1->data.len);
 		/* LISTENING comes first, then the CONNECT's and the LISTEN's WOKEN. */
-		if (r >= 0)
+		if (r >= 0) {
+			send_data(op, e0.node, s, 1);
 			op_send_to(op, e0.node, s, 0, STREAM_WAKE, &b);
+		}
 	}
 	if (r < 0)
 		op_fail(op, r, "cannot describe stream %llx: %s", (unsigned long long)s->id,
@@ -1012,10 +1053,10 @@ static void send_connect(struct stream_op *op, struct sstream *s, uint16_t port)
 		r = attr_put_u32(&b, A_NODE, op->target);
 	if (r >= 0)
 		r = put_end(&b, &s->end[1], NULL);
-	if (r >= 0 && s->end[0].data.len)
-		r = attr_put(&b, A_DATA, s->end[0].data.data, s->end[0].data.len);
-	if (r >= 0)
+	if (r >= 0) {
+		send_data(op, s->end[1].node, s, 0);
 		op_send(op, s, 1, STREAM_WAKE, &b);
+	}
 	else
 		op_fail(op, r, "out of memory");
 	buf_release(&b);
@@ -1215,11 +1256,18 @@ static void op_recv(struct stream_op *op, uint32_t node, uint32_t type, uint64_t
 		}
 		break;
 	}
-	case STREAM_DRAINED:
-		e->drained = true;
+	case STREAM_DRAINED: {
+		uint32_t more = 0;
+
 		if (attr_find(data, len, A_DATA, &a) >= 0 && buf_append(&e->data, a.data, a.len) < 0)
 			op_fail(op, -ENOMEM, "out of memory");
+		if (attr_find(data, len, A_FLAGS, &a) >= 0)
+			(void)attr_u32(&a, &more);
+		if (more)
+			return; /* more chunks follow */
+		e->drained = true;
 		break;
+	}
 	case STREAM_LISTENING: {
 		uint32_t port = 0;
 
@@ -1292,7 +1340,10 @@ static int shold_get(struct node_daemon *d, uint32_t coord, uint64_t xfer, pid_t
 	h->coord = coord;
 	h->xfer = xfer;
 	h->pid = pid;
+	h->since = loop_now(d->loop);
 	LIST_PREPEND(mgr(d)->holds, h);
+	if (!loop_timer_armed(mgr(d)->watchdog))
+		loop_timer_arm(mgr(d)->watchdog, HOLD_MAX_USEC);
 	*ret = h;
 	return 0;
 }
@@ -1562,6 +1613,13 @@ static void on_hold(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 	}
 	e.flags = end_state(l->copy, kind, e.ino, e.flags);
 	l->e = e;
+	{
+		int proto = 0;
+		socklen_t sl = sizeof(proto);
+
+		l->tcp = getsockopt(l->copy, SOL_SOCKET, SO_PROTOCOL, &proto, &sl) >= 0 &&
+			 proto == IPPROTO_TCP;
+	}
 	if (put_end_attrs(&b, &e) >= 0)
 		reply(d, coord, STREAM_HELD, xfer, id, index, &b);
 	buf_release(&b);
@@ -1571,9 +1629,23 @@ static void drained(struct slocal *l)
 {
 	struct buf b = BUF_INIT;
 
+	log_debug("stream %llx end %u (process %d): %zu bytes drained%s",
+		  (unsigned long long)l->id, l->index & 0xff, (int)l->e.pid, l->data.len,
+		  l->tcp ? " (TCP)" : "");
 	l->io = loop_io_free(l->io);
-	if (l->data.len == 0 || attr_put(&b, A_DATA, l->data.data, l->data.len) >= 0)
+	/* In chunks; all but the last say that more follow. */
+	for (size_t off = 0;; off += DATA_CHUNK) {
+		size_t n = l->data.len - off < DATA_CHUNK ? l->data.len - off : DATA_CHUNK;
+		bool last = off + n >= l->data.len;
+
+		buf_reset(&b);
+		if ((n && attr_put(&b, A_DATA, l->data.data + off, n) < 0) ||
+		    attr_put_u32(&b, A_FLAGS, last ? 0 : 1) < 0)
+			break;
 		reply(l->d, l->coord, STREAM_DRAINED, l->xfer, l->id, l->index, &b);
+		if (last)
+			break;
+	}
 	buf_release(&b);
 	buf_release(&l->data);
 }
@@ -1591,7 +1663,7 @@ static int drain_some(struct slocal *l, bool to_eof)
 			return 1;
 		if (l->data.len >= DRAIN_MAX)
 			return -EFBIG;
-		if (l->kind == STREAM_PIPE)
+		if (!l->tcp && l->kind == STREAM_PIPE)
 			n = read(l->copy, chunk,
 				 (size_t)avail < sizeof(chunk) ? (size_t)avail : sizeof(chunk));
 		else
@@ -1646,11 +1718,11 @@ static void on_drain(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint6
 			     d->self);
 		return;
 	}
-	if (l->kind == STREAM_PIPE && (l->e.flags & SEND_WRITER)) {
-		drained(l); /* a write end holds nothing */
+	if (!l->tcp && l->kind == STREAM_PIPE && (l->e.flags & SEND_WRITER)) {
+		drained(l); /* a pipe's write end holds nothing */
 		return;
 	}
-	if (l->kind != STREAM_TCP) {
+	if (!l->tcp) {
 		/* Every byte is in this end's queue already. */
 		r = drain_some(l, false);
 		if (r < 0)
@@ -1678,23 +1750,51 @@ static void on_drain(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint6
 
 /* ---- building and installing the new channel ------------------------------ */
 
+/* The largest send buffer TCP autotuning gives a socket here. */
+static int tcp_wmem_max(void)
+{
+	struct buf b = BUF_INIT;
+	unsigned a, c, m = 4u << 20;
+
+	if (read_file_at(AT_FDCWD, "/proc/sys/net/ipv4/tcp_wmem", &b) >= 0 &&
+	    sscanf(b.data, "%u %u %u", &a, &c, &m) != 3)
+		m = 4u << 20;
+	buf_release(&b);
+	return m > (1u << 30) ? 1 << 30 : (int)m;
+}
+
 /* Write all of data into fd (ours; it may be non-blocking), within the wake timeout. */
 static int put_bytes(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 	uint64_t deadline = now_ns() + (uint64_t)WAKE_TIMEOUT_MS * 1000000;
 
-	if (len > 0) {
-		/* Room for all of it, so that nobody has to read first. */
-		int want = (int)(len + (256u << 10));
+	bool grown = false;
+	int before = 0;
 
-		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof(want));
-	}
 	while (len > 0) {
 		ssize_t n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0 && errno == ENOTSOCK)
 			n = write(fd, p, len);
+		if (n < 0 && errno == EAGAIN && !grown) {
+			/* The reader is frozen: the rest must fit in our send
+			 * buffer. Grow it by just that much, so that what is in
+			 * flight at the next move is no more than at this one. */
+			int cur = 0;
+			socklen_t sl = sizeof(cur);
+
+			grown = true;
+			if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &sl) >= 0) {
+				int want = cur / 2 + (int)len + 65536;
+
+				before = cur / 2;
+
+				(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want,
+						 sizeof(want));
+			}
+			continue;
+		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			struct pollfd pf = { .fd = fd, .events = POLLOUT };
 			uint64_t now = now_ns();
@@ -1708,6 +1808,18 @@ static int put_bytes(int fd, const void *data, size_t len)
 			return -errno;
 		p += n;
 		len -= (size_t)n;
+	}
+	if (grown && before > 0) {
+		/* The bytes are queued: back to a buffer of the usual size, so
+		 * that a firehose writer does not keep more in flight at each
+		 * move. For TCP, the most autotuning would give it. */
+		int proto = 0, want = before;
+		socklen_t sl = sizeof(proto);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &sl) >= 0 &&
+		    proto == IPPROTO_TCP)
+			want = tcp_wmem_max() / 2;
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof(want));
 	}
 	return 0;
 }
@@ -1825,6 +1937,8 @@ static int wake_local(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint
 {
 	int a[2] = { -1, -1 }, r;
 
+	log_debug("stream %llx: local channel for processes %d and %d, %zu and %zu bytes first",
+		  (unsigned long long)id, (int)e[0].pid, (int)e[1].pid, data[0].len, data[1].len);
 	/* A pipe's data flows from the writer to the reader. */
 	r = make_pair(kind, data[0].len > data[1].len ? data[0].len : data[1].len, a);
 	if (r < 0) {
@@ -1902,6 +2016,9 @@ static int wake_cross(struct slocal *l, int sock, char *why, size_t size)
 {
 	int r;
 
+	log_debug("stream %llx end %u (process %d): connected to node %u, %zu bytes first",
+		  (unsigned long long)l->id, l->index & 0xff, (int)l->e.pid, l->peer_node,
+		  l->prefill.len);
 	r = put_bytes(sock, l->prefill.data, l->prefill.len);
 	if (r < 0) {
 		snprintf(why, size, "cannot refill the channel to node %u: %s", l->peer_node,
@@ -1940,6 +2057,68 @@ static void on_accept(struct loop_io *io, int fd, unsigned events, void *userdat
 		reply_failed(l->d, l->coord, l->xfer, l->id, l->index, r, "%s", why);
 	else
 		reply(l->d, l->coord, STREAM_WOKEN, l->xfer, l->id, l->index, NULL);
+}
+
+static struct sdata *sdata_find(struct node_daemon *d, uint32_t coord, uint64_t xfer,
+				uint64_t id, uint32_t index)
+{
+	for (struct sdata *sd = mgr(d)->datas; sd; sd = sd->next)
+		if (sd->coord == coord && sd->xfer == xfer && sd->id == id && sd->index == index)
+			return sd;
+	return NULL;
+}
+
+static void sdata_free(struct node_daemon *d, struct sdata *sd)
+{
+	LIST_REMOVE(mgr(d)->datas, sd);
+	buf_release(&sd->data);
+	free(sd);
+}
+
+/* Forget the bytes of a stream (id 0: of every stream of the operation). */
+static void sdata_drop(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64_t id)
+{
+	struct sdata *sd, *next;
+
+	for (sd = mgr(d)->datas; sd; sd = next) {
+		next = sd->next;
+		if (sd->coord == coord && sd->xfer == xfer && (id == 0 || sd->id == id))
+			sdata_free(d, sd);
+	}
+}
+
+static void on_data(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64_t id,
+		    uint32_t index, const void *data, size_t len)
+{
+	struct sdata *sd = sdata_find(d, coord, xfer, id, index & 1);
+	struct attr a;
+
+	if (attr_find(data, len, A_DATA, &a) < 0)
+		return;
+	if (sd && sd->gen != index >> 8) {
+		/* What a rollback replaced. */
+		sdata_free(d, sd);
+		sd = NULL;
+	}
+	if (!sd) {
+		sd = calloc(1, sizeof(*sd));
+		if (!sd)
+			goto fail;
+		sd->coord = coord;
+		sd->xfer = xfer;
+		sd->id = id;
+		sd->index = index & 1;
+		sd->gen = index >> 8;
+		LIST_PREPEND(mgr(d)->datas, sd);
+	}
+	if (sd->data.len + a.len > 2 * DRAIN_MAX || buf_append(&sd->data, a.data, a.len) < 0)
+		goto fail;
+	return;
+fail:
+	/* The WAKE then fails for want of them: nothing is installed half-filled. */
+	log_warn("cannot keep %zu bytes of stream %llx", a.len, (unsigned long long)id);
+	if (sd)
+		sdata_free(d, sd);
 }
 
 static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64_t id,
@@ -1981,11 +2160,8 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 				have_key = true;
 			}
 			break;
-		case A_DATA:
-			prefill = a;
-			break;
 		case A_END:
-			if (n_ends < 2 && parse_end(a.data, a.len, &e[n_ends], &bytes[n_ends]) >= 0)
+			if (n_ends < 2 && parse_end(a.data, a.len, &e[n_ends], NULL) >= 0)
 				n_ends++;
 			break;
 		default:
@@ -1994,6 +2170,18 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 	}
 	if (kind < STREAM_PIPE || kind > STREAM_TCP || n_ends == 0)
 		goto fail;
+	/* The bytes each holder reads first came ahead of this. */
+	for (uint32_t i = 0; i < 2; i++) {
+		struct sdata *sd = sdata_find(d, coord, xfer, id, i);
+
+		if (sd && sd->gen == index >> 8) {
+			bytes[i].data = sd->data.data;
+			bytes[i].len = sd->data.len;
+		}
+	}
+	prefill = bytes[(index & 1) ^ 1];
+	if (how == WAKE_LOCAL || how == WAKE_ALONE)
+		memset(&prefill, 0, sizeof(prefill));
 	/* The fds of this end are switched now: drop what we took from them. */
 	l = slocal_find(d, coord, xfer, id, index);
 	if (l && how != WAKE_LISTEN && how != WAKE_CONNECT)
@@ -2061,8 +2249,10 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 			if (r < 0)
 				snprintf(why, sizeof(why), "node %u cannot listen: %s", d->self,
 					 strerror(-r));
-			else
+			else {
+				sdata_drop(d, coord, xfer, id);
 				return; /* WOKEN once the peer connected */
+			}
 		} else {
 			struct msg_chan_session cs = MSG_CHAN_SESSION_INIT;
 
@@ -2079,6 +2269,7 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 	default:
 		goto fail;
 	}
+	sdata_drop(d, coord, xfer, id);
 	if (r >= 0) {
 		reply(d, coord, STREAM_WOKEN, xfer, id, index, NULL);
 		return;
@@ -2094,6 +2285,7 @@ static void on_release(struct node_daemon *d, uint32_t coord, uint64_t xfer)
 	struct shold *h, *hn;
 	struct slocal *l, *ln;
 
+	sdata_drop(d, coord, xfer, 0);
 	for (l = mgr(d)->locals; l; l = ln) {
 		ln = l->next;
 		if (l->coord == coord && l->xfer == xfer)
@@ -2130,6 +2322,9 @@ static void stream_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32
 	case STREAM_DRAIN:
 		on_drain(d, node, xfer, id, index);
 		break;
+	case STREAM_DATA:
+		on_data(d, node, xfer, id, index, data, len);
+		break;
 	case STREAM_WAKE:
 		on_wake(d, node, xfer, id, index, data, len);
 		break;
@@ -2144,13 +2339,39 @@ static void stream_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32
 	}
 }
 
+/* A coordinator that failed, or was cut off, never sends RELEASE: no
+ * process stays frozen for longer than HOLD_MAX_USEC because of it. */
+static void on_watchdog(struct loop_timer *t, void *userdata)
+{
+	struct node_daemon *d = userdata;
+	uint64_t now = loop_now(d->loop);
+	struct shold *h, *next;
+
+	(void)t;
+	for (h = mgr(d)->holds; h; h = next) {
+		next = h->next;
+		if (now - h->since < HOLD_MAX_USEC)
+			continue;
+		log_warn("process %d was held for node %u's stream switch too long: letting it go",
+			 (int)h->pid, h->coord);
+		on_release(d, h->coord, h->xfer);
+		next = mgr(d)->holds; /* on_release() freed others too */
+	}
+	if (mgr(d)->holds)
+		loop_timer_arm(mgr(d)->watchdog, HOLD_MAX_USEC / 4);
+}
+
 int stream_init(struct node_daemon *d)
 {
 	struct msg_handler h = { .recv = stream_recv };
+	int r;
 
 	d->streams = calloc(1, sizeof(struct stream_mgr));
 	if (!d->streams)
 		return -ENOMEM;
+	r = loop_timer_new(d->loop, on_watchdog, d, &mgr(d)->watchdog);
+	if (r < 0)
+		return r;
 	return msg_register(d->msg, NODE_CH_STREAM, &h, d);
 }
 
@@ -2199,10 +2420,13 @@ void stream_free_all(struct node_daemon *d)
 		op_free(mgr(d)->ops);
 	while (mgr(d)->locals)
 		slocal_free(d, mgr(d)->locals);
+	while (mgr(d)->datas)
+		sdata_free(d, mgr(d)->datas);
 	while (mgr(d)->holds)
 		shold_free(d, mgr(d)->holds);
 	while (mgr(d)->recs)
 		rec_free(d, mgr(d)->recs);
+	mgr(d)->watchdog = loop_timer_free(mgr(d)->watchdog);
 	free(d->streams);
 	d->streams = NULL;
 }

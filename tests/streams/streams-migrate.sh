@@ -102,18 +102,30 @@ wait_exit() {
 	return 1
 }
 
-# One kind: start both ends on node 1, move WHO MOVES times, finish, compare.
-run_kind() {
-	local kind=$1 who=$2 opts=${3:-} d=$TEST_TMP/$1$3 prod cons mover peer i to ok_moves=0
-	local not_direct=0 failed=""
+# start_pair KIND DIR [OPTIONS]: consumer and producer on node 1, connected;
+# their PIDs in $cons and $prod.
+start_pair() {
+	local kind=$1 d=$2
+	shift 2
 	mkdir -p "$d"
-	cons=$("$GHOST" run -d -- "$STREAMER" consume $opts "$kind" "$d/rv" "$d/cons") ||
-		{ not_ok "$kind: start the consumer"; return; }
-	wait_file "$d/rv" || [ "$kind" = pipe ] || [ "$kind" = socketpair ] || true
-	prod=$("$GHOST" run -d -- "$STREAMER" produce $opts "$kind" "$d/rv" "$d/prod") ||
-		{ not_ok "$kind: start the producer"; return; }
-	if ! wait_file "$d/cons.ready" || ! wait_file "$d/prod.ready"; then
-		not_ok "$kind: the ends connect"
+	cons=$("$GHOST" run -d -- "$STREAMER" "$@" consume "$kind" "$d/rv" "$d/cons") || return 1
+	prod=$("$GHOST" run -d -- "$STREAMER" "$@" produce "$kind" "$d/rv" "$d/prod") || return 1
+	wait_file "$d/cons.ready" && wait_file "$d/prod.ready"
+}
+
+# result DIR: "PRODUCED CONSUMED" once both ended.
+counts() {
+	echo "$(grep -o 'produced [0-9]*' "$1/prod" 2>/dev/null | cut -d' ' -f2)" \
+		"$(grep -o 'consumed [0-9]* ok' "$1/cons" 2>/dev/null | cut -d' ' -f2)"
+}
+
+# One kind: both ends on node 1, move WHO MOVES times, finish, compare.
+run_kind() {
+	local kind=$1 who=$2 d=$TEST_TMP/$1$3 mover peer i to ok_moves=0 not_direct=0 failed=""
+	local name=$kind${3:+ $3}
+	shift 2
+	if ! start_pair "$kind" "$d" "$@"; then
+		not_ok "$name: the two ends connect"
 		return
 	fi
 	if [ "$who" = consumer ]; then mover=$cons peer=$prod; else mover=$prod peer=$cons; fi
@@ -127,56 +139,102 @@ run_kind() {
 			failed="$failed; move $i: $(cat "$d/err")"
 		fi
 	done
-	check_eq "$kind$opts: the $who moved $MOVES times" "$MOVES" "$ok_moves"
-	[ -z "$failed" ] || echo "#${failed}" | head -c 2000
-	check_eq "$kind$opts: after every move the $who's end went straight to its peer's node" \
+	check_eq "$name: the $who moved $MOVES times in a row" "$MOVES" "$ok_moves"
+	[ -z "$failed" ] || echo "#${failed:0:2000}"
+	check_eq "$name: after every move the $who's end went straight to its peer's node" \
 		0 "$not_direct"
 	"$GHOST" kill -USR1 "$prod" > /dev/null 2>&1
 	wait_exit "$prod"
 	wait_exit "$cons"
 	local p c
-	p=$(grep -o 'produced [0-9]*' "$d/prod" | cut -d' ' -f2)
-	c=$(grep -o 'consumed [0-9]* ok' "$d/cons" | cut -d' ' -f2)
-	check "$kind$opts: the consumer saw every byte in order and one end of file" \
-		test -n "$c"
-	check_eq "$kind$opts: as many bytes arrived as were sent" "$p" "$c"
-	grep -q BAD "$d/cons" && echo "# $(grep BAD "$d/cons")"
+	read -r p c <<< "$(counts "$d")"
+	check "$name: the consumer checked every byte and saw the end once" test -n "$c"
+	check_eq "$name: as many bytes arrived as were sent" "$p" "$c"
+	grep -h BAD "$d/cons" "$d/prod" 2>/dev/null | sed 's/^/# /'
 }
 
 run_kind pipe consumer
 run_kind pipe producer
 run_kind socketpair consumer
+run_kind socketpair producer --bidir
 run_kind unix producer
+run_kind unix consumer --nonblock
 run_kind fifo consumer
 run_kind tcp consumer
 run_kind tcp producer --bidir
-run_kind unix consumer --nonblock
 
-# A pipeline: the middle process moves while data flows.
+# A pipeline of unmodified programs: the middle one moves while data flows.
 d=$TEST_TMP/pipeline
 mkdir -p "$d"
-pl=$("$GHOST" run -d -- sh -c "'$STREAMER' produce pipe - '$d/prod' | cat | '$STREAMER' consume pipe - '$d/cons'")
-wait_file "$d/cons.ready"
+N=300000000
+seq 1 $N | md5sum > "$d/want" &
+want_pid=$!
+pl=$("$GHOST" run -d -- sh -c "seq 1 $N | cat | md5sum > '$d/got'")
 mid=""
 for _ in $(seq 100); do
-	mid=$(in_node 1 sh -c "ps -o pid=,comm= --ppid $pl" | awk '$2 == "cat" {print $1}')
+	mid=$(in_node 1 ps -o pid=,comm= --ppid "$pl" | awk '$2 == "cat" {print $1}')
 	[ -n "$mid" ] && break
-	sleep 0.05
+	sleep 0.02
 done
 moves=0
-for to in 2 3 1 3 2; do
+for to in 2 3 2 3; do
 	"$GHOST" migrate "$mid" "$to" > /dev/null 2> "$d/err" && moves=$((moves + 1)) ||
 		echo "# $(cat "$d/err")"
 done
-check_eq "pipeline: the middle process moved 5 times while data flowed" 5 "$moves"
-prod=$(in_node 1 sh -c "ps -o pid=,comm= --ppid $pl" | awk '$2 == "streamer" {print $1}' | head -1)
-for p in $(in_node 1 sh -c "ps -o pid= --ppid $pl"); do
-	grep -q produce "/proc/self/cmdline" 2>/dev/null
-done
-in_node 1 sh -c "for p in \$(ps -o pid= --ppid $pl); do grep -q produce /proc/\$p/cmdline && kill -USR1 \$p; done"
+check_eq "pipeline: the middle process moved 4 times while data flowed" 4 "$moves"
+wait "$want_pid"
 wait_exit "$pl"
-p=$(grep -o 'produced [0-9]*' "$d/prod" | cut -d' ' -f2)
-c=$(grep -o 'consumed [0-9]* ok' "$d/cons" | cut -d' ' -f2)
-check_eq "pipeline: every byte went through the moving middle in order" "$p" "$c"
+check_eq "pipeline: every byte went through the moving middle, in order" \
+	"$(cat "$d/want")" "$(cat "$d/got" 2>/dev/null)"
+
+# Faults.
+# 1. The peer's node fails while the stream is being suspended: its daemon
+#    is stopped, so the hold never answers; the move fails, the mover stays
+#    on node 1 and the stream goes on untouched.
+d=$TEST_TMP/fault-node
+if start_pair tcp "$d"; then
+	"$GHOST" migrate "$prod" 3 > /dev/null || not_ok "fault: move the producer to node 3"
+	daemon3=$(children "$(node_init 3)")
+	kill -STOP $daemon3
+	"$GHOST" migrate "$cons" 2 > /dev/null 2> "$d/err"
+	st=$?
+	kill -CONT $daemon3
+	check "fault: a move is refused when the peer's node stops answering" test "$st" != 0
+	echo "# $(cat "$d/err")"
+	check_eq "fault: the mover stayed on node 1" 1 "$(node_of "$cons")"
+	for _ in $(seq 200); do
+		"$GHOST" nodes 2>/dev/null | grep -q '^3 .* up' && break
+		sleep 0.05
+	done
+	"$GHOST" migrate "$cons" 2 > /dev/null 2> "$d/err" ||
+		echo "# after the fault: $(cat "$d/err")"
+	check_eq "fault: once the node is back the move goes through" 2 "$(node_of "$cons")"
+	"$GHOST" kill -USR1 "$prod" > /dev/null 2>&1
+	wait_exit "$prod"
+	wait_exit "$cons"
+	read -r p c <<< "$(counts "$d")"
+	check "fault: no byte lost or duplicated across the failed move" \
+		test -n "$c" -a "$p" = "$c"
+else
+	not_ok "fault: the two ends connect"
+fi
+
+# 2. The writer of a pipe is gone while bytes are still queued: they move
+#    with the reader, then it reads the end of the stream.
+d=$TEST_TMP/fault-gone
+if start_pair pipe "$d"; then
+	"$GHOST" kill -STOP "$cons" > /dev/null
+	sleep 0.3
+	"$GHOST" kill -KILL "$prod" > /dev/null
+	wait_exit "$prod"
+	"$GHOST" migrate "$cons" 3 > /dev/null 2> "$d/err" || echo "# $(cat "$d/err")"
+	check_eq "gone: the reader moved without its writer" 3 "$(node_of "$cons")"
+	"$GHOST" kill -CONT "$cons" > /dev/null
+	wait_exit "$cons"
+	check "gone: it read what was queued, in order, then the end once" \
+		grep -q 'consumed [1-9][0-9]* ok' "$d/cons"
+else
+	not_ok "gone: the two ends connect"
+fi
 
 finish
