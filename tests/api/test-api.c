@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/select.h>
@@ -408,6 +409,7 @@ struct holder {
 	bool altstack; /* blocks in a signal handler on a MAP_SHARED alternate stack */
 	bool prefill;  /* the new stream has its bytes before the install (drained
 			* bytes), else they come after the release */
+	bool socket;   /* the new stream is a socketpair, not a pipe */
 };
 
 static volatile sig_atomic_t usr1_count;
@@ -527,6 +529,27 @@ static bool blocked_in(enum blocker how, long nr)
 		return nr == SYS_nanosleep || nr == SYS_clock_nanosleep;
 	}
 	return false;
+}
+
+static void wait_blocked_nr(pid_t pid, long want)
+{
+	for (int i = 0; i < 400; i++) {
+		char path[64], buf[128] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/syscall", pid);
+		f = fopen(path, "r");
+		if (f) {
+			bool ok = fgets(buf, sizeof(buf), f) && buf[0] >= '0' && buf[0] <= '9' &&
+				  strtol(buf, NULL, 10) == want;
+
+			fclose(f);
+			if (ok)
+				return;
+		}
+		usleep(5000);
+	}
+	fail_msg("process %d did not block in system call %ld", pid, want);
 }
 
 static void wait_blocked(pid_t pid, enum blocker how)
@@ -701,7 +724,10 @@ static void swap_stream(const struct holder *o, const char *what)
 	ino_t new_ino;
 	unsigned fl;
 
-	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	if (o->socket)
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+	else
+		assert_int_equal(pipe2(b, O_CLOEXEC), 0);
 	if (o->prefill)
 		assert_int_equal(write(b[1], "BBBB", 4), 4);
 
@@ -778,6 +804,7 @@ static void test_hold_swap_blocked_read(void **state)
 	(void)state;
 	swap_stream(&(struct holder){ .how = BLOCK_READ }, "read");
 	swap_stream(&(struct holder){ .how = BLOCK_READ, .prefill = true }, "read, bytes first");
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .socket = true }, "read, a socket now");
 	swap_stream(&(struct holder){ .how = BLOCK_READ, .cloexec = true }, "read, FD_CLOEXEC");
 	swap_stream(&(struct holder){ .how = BLOCK_POLL, .nonblock = true, .cloexec = true },
 		    "poll, O_NONBLOCK");
@@ -790,6 +817,64 @@ static void test_hold_swap_poll_select_nanosleep(void **state)
 	swap_stream(&(struct holder){ .how = BLOCK_POLL_TIMEOUT }, "poll with a timeout");
 	swap_stream(&(struct holder){ .how = BLOCK_SELECT }, "select");
 	swap_stream(&(struct holder){ .how = BLOCK_NANOSLEEP }, "nanosleep");
+}
+
+/* A write blocked on a full pipe goes to the new one. */
+static void test_hold_swap_blocked_write(void **state)
+{
+	struct ghost_hold *h = NULL;
+	int a[2], b[2], rep[2], old = -1, fd_flags = -1, status = -1, queued = 0;
+	char why[256], buf[64];
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe2(a, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+	while (write(a[1], "x", 1) == 1)
+		;
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(fcntl(a[1], F_SETFL, 0), 0);
+	assert_int_equal(ioctl(a[0], FIONREAD, &queued), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (dup2(a[1], STREAM_FD) < 0 || dup2(rep[1], REPORT_FD) < 0)
+			_exit(2);
+		syscall(SYS_close_range, 3, STREAM_FD - 1, 0);
+		syscall(SYS_close_range, REPORT_FD + 1, ~0u, 0);
+		if (write(STREAM_FD, "W", 1) != 1)
+			_exit(3);
+		_exit(write(REPORT_FD, "wrote", 5) == 5 ? 0 : 4);
+	}
+	close(a[1]);
+	close(rep[1]);
+	wait_blocked_nr(pid, SYS_write);
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+	    ghost_hold_take(h, STREAM_FD, &old, &fd_flags, &status, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	assert_int_equal(status & O_ACCMODE, O_WRONLY);
+	assert_int_equal(fcntl(b[1], F_SETFL, status), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[1], fd_flags, why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	ghost_hold_release(h);
+	close(b[1]);
+	read_report(rep[0], buf, sizeof(buf));
+	assert_string_equal(buf, "wrote");
+	assert_int_equal(read(b[0], buf, sizeof(buf)), 1);
+	assert_int_equal(buf[0], 'W');
+	/* Nothing more went into the old pipe. */
+	{
+		int now = 0;
+
+		assert_int_equal(ioctl(a[0], FIONREAD, &now), 0);
+		assert_int_equal(now, queued);
+	}
+	assert_int_equal(exit_status(pid), 0);
+	close(old);
+	close(a[0]);
+	close(b[0]);
+	close(rep[0]);
 }
 
 static void test_hold_swap_stopped(void **state)
@@ -1140,6 +1225,7 @@ int main(void)
 		cmocka_unit_test(test_replace_program),
 		cmocka_unit_test(test_hold_swap_blocked_read),
 		cmocka_unit_test(test_hold_swap_poll_select_nanosleep),
+		cmocka_unit_test(test_hold_swap_blocked_write),
 		cmocka_unit_test(test_hold_swap_stopped),
 		cmocka_unit_test(test_hold_swap_unprivileged),
 		cmocka_unit_test(test_hold_swap_in_handler_on_shared_altstack),
