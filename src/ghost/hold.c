@@ -7,14 +7,14 @@
  * was, and a system call it was blocked in runs again, on whatever descriptor
  * is now at its number.
  *
- *     ghost_hold_new()            first install              ghost_hold_release()
- *   found ---------------> HELD -----------------> ARMED ----------------------> as found
- *   (running, blocked        |  take                 |  take, install
- *    or stopped)             |                       |
- *                            +--------+   +----------+
- *                    it exits meanwhile|   |
- *                                      v   v
- *                                      GONE --- ghost_hold_release() ---> freed
+ *                   ghost_hold_new()        first ghost_hold_install()
+ *   running, blocked -----------------> HELD -----------------------------> ARMED
+ *   or stopped                           |  take                             |  take, install
+ *       ^                                |                                   |
+ *       |         ghost_hold_release()   |                                   |
+ *       +--------------------------------+-----------------------------------+
+ *
+ *   HELD or ARMED, and the process ends -> GONE; ghost_hold_release() frees.
  *
  * HELD   seized and interrupted (tracee_seize): registers, mask and xstate kept.
  *        take = /proc/PID/fdinfo + pidfd_getfd + F_GETFL; nothing runs in it.
@@ -25,6 +25,9 @@
  *        end we take with pidfd_getfd. install = our sendmsg(SCM_RIGHTS) +
  *        injected recvmsg + injected dup3 at the number.
  * GONE   the process ended: every call says so; release only frees.
+ * An injection whose outcome is unknown (the process stopped for something
+ * else than its end) sets h->failed, a sticky state: installs are refused,
+ * release still puts everything back.
  *
  * Invariants:
  *  1. Between calls the process is in a ptrace stop and runs none of its own

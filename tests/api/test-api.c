@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/select.h>
@@ -405,6 +406,10 @@ struct holder {
 	bool signal;   /* gets a SIGUSR1 (SA_RESTART handler) while held */
 	bool sigstop;  /* gets a SIGSTOP while held */
 	bool report_flags; /* its report fd is O_NONBLOCK and FD_CLOEXEC */
+	bool altstack; /* blocks in a signal handler on a MAP_SHARED alternate stack */
+	bool prefill;  /* the new stream has its bytes before the install (drained
+			* bytes), else they come after the release */
+	bool socket;   /* the new stream is a socketpair, not a pipe */
 };
 
 static volatile sig_atomic_t usr1_count;
@@ -427,17 +432,48 @@ static long long mono_ns(void)
 
 /* Blocks as told on STREAM_FD, then writes "SIGUSR1 count:what it read" on
  * REPORT_FD (for a nap: "count:slept" if it slept its whole time). */
+static __attribute__((noreturn)) void holder_block(const struct holder *o);
+
+static const struct holder *altstack_holder;
+
+static void block_on_altstack(int sig)
+{
+	(void)sig;
+	holder_block(altstack_holder);
+}
+
 static __attribute__((noreturn)) void holder_main(const struct holder *o)
 {
 	struct sigaction sa = { .sa_handler = count_usr1, .sa_flags = SA_RESTART };
-	char buf[64], out[128];
-	ssize_t n = -1;
-	int len;
 
 	sigaction(SIGUSR1, &sa, NULL);
 	if (o->nobody &&
 	    (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0))
 		_exit(30);
+	if (o->altstack) {
+		/* Blocked in a handler running on a shared alternate stack: no
+		 * scratch bytes below its stack pointer for the engine. */
+		size_t size = 256 << 10;
+		stack_t ss = { .ss_size = size };
+		struct sigaction alt = { .sa_handler = block_on_altstack, .sa_flags = SA_ONSTACK };
+
+		ss.ss_sp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (ss.ss_sp == MAP_FAILED || sigaltstack(&ss, NULL) < 0 ||
+		    sigaction(SIGUSR2, &alt, NULL) < 0)
+			_exit(36);
+		altstack_holder = o;
+		raise(SIGUSR2);
+		_exit(37);
+	}
+	holder_block(o);
+}
+
+static __attribute__((noreturn)) void holder_block(const struct holder *o)
+{
+	char buf[64], out[128];
+	ssize_t n = -1;
+	int len;
+
 	switch (o->how) {
 	case BLOCK_READ:
 		n = read(STREAM_FD, buf, sizeof(buf));
@@ -493,6 +529,27 @@ static bool blocked_in(enum blocker how, long nr)
 		return nr == SYS_nanosleep || nr == SYS_clock_nanosleep;
 	}
 	return false;
+}
+
+static void wait_blocked_nr(pid_t pid, long want)
+{
+	for (int i = 0; i < 400; i++) {
+		char path[64], buf[128] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/syscall", pid);
+		f = fopen(path, "r");
+		if (f) {
+			bool ok = fgets(buf, sizeof(buf), f) && buf[0] >= '0' && buf[0] <= '9' &&
+				  strtol(buf, NULL, 10) == want;
+
+			fclose(f);
+			if (ok)
+				return;
+		}
+		usleep(5000);
+	}
+	fail_msg("process %d did not block in system call %ld", pid, want);
 }
 
 static void wait_blocked(pid_t pid, enum blocker how)
@@ -664,10 +721,15 @@ static void swap_stream(const struct holder *o, const char *what)
 	struct stat sa, sb;
 	long long t[5];
 	char why[256], report[128], want[64];
+	ino_t new_ino;
 	unsigned fl;
 
-	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
-	assert_int_equal(write(b[1], "BBBB", 4), 4);
+	if (o->socket)
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+	else
+		assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	if (o->prefill)
+		assert_int_equal(write(b[1], "BBBB", 4), 4);
 
 	t[0] = mono_ns();
 	if (ghost_hold_new(run.pid, &h, why, sizeof(why)) < 0)
@@ -680,6 +742,13 @@ static void swap_stream(const struct holder *o, const char *what)
 	if (ghost_hold_install(h, STREAM_FD, b[0], fd_flags, why, sizeof(why)) < 0)
 		fail_msg("install: %s", why);
 	t[3] = mono_ns();
+	/* Installed while held: the new pipe at the same number, same flags. */
+	assert_int_equal(fstat(b[0], &sb), 0);
+	new_ino = sb.st_ino;
+	assert_true(fd_ino(run.pid, STREAM_FD) == new_ino);
+	fl = fdinfo_flags(run.pid, STREAM_FD);
+	assert_int_equal(!!(fl & O_CLOEXEC), o->cloexec);
+	assert_int_equal(!!(fl & O_NONBLOCK), o->nonblock);
 	if (o->signal)
 		assert_int_equal(kill(run.pid, SIGUSR1), 0);
 	if (o->sigstop)
@@ -699,16 +768,17 @@ static void swap_stream(const struct holder *o, const char *what)
 	assert_int_equal(fstat(old, &sa), 0);
 	assert_int_equal(fstat(run.stream_wr, &sb), 0);
 	assert_true(sa.st_ino == sb.st_ino);
-	/* The holder has the new pipe at the same number, same flags, and no
-	 * other fd came or went. */
-	assert_int_equal(fstat(b[0], &sb), 0);
-	assert_true(fd_ino(run.pid, STREAM_FD) == sb.st_ino);
-	fl = fdinfo_flags(run.pid, STREAM_FD);
-	assert_int_equal(!!(fl & O_CLOEXEC), o->cloexec);
-	assert_int_equal(!!(fl & O_NONBLOCK), o->nonblock);
-	assert_int_equal(fd_set_of(run.pid), fds_before);
-	/* Bytes in the old pipe never reach it. */
+	/* Let go, it has what we installed and no other fd came or went (a
+	 * prefilled holder may be gone already). */
+	if (!o->prefill) {
+		assert_true(fd_ino(run.pid, STREAM_FD) == new_ino);
+		assert_int_equal(fd_set_of(run.pid), fds_before);
+	}
+	/* Bytes in the old pipe never reach it; then the new one gets some. */
 	assert_int_equal(write(run.stream_wr, "AAAA", 4), 4);
+	usleep(20000);
+	if (!o->prefill)
+		assert_int_equal(write(b[1], "BBBB", 4), 4);
 	if (o->stopped || o->sigstop) {
 		struct pollfd p = { .fd = run.report_rd, .events = POLLIN };
 
@@ -733,6 +803,8 @@ static void test_hold_swap_blocked_read(void **state)
 {
 	(void)state;
 	swap_stream(&(struct holder){ .how = BLOCK_READ }, "read");
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .prefill = true }, "read, bytes first");
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .socket = true }, "read, a socket now");
 	swap_stream(&(struct holder){ .how = BLOCK_READ, .cloexec = true }, "read, FD_CLOEXEC");
 	swap_stream(&(struct holder){ .how = BLOCK_POLL, .nonblock = true, .cloexec = true },
 		    "poll, O_NONBLOCK");
@@ -747,6 +819,64 @@ static void test_hold_swap_poll_select_nanosleep(void **state)
 	swap_stream(&(struct holder){ .how = BLOCK_NANOSLEEP }, "nanosleep");
 }
 
+/* A write blocked on a full pipe goes to the new one. */
+static void test_hold_swap_blocked_write(void **state)
+{
+	struct ghost_hold *h = NULL;
+	int a[2], b[2], rep[2], old = -1, fd_flags = -1, status = -1, queued = 0;
+	char why[256], buf[64];
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe2(a, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+	while (write(a[1], "x", 1) == 1)
+		;
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(fcntl(a[1], F_SETFL, 0), 0);
+	assert_int_equal(ioctl(a[0], FIONREAD, &queued), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (dup2(a[1], STREAM_FD) < 0 || dup2(rep[1], REPORT_FD) < 0)
+			_exit(2);
+		syscall(SYS_close_range, 3, STREAM_FD - 1, 0);
+		syscall(SYS_close_range, REPORT_FD + 1, ~0u, 0);
+		if (write(STREAM_FD, "W", 1) != 1)
+			_exit(3);
+		_exit(write(REPORT_FD, "wrote", 5) == 5 ? 0 : 4);
+	}
+	close(a[1]);
+	close(rep[1]);
+	wait_blocked_nr(pid, SYS_write);
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+	    ghost_hold_take(h, STREAM_FD, &old, &fd_flags, &status, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	assert_int_equal(status & O_ACCMODE, O_WRONLY);
+	assert_int_equal(fcntl(b[1], F_SETFL, status), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[1], fd_flags, why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	ghost_hold_release(h);
+	close(b[1]);
+	read_report(rep[0], buf, sizeof(buf));
+	assert_string_equal(buf, "wrote");
+	assert_int_equal(read(b[0], buf, sizeof(buf)), 1);
+	assert_int_equal(buf[0], 'W');
+	/* Nothing more went into the old pipe. */
+	{
+		int now = 0;
+
+		assert_int_equal(ioctl(a[0], FIONREAD, &now), 0);
+		assert_int_equal(now, queued);
+	}
+	assert_int_equal(exit_status(pid), 0);
+	close(old);
+	close(a[0]);
+	close(b[0]);
+	close(rep[0]);
+}
+
 static void test_hold_swap_stopped(void **state)
 {
 	(void)state;
@@ -758,6 +888,60 @@ static void test_hold_swap_unprivileged(void **state)
 {
 	(void)state;
 	swap_stream(&(struct holder){ .how = BLOCK_READ, .nobody = true }, "uid 65534");
+	swap_stream(&(struct holder){ .how = BLOCK_POLL, .nobody = true, .prefill = true },
+		    "uid 65534, bytes first");
+}
+
+static void test_hold_swap_in_handler_on_shared_altstack(void **state)
+{
+	(void)state;
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .altstack = true }, "read in a handler");
+}
+
+/* A process busy in its own code (no system call to restart): held, given
+ * an fd, it runs on and finds it. */
+static void test_hold_running_process(void **state)
+{
+	struct ghost_hold *h = NULL;
+	int rep[2], b[2], st;
+	char why[256], buf[8];
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (dup2(rep[1], 30) < 0)
+			_exit(2);
+		syscall(SYS_close_range, 3, 29, 0);
+		syscall(SYS_close_range, 31, ~0u, 0);
+		/* Mostly in user space: looks for fd 9 once every 2^22 turns. */
+		for (volatile uint64_t i = 0;; i++)
+			if ((i & 0x3fffff) == 0 && fcntl(9, F_GETFD) >= 0)
+				break;
+		_exit(write(30, "9", 1) == 1 ? 0 : 1);
+	}
+	close(rep[1]);
+	usleep(50000);
+	assert_int_equal(proc_state(pid), 'R');
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+	    ghost_hold_install(h, 9, b[1], 0, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	ghost_hold_release(h);
+	{
+		struct pollfd p = { .fd = rep[0], .events = POLLIN };
+
+		assert_int_equal(poll(&p, 1, 10000), 1);
+	}
+	assert_int_equal(read(rep[0], buf, sizeof(buf)), 1);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	close(rep[0]);
+	close(b[0]);
+	close(b[1]);
 }
 
 static void test_hold_signals_while_held(void **state)
@@ -1041,8 +1225,11 @@ int main(void)
 		cmocka_unit_test(test_replace_program),
 		cmocka_unit_test(test_hold_swap_blocked_read),
 		cmocka_unit_test(test_hold_swap_poll_select_nanosleep),
+		cmocka_unit_test(test_hold_swap_blocked_write),
 		cmocka_unit_test(test_hold_swap_stopped),
 		cmocka_unit_test(test_hold_swap_unprivileged),
+		cmocka_unit_test(test_hold_swap_in_handler_on_shared_altstack),
+		cmocka_unit_test(test_hold_running_process),
 		cmocka_unit_test(test_hold_signals_while_held),
 		cmocka_unit_test(test_hold_install_free_numbers),
 		cmocka_unit_test(test_hold_failures),
