@@ -731,7 +731,7 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 		s->end[0].flags = x->flags;
 		memcpy(s->end[0].fds, x->fds, x->n_fds * sizeof(int));
 		s->end[0].n_fds = x->n_fds;
-		if (!x->rec && !x->peer) {
+		if (x->kind == STREAM_TCP && !x->rec && !x->peer) {
 			/* A TCP connection to another node, seen from there. */
 			s->id = ((uint64_t)d->self << 40) | (node_new_id(d) & ((1ull << 40) - 1));
 			s->end[1].node = x->remote_node;
@@ -2217,6 +2217,7 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 			l->id = id;
 			l->index = index;
 			l->copy = -1;
+			l->listen_fd = -1;
 			LIST_PREPEND(mgr(d)->locals, l);
 		}
 		l->index = index;
