@@ -115,7 +115,7 @@ enum attr_type {
 	A_INDEX = 81,     /* u32: which end of a stream (bit 0), and the operation's
 			     generation (bits 8 and up) */
 	A_END = 82,       /* nested: one end: A_PID, A_FD..., A_FD_FLAGS..., A_STATUS,
-			     A_FLAGS (enum stream_end_flags), A_INODE, [A_DATA] */
+			     A_FLAGS (enum stream_end_flags), A_INODE */
 	A_FD_FLAGS = 83,  /* u32, repeated: FD_CLOEXEC of each A_FD */
 	A_STATUS = 84,    /* u32: an open file description's status flags */
 	A_KIND = 85,      /* u32: enum stream_kind */
@@ -357,10 +357,9 @@ enum stream_type {
 	STREAM_HELD = 2,      /* E->C: the end's attributes (fd flags, status, end flags) */
 	STREAM_DRAIN = 3,     /* C->E: read what is queued towards the holder -> DRAINED */
 	STREAM_DRAINED = 4,   /* E->C: [A_DATA], A_FLAGS (1: more chunks follow) */
-	STREAM_WAKE = 5,      /* C->E: A_KIND, A_FLAGS (enum stream_wake), A_END (with the
-				 bytes its holder reads first), a second A_END (LOCAL), A_KEY,
-				 A_NODE (the peer's), A_DATA (LISTEN, CONNECT: the bytes to
-				 write first), A_ADDRESS, A_PORT (CONNECT) -> [LISTENING], WOKEN */
+	STREAM_WAKE = 5,      /* C->E: A_KIND, A_FLAGS (enum stream_wake), A_END, a second
+				 A_END (LOCAL), A_KEY, A_NODE (the peer's), A_ADDRESS, A_PORT
+				 (CONNECT); after the STREAM_DATA it needs -> [LISTENING], WOKEN */
 	STREAM_LISTENING = 6, /* E->C: A_PORT */
 	STREAM_WOKEN = 7,     /* E->C: installed */
 	STREAM_RELEASE = 8,   /* C->E: let every process held for A_XFER go */

@@ -816,15 +816,13 @@ static int put_end_attrs(struct buf *in, const struct send *e)
 	return r;
 }
 
-/* An A_END: the end, and the bytes its holder must read first. */
-static int put_end(struct buf *b, const struct send *e, const struct buf *data)
+/* An A_END: one end. */
+static int put_end(struct buf *b, const struct send *e)
 {
 	struct buf in = BUF_INIT;
 	int r;
 
 	r = put_end_attrs(&in, e);
-	if (r >= 0 && data && data->len)
-		r = attr_put(&in, A_DATA, data->data, data->len);
 	if (r >= 0)
 		r = attr_put(b, A_END, in.data, in.len);
 	buf_release(&in);
@@ -832,7 +830,7 @@ static int put_end(struct buf *b, const struct send *e, const struct buf *data)
 }
 
 /* Parse an A_END (or a message holding the same attributes). */
-static int parse_end(const void *data, size_t len, struct send *e, struct attr *ret_data)
+static int parse_end(const void *data, size_t len, struct send *e)
 {
 	struct attr_iter it;
 	struct attr a;
@@ -840,8 +838,6 @@ static int parse_end(const void *data, size_t len, struct send *e, struct attr *
 	uint32_t v;
 
 	memset(e, 0, sizeof(*e));
-	if (ret_data)
-		memset(ret_data, 0, sizeof(*ret_data));
 	attr_iter_init(&it, data, len);
 	while (attr_next(&it, &a) > 0) {
 		switch (a.type) {
@@ -865,10 +861,6 @@ static int parse_end(const void *data, size_t len, struct send *e, struct attr *
 			break;
 		case A_INODE:
 			(void)attr_u64(&a, &e->ino);
-			break;
-		case A_DATA:
-			if (ret_data)
-				*ret_data = a;
 			break;
 		default:
 			break;
@@ -941,7 +933,7 @@ static void send_hold(struct stream_op *op, struct sstream *s, int index)
 
 	r = attr_put_u32(&b, A_KIND, s->kind);
 	if (r >= 0)
-		r = put_end(&b, e, NULL);
+		r = put_end(&b, e);
 	if (r >= 0 && index == 1 && s->tcp_local[0])
 		r = attr_put_str(&b, A_LOCAL, s->tcp_local);
 	if (r >= 0 && index == 1 && s->tcp_remote[0])
@@ -987,7 +979,7 @@ static void send_wake(struct stream_op *op, struct sstream *s)
 		if (r >= 0)
 			r = attr_put_u32(&b, A_FLAGS, WAKE_ALONE);
 		if (r >= 0)
-			r = put_end(&b, &e0, NULL);
+			r = put_end(&b, &e0);
 		if (r >= 0) {
 			send_data(op, e0.node, s, 0);
 			op_send_to(op, e0.node, s, 0, STREAM_WAKE, &b);
@@ -997,9 +989,9 @@ static void send_wake(struct stream_op *op, struct sstream *s)
 		if (r >= 0)
 			r = attr_put_u32(&b, A_FLAGS, WAKE_LOCAL);
 		if (r >= 0)
-			r = put_end(&b, &e0, NULL);
+			r = put_end(&b, &e0);
 		if (r >= 0)
-			r = put_end(&b, e1, NULL);
+			r = put_end(&b, e1);
 		if (r >= 0) {
 			send_data(op, e0.node, s, 0);
 			send_data(op, e0.node, s, 1);
@@ -1017,7 +1009,7 @@ static void send_wake(struct stream_op *op, struct sstream *s)
 		if (r >= 0)
 			r = attr_put_u32(&b, A_NODE, e1->node);
 		if (r >= 0)
-			r = put_end(&b, &e0, NULL);
+			r = put_end(&b, &e0);
 		/* LISTENING comes first, then the CONNECT's and the LISTEN's WOKEN. */
 		if (r >= 0) {
 			send_data(op, e0.node, s, 1);
@@ -1052,7 +1044,7 @@ static void send_connect(struct stream_op *op, struct sstream *s, uint16_t port)
 	if (r >= 0)
 		r = attr_put_u32(&b, A_NODE, op->target);
 	if (r >= 0)
-		r = put_end(&b, &s->end[1], NULL);
+		r = put_end(&b, &s->end[1]);
 	if (r >= 0) {
 		send_data(op, s->end[1].node, s, 0);
 		op_send(op, s, 1, STREAM_WAKE, &b);
@@ -1244,7 +1236,7 @@ static void op_recv(struct stream_op *op, uint32_t node, uint32_t type, uint64_t
 	case STREAM_HELD: {
 		struct send got;
 
-		if (parse_end(data, len, &got, NULL) >= 0) {
+		if (parse_end(data, len, &got) >= 0) {
 			e->held = true;
 			e->pid = got.pid;
 			e->n_fds = got.n_fds;
@@ -1528,7 +1520,7 @@ static void on_hold(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 		return;
 	if (attr_find(data, len, A_KIND, &a) >= 0)
 		(void)attr_u32(&a, &kind);
-	if (attr_find(data, len, A_END, &a) < 0 || parse_end(a.data, a.len, &e, NULL) < 0 ||
+	if (attr_find(data, len, A_END, &a) < 0 || parse_end(a.data, a.len, &e) < 0 ||
 	    kind < STREAM_PIPE || kind > STREAM_TCP) {
 		reply_failed(d, coord, xfer, id, index, -EPROTO, "malformed stream request");
 		return;
@@ -2161,7 +2153,7 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 			}
 			break;
 		case A_END:
-			if (n_ends < 2 && parse_end(a.data, a.len, &e[n_ends], NULL) >= 0)
+			if (n_ends < 2 && parse_end(a.data, a.len, &e[n_ends]) >= 0)
 				n_ends++;
 			break;
 		default:
