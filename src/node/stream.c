@@ -593,7 +593,7 @@ static void find_peers(pid_t pid, struct cand *c, size_t n)
 					is_mine = st.st_dev == x->dev && st.st_ino == x->ino;
 				}
 				if (q == getpid()) {
-					x->daemon_holds |= is_peer;
+					x->daemon_holds |= is_peer || is_mine;
 				} else if (is_mine || (is_peer && x->peer && x->peer != q)) {
 					x->other = q;
 				} else if (is_peer) {
@@ -608,6 +608,24 @@ static void find_peers(pid_t pid, struct cand *c, size_t n)
 		closedir(fds);
 	}
 	closedir(proc);
+}
+
+static int take_copy(pid_t pid, int fd);
+
+/* Has the other end of this pipe no holder left, in any namespace? The
+ * kernel says so: a write end without readers polls POLLERR, a read end
+ * without writers POLLHUP. */
+static bool pipe_peer_closed(pid_t pid, int fd, uint32_t side)
+{
+	struct pollfd p = { .events = side & SEND_WRITER ? POLLOUT : POLLIN };
+	bool closed;
+
+	p.fd = take_copy(pid, fd);
+	if (p.fd < 0)
+		return false;
+	closed = poll(&p, 1, 0) == 1 && (p.revents & (side & SEND_WRITER ? POLLERR : POLLHUP));
+	safe_close(p.fd);
+	return closed;
 }
 
 static const char *cand_what(const struct cand *x)
@@ -650,7 +668,8 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 			n_streams++;
 			continue;
 		}
-		if (!x->peer && x->fifo && !x->daemon_holds && !x->other) {
+		if (!x->peer && x->fifo && !x->daemon_holds && !x->other &&
+		    pipe_peer_closed(pid, x->fds[0], x->flags)) {
 			/* Its other end is closed, with bytes left to read maybe:
 			 * they go with it, then end of file. */
 			n_streams++;
@@ -670,20 +689,18 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 			x->inside = true;
 			continue;
 		}
+		q = proc_find_or_adopt(d, x->peer);
+		if (!q || q->state != MPROC_RUNNING) {
+			/* Not a stream: a ghost run's own stdio is the engine's
+			 * (a shell job), anything else it refuses by name. */
+			x->inside = true;
+			continue;
+		}
 		if (x->other) {
 			snprintf(msg, size,
 				 "fd %d of process %d is %s that process %d shares too: a stream "
 				 "with more than two holders cannot move yet",
 				 x->fds[0], (int)pid, cand_what(x), (int)x->other);
-			r = -EOPNOTSUPP;
-			goto out;
-		}
-		q = proc_find_or_adopt(d, x->peer);
-		if (!q || q->state != MPROC_RUNNING) {
-			snprintf(msg, size,
-				 "fd %d of process %d is %s to process %d, which Ghost does not "
-				 "manage",
-				 x->fds[0], (int)pid, cand_what(x), (int)x->peer);
 			r = -EOPNOTSUPP;
 			goto out;
 		}
