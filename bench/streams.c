@@ -47,6 +47,7 @@
 #define SMALL_MSG        64  /* latency: messages up to this size */
 #define WHY_MAX          384
 #define MAX_GAPS         1024
+#define MAX_REPS         5
 
 struct config {
 	bool quick, install;
@@ -57,6 +58,7 @@ struct config {
 	char node2[64];		/* node 2's address */
 	uint64_t max_size;
 	unsigned series_ms, interval_ms, series_size, freeze_reps;
+	unsigned reps; /* runs of every row and series, interleaved */
 	unsigned wait_ms; /* the longest one measurement may take */
 	const char *cpus; /* same, apart, free */
 	int cpu_server, cpu_client; /* -1: not pinned */
@@ -71,6 +73,7 @@ struct curve {
 	char na[WHY_MAX]; /* not measurable: why */
 	bool failed;	  /* a measurement failed (stderr says why) */
 	double frozen[2]; /* the migrations before the measurement */
+	unsigned runs;	  /* combined: how many runs measured it */
 };
 
 /* One throughput-over-time series. */
@@ -648,6 +651,8 @@ static int parse_series(const char *text, struct series *s, uint64_t *ret_t0)
 
 enum series_event { EV_STOP, EV_MOVE };
 
+#define N_SERIES 3
+
 /*
  * A ping-pong series between a server on server_node and a client on node
  * 1; halfway through, the server is stopped for STOP_MS (EV_STOP, to check
@@ -854,11 +859,11 @@ static void print_figure8(const struct config *c, const struct curve *cv)
 {
 	static const uint64_t cols[] = { 1024, 65536, 1 << 20, 4 << 20 };
 
-	printf("\nFigure 8: NetPIPE ping-pong between two managed processes, one run\n"
+	printf("\nFigure 8: NetPIPE ping-pong between two managed processes (medians of %u run%s)\n"
 	       "lat us: median half round trip of 1-%d byte messages; MB/s (10^6 B/s): message\n"
 	       "bytes per half round trip, at a size and the peak over all sizes; vs: the row\n"
 	       "a Ghost row is held to (target: latency at most %.2fx, peak at least %.2fx)\n\n",
-	       SMALL_MSG, TARGET_RATIO, 2.0 - TARGET_RATIO);
+	       c->reps, c->reps == 1 ? "" : "s", SMALL_MSG, TARGET_RATIO, 2.0 - TARGET_RATIO);
 	printf("%-3s %-34s %-8s %8s %8s %8s %8s %8s %8s | %-3s %6s %6s %s\n", "row", "stream",
 	       "tool", "lat us", "1 KiB", "64 KiB", "1 MiB", "4 MiB", "peak", "vs", "lat x",
 	       "bw x", "target");
@@ -955,88 +960,100 @@ static bool in_event(const struct series *s, size_t b)
 	return s->ran && start < s->ev_end_ms && end > s->ev_start_ms;
 }
 
-static void print_figure9(const struct config *c, const struct series *s, size_t n_series,
-			  double idle_frozen)
+static void print_figure9(const struct config *c, struct series s[][MAX_REPS], double idle_frozen)
 {
 	size_t bins = 0;
 
 	printf("\nFigure 9: throughput over time of a ping-pong of %u-byte messages, MB/s per %u ms\n"
-	       "(* the stop or the migration ran in that interval)\n\n%8s",
+	       "(run 1 of each series; * the stop or the migration ran in that interval)\n\n%8s",
 	       c->series_size, c->interval_ms, "t ms");
-	for (size_t k = 0; k < n_series; k++) {
-		printf("  %10s", s[k].id);
-		if (s[k].n > bins)
-			bins = s[k].n;
+	for (size_t k = 0; k < N_SERIES; k++) {
+		printf("  %10s", s[k][0].id);
+		if (s[k][0].n > bins)
+			bins = s[k][0].n;
 	}
 	printf("\n");
 	for (size_t b = 0; b < bins; b++) {
 		printf("%8.0f", (double)b * c->interval_ms);
-		for (size_t k = 0; k < n_series; k++) {
-			if (b < s[k].n)
-				printf("  %9.1f%c", s[k].mbps[b], in_event(&s[k], b) ? '*' : ' ');
+		for (size_t k = 0; k < N_SERIES; k++) {
+			const struct series *w = &s[k][0];
+
+			if (b < w->n)
+				printf("  %9.1f%c", w->mbps[b], in_event(w, b) ? '*' : ' ');
 			else
 				printf("  %10s", "-");
 		}
 		printf("\n");
 	}
 	printf("\n");
-	for (size_t k = 0; k < n_series; k++) {
-		const struct series *w = &s[k];
-		double before, after;
+	for (size_t k = 0; k < N_SERIES; k++) {
+		printf("%s %s:\n", s[k][0].id, s[k][0].what);
+		for (unsigned r = 0; r < c->reps; r++) {
+			const struct series *w = &s[k][r];
 
-		printf("%s %s:\n  ", w->id, w->what);
-		if (!w->ran) {
-			printf("failed (see above)\n");
-			continue;
-		}
-		before = series_mean(w, w->ev_start_ms, w->ev_end_ms, true);
-		after = series_mean(w, w->ev_start_ms, w->ev_end_ms + w->ev_gap_ms, false);
-		printf("%.0f MB/s before, %.0f after; longest pause of the series %.1f ms at %.0f ms\n",
-		       before, after, w->maxgap_ms, w->gap_at_ms);
-		if (!isnan(w->stopped_ms)) {
-			/* the check of the machinery: a pause we made is seen where it was */
-			bool seen = w->ev_gap_ms >= 0.8 * w->stopped_ms;
-
-			printf("  the server was stopped for at least %.1f ms between %.0f and %.0f ms;"
-			       " the longest pause then: %.1f ms at %.0f ms: %s\n",
-			       w->stopped_ms, w->ev_start_ms, w->ev_end_ms, w->ev_gap_ms,
-			       w->ev_gap_at_ms, seen ? "seen" : "MISSED");
-			if (!seen) {
-				failures++;
-				bench_err("the series did not see the %.1f ms stop", w->stopped_ms);
+			printf("  run %u: ", r + 1);
+			if (!w->ran) {
+				printf("failed (see above)\n");
+				continue;
 			}
-			continue;
+			printf("%.0f MB/s before, %.0f after; longest pause %.1f ms at %.0f ms;\n    ",
+			       series_mean(w, w->ev_start_ms, w->ev_end_ms, true),
+			       series_mean(w, w->ev_start_ms, w->ev_end_ms + w->ev_gap_ms, false),
+			       w->maxgap_ms, w->gap_at_ms);
+			if (!isnan(w->stopped_ms)) {
+				/* the check of the machinery: a pause we made is seen */
+				bool seen = w->ev_gap_ms >= 0.8 * w->stopped_ms;
+
+				printf("the server stopped at least %.1f ms between %.0f and %.0f ms, "
+				       "the longest pause then %.1f ms at %.0f ms: %s\n",
+				       w->stopped_ms, w->ev_start_ms, w->ev_end_ms, w->ev_gap_ms,
+				       w->ev_gap_at_ms, seen ? "seen" : "MISSED");
+				if (!seen) {
+					failures++;
+					bench_err("series %s run %u did not see the %.1f ms stop", w->id,
+						  r + 1, w->stopped_ms);
+				}
+			} else if (w->na[0]) {
+				printf("the migration 1 -> 2 from %.0f to %.0f ms: n/a: %s (the refused "
+				       "attempt paused the stream %.1f ms)\n",
+				       w->ev_start_ms, w->ev_end_ms, w->na, w->ev_gap_ms);
+			} else {
+				printf("the migration 1 -> 2 from %.0f to %.0f ms: frozen %.1f ms, the "
+				       "longest pause then %.1f ms at %.0f ms\n",
+				       w->ev_start_ms, w->ev_end_ms, w->frozen_ms, w->ev_gap_ms,
+				       w->ev_gap_at_ms);
+			}
 		}
-		printf("  the migration 1 -> 2 ran from %.0f to %.0f ms: ", w->ev_start_ms,
-		       w->ev_end_ms);
-		if (w->na[0])
-			printf("n/a: %s\n  (the refused attempt paused the stream %.1f ms)\n", w->na,
-			       w->ev_gap_ms);
-		else
-			printf("frozen %.1f ms; the longest pause then: %.1f ms at %.0f ms\n",
-			       w->frozen_ms, w->ev_gap_ms, w->ev_gap_at_ms);
 	}
 	printf("\nthe same program without a stream, moved 1 -> 2: frozen %.1f ms (median of %u)\n",
 	       idle_frozen, c->freeze_reps);
-	for (size_t k = 0; k < n_series; k++) {
-		const struct series *w = &s[k];
-		double added = w->ev_gap_ms - idle_frozen;
+	for (size_t k = 0; k < N_SERIES; k++) {
+		const char *na = NULL;
+		double gaps[MAX_REPS], pause, added;
+		size_t n = 0;
 
-		if (!isnan(w->stopped_ms))
+		if (!isnan(s[k][0].stopped_ms))
 			continue;
-		printf("target %s (the pause a stream adds to a migration < %.0f ms): ", w->id,
+		for (unsigned r = 0; r < c->reps; r++) {
+			const struct series *w = &s[k][r];
+
+			if (w->ran && w->na[0] && !na)
+				na = w->na;
+			if (w->ran && !w->na[0])
+				gaps[n++] = w->ev_gap_ms;
+		}
+		pause = bench_median(gaps, n);
+		added = pause - idle_frozen;
+		printf("target %s (the pause a stream adds to a migration < %.0f ms): ", s[k][0].id,
 		       TARGET_PAUSE_MS);
-		if (!w->ran)
-			printf("not measured\n");
-		else if (w->na[0])
-			printf("n/a: %s\n", w->na);
+		if (na)
+			printf("n/a: %s\n", na);
 		else if (isnan(added))
 			printf("not measured\n");
 		else
-			printf("%s: the stream paused %.1f ms, the same program without a stream "
-			       "is frozen %.1f ms: %.1f ms added\n",
-			       added < TARGET_PAUSE_MS ? "PASS" : "MISS", w->ev_gap_ms, idle_frozen,
-			       added);
+			printf("%s: the stream paused %.1f ms (median of %zu), the same program "
+			       "without a stream is frozen %.1f ms: %.1f ms added\n",
+			       added < TARGET_PAUSE_MS ? "PASS" : "MISS", pause, n, idle_frozen, added);
 	}
 }
 
@@ -1056,9 +1073,61 @@ static void node2_address(struct config *c)
 		snprintf(c->node2, sizeof(c->node2), "%s", NODE2_ADDR);
 }
 
+/*
+ * The curve of the runs of one row: at each size the median latency and
+ * bandwidth over the runs that measured it. A row refused in any run is
+ * n/a with the first reason; a row no run measured has failed.
+ */
+static void combine_curves(struct curve *out, const struct curve *runs, unsigned n)
+{
+	const struct curve *first = NULL;
+	double fz[2][MAX_REPS];
+	size_t nf = 0;
+
+	out->n = out->runs = 0;
+	out->frozen[0] = out->frozen[1] = NAN;
+	for (unsigned r = 0; r < n; r++) {
+		if (runs[r].na[0] && !out->na[0])
+			snprintf(out->na, sizeof(out->na), "%s", runs[r].na);
+		if (!measured(&runs[r]))
+			continue;
+		if (!first)
+			first = &runs[r];
+		fz[0][nf] = runs[r].frozen[0];
+		fz[1][nf++] = runs[r].frozen[1];
+		out->runs++;
+	}
+	if (out->na[0])
+		return;
+	if (!first) {
+		out->failed = true;
+		return;
+	}
+	for (size_t i = 0; i < first->n; i++) {
+		double lat[MAX_REPS], bw[MAX_REPS];
+		size_t m = 0;
+
+		for (unsigned r = 0; r < n; r++) {
+			if (!measured(&runs[r]))
+				continue;
+			for (size_t k = 0; k < runs[r].n; k++)
+				if (runs[r].size[k] == first->size[i]) {
+					lat[m] = runs[r].lat_us[k];
+					bw[m++] = runs[r].mbps[k];
+					break;
+				}
+		}
+		out->size[out->n] = first->size[i];
+		out->lat_us[out->n] = bench_median(lat, m);
+		out->mbps[out->n++] = bench_median(bw, m);
+	}
+	out->frozen[0] = bench_median(fz[0], nf);
+	out->frozen[1] = bench_median(fz[1], nf);
+}
+
 static int driver(struct config *c)
 {
-	struct curve cv[_C_MAX] = {
+	static const struct curve rows[_C_MAX] = {
 		[C_NP_NODES] = { .id = "1", .what = "vanilla TCP, node 1 -> node 2", .tool = "NPtcp" },
 		[C_PP_NODES] = { .id = "1p", .what = "vanilla TCP, node 1 -> node 2", .tool = "pingpong" },
 		[C_NP_LO] = { .id = "2", .what = "vanilla TCP loopback, node 1", .tool = "NPtcp" },
@@ -1072,35 +1141,53 @@ static int driver(struct config *c)
 		[C_UNIX_BACK] = { .id = "5u", .what = "Ghost Unix, moved 1 -> 2 -> 1",
 				  .tool = "pingpong" },
 	};
-	static struct series s[3] = {
+	static const struct series kinds[N_SERIES] = {
 		{ .id = "V", .what = "vanilla TCP node 1 -> node 2, the server stopped halfway" },
 		{ .id = "Gt", .what = "Ghost TCP, both on node 1, the server moved to node 2 halfway" },
 		{ .id = "Gu", .what = "Ghost Unix, both on node 1, the server moved to node 2 halfway" },
 	};
+	static struct curve runs[_C_MAX][MAX_REPS], cv[_C_MAX];
+	static struct series s[N_SERIES][MAX_REPS];
 	double idle_frozen;
 
-	for (int i = 0; i < _C_MAX; i++)
-		cv[i].frozen[0] = cv[i].frozen[1] = NAN;
 	node2_address(c);
-	printf("Figure 8 (latency and bandwidth):\n");
-	measure_nptcp(c, &cv[C_NP_NODES], false);
-	measure_pingpong(c, &cv[C_PP_NODES], true, 2, 0);
-	measure_nptcp(c, &cv[C_NP_LO], true);
-	measure_pingpong(c, &cv[C_PP_LO], true, 1, 0);
-	measure_pingpong(c, &cv[C_PP_UNIX], false, 1, 0);
-	measure_pingpong(c, &cv[C_TCP_MOVED], true, 1, 1);
-	measure_pingpong(c, &cv[C_UNIX_MOVED], false, 1, 1);
-	measure_pingpong(c, &cv[C_TCP_BACK], true, 1, 2);
-	measure_pingpong(c, &cv[C_UNIX_BACK], false, 1, 2);
-	printf("Figure 9 (a migration in the middle of a stream):\n");
+	printf("Figure 8 (latency and bandwidth), %u run%s of every row, interleaved:\n", c->reps,
+	       c->reps == 1 ? "" : "s");
+	for (unsigned r = 0; r < c->reps; r++) {
+		if (c->reps > 1)
+			printf(" run %u of %u\n", r + 1, c->reps);
+		for (int i = 0; i < _C_MAX; i++) {
+			runs[i][r] = rows[i];
+			runs[i][r].frozen[0] = runs[i][r].frozen[1] = NAN;
+		}
+		measure_nptcp(c, &runs[C_NP_NODES][r], false);
+		measure_pingpong(c, &runs[C_PP_NODES][r], true, 2, 0);
+		measure_nptcp(c, &runs[C_NP_LO][r], true);
+		measure_pingpong(c, &runs[C_PP_LO][r], true, 1, 0);
+		measure_pingpong(c, &runs[C_PP_UNIX][r], false, 1, 0);
+		measure_pingpong(c, &runs[C_TCP_MOVED][r], true, 1, 1);
+		measure_pingpong(c, &runs[C_UNIX_MOVED][r], false, 1, 1);
+		measure_pingpong(c, &runs[C_TCP_BACK][r], true, 1, 2);
+		measure_pingpong(c, &runs[C_UNIX_BACK][r], false, 1, 2);
+	}
+	for (int i = 0; i < _C_MAX; i++) {
+		cv[i] = rows[i];
+		combine_curves(&cv[i], runs[i], c->reps);
+	}
+	printf("Figure 9 (a migration in the middle of a stream), %u run%s of every series:\n",
+	       c->reps, c->reps == 1 ? "" : "s");
 	idle_frozen = measure_idle_freeze(c);
-	measure_series(c, &s[0], true, 2, EV_STOP);
-	measure_series(c, &s[1], true, 1, EV_MOVE);
-	measure_series(c, &s[2], false, 1, EV_MOVE);
+	for (unsigned r = 0; r < c->reps; r++) {
+		for (int k = 0; k < N_SERIES; k++)
+			s[k][r] = kinds[k];
+		measure_series(c, &s[0][r], true, 2, EV_STOP);
+		measure_series(c, &s[1][r], true, 1, EV_MOVE);
+		measure_series(c, &s[2][r], false, 1, EV_MOVE);
+	}
 	kill_all_managed(c);
 
 	print_figure8(c, cv);
-	print_figure9(c, s, ARRAY_SIZE(s), idle_frozen);
+	print_figure9(c, s, idle_frozen);
 	fflush(stdout);
 	return failures ? -EIO : 0;
 }
@@ -1274,8 +1361,9 @@ down:
 
 static void usage(FILE *f)
 {
-	fputs("usage: streams [--quick] [--ghost PATH] [--pingpong PATH] [--nptcp PATH]\n"
+	fputs("usage: streams [--quick] [--reps N] [--ghost PATH] [--pingpong PATH] [--nptcp PATH]\n"
 	      "               [--no-install] [--encrypt yes|no] [--series-ms MS]\n"
+	      "               [--cpus same|apart|free]\n"
 	      "Figures 8 and 9 of the Dynamic Streams report on a 2-node local cluster:\n"
 	      "NetPIPE latency and bandwidth of vanilla TCP between the nodes and over\n"
 	      "loopback (NPtcp and pingpong), of a vanilla Unix socket, and of Ghost\n"
@@ -1291,6 +1379,8 @@ static void usage(FILE *f)
 	      "  --no-install     never run apt-get\n"
 	      "  --encrypt yes|no the cluster's encryption (default: ghost cluster up's)\n"
 	      "  --series-ms MS   the length of each Figure 9 series\n"
+	      "  --reps N         runs of every row and series, medians reported (default 3,\n"
+	      "                   quick 1)\n"
 	      "  --cpus MODE      both ends of a stream on one CPU (same, the default), on\n"
 	      "                   two (apart), or not pinned (free)\n"
 	      "Needs root: it brings a 2-node cluster up and takes it down.\n",
@@ -1389,7 +1479,7 @@ static int find_programs(struct config *c)
 int main(int argc, char **argv)
 {
 	enum { OPT_QUICK = 256, OPT_GHOST, OPT_PINGPONG, OPT_NPTCP, OPT_NO_INSTALL, OPT_ENCRYPT,
-	       OPT_SERIES_MS, OPT_CPUS, OPT_HELP };
+	       OPT_SERIES_MS, OPT_CPUS, OPT_REPS, OPT_HELP };
 	static const struct option options[] = {
 		{ "quick", no_argument, NULL, OPT_QUICK },
 		{ "ghost", required_argument, NULL, OPT_GHOST },
@@ -1399,12 +1489,14 @@ int main(int argc, char **argv)
 		{ "encrypt", required_argument, NULL, OPT_ENCRYPT },
 		{ "series-ms", required_argument, NULL, OPT_SERIES_MS },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "reps", required_argument, NULL, OPT_REPS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{}
 	};
 	struct config c = { .install = true, .interval_ms = 50, .series_size = 65536,
 			    .cpus = "same" };
 	uint64_t series_ms = 0, v;
+	unsigned reps = 0;
 	size_t n;
 	int o, r;
 
@@ -1446,6 +1538,13 @@ int main(int argc, char **argv)
 		case OPT_CPUS:
 			c.cpus = optarg;
 			break;
+		case OPT_REPS:
+			if (bench_parse_list(optarg, &v, 1, &n) < 0 || v < 1 || v > MAX_REPS) {
+				bench_err("bad --reps '%s' (1 to %d)", optarg, MAX_REPS);
+				return 2;
+			}
+			reps = (unsigned)v;
+			break;
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
@@ -1460,7 +1559,8 @@ int main(int argc, char **argv)
 	}
 	c.max_size = c.quick ? 1 << 20 : 4 << 20;
 	c.series_ms = series_ms ? (unsigned)series_ms : c.quick ? 1000 : 4000;
-	c.freeze_reps = c.quick ? 1 : 3;
+	c.reps = reps ? reps : c.quick ? 1 : 3;
+	c.freeze_reps = c.quick ? 3 : 5;
 	c.wait_ms = c.quick ? 120000U : 600000U;
 	r = choose_cpus(&c);
 	if (r < 0)
