@@ -1096,9 +1096,14 @@ static void worker_finished(struct move *m)
 		in_imported(m);
 		return;
 	}
-	if (m->result.err < 0)
+	if (m->result.err < 0) {
+		/* The export's own refusal is the cause, whatever the destination
+		 * said first about the image it was left with (truncated). */
+		if (!worker_link_error(m->result.err))
+			m->err = 0;
 		out_fail(m, m->result.err, "%s",
 			 m->result.msg[0] ? m->result.msg : "the export failed");
+	}
 	else {
 		m->done = m->total = m->result.stats.image_bytes;
 	}
