@@ -23,10 +23,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/kcmp.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +37,7 @@
 #define LOG_PREFIX "files"
 #include "base/fileio.h"
 #include "base/log.h"
+#include "base/sockdiag.h"
 #include "ghost/ghost-int.h"
 #include "base/banned.h"
 
@@ -88,59 +85,6 @@ static int read_fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 out:
 	buf_release(&b);
 	return r;
-}
-
-/* Type, peer inode and shutdown state of an AF_UNIX socket, by inode, via sock_diag. */
-static int unix_diag(uint64_t ino, uint32_t *ret_type, uint64_t *ret_peer, uint32_t *ret_shut)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req req;
-	} msg = {
-		.nlh = { .nlmsg_len = sizeof(msg), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			 .nlmsg_flags = NLM_F_REQUEST },
-		.req = { .sdiag_family = AF_UNIX, .udiag_ino = (uint32_t)ino,
-			 .udiag_show = UDIAG_SHOW_PEER,
-			 .udiag_cookie = { ~0u, ~0u } },
-	};
-	char buf[8192];
-	_cleanup_close_ int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	struct nlmsghdr *h;
-	ssize_t n;
-
-	if (s < 0)
-		return -errno;
-	if (send(s, &msg, sizeof(msg), 0) < 0)
-		return -errno;
-	n = recv(s, buf, sizeof(buf), 0);
-	if (n < 0)
-		return -errno;
-	h = (struct nlmsghdr *)buf;
-	if (!NLMSG_OK(h, (size_t)n))
-		return -EPROTO;
-	if (h->nlmsg_type == NLMSG_ERROR) {
-		struct nlmsgerr *e = NLMSG_DATA(h);
-
-		return e->error ? e->error : -ENOENT;
-	}
-	if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
-		return -EPROTO;
-	{
-		struct unix_diag_msg *m = NLMSG_DATA(h);
-		struct rtattr *a = (struct rtattr *)(m + 1);
-		int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*m));
-
-		*ret_type = m->udiag_type;
-		*ret_peer = 0;
-		*ret_shut = 0;
-		for (; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-			if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
-				*ret_peer = *(uint32_t *)RTA_DATA(a);
-			else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
-				*ret_shut = *(uint8_t *)RTA_DATA(a);
-		}
-	}
-	return 0;
 }
 
 static bool same_description(pid_t pid, int fd1, int fd2)
@@ -563,7 +507,7 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 			uint32_t type, shut;
 			uint64_t peer;
 
-			if (unix_diag(x->sb.st_ino, &type, &peer, &shut) < 0 || !peer) {
+			if (sockdiag_unix(x->sb.st_ino, &type, &peer, &shut) < 0 || !peer) {
 				why = "a socket other than a socketpair inside the process";
 			} else {
 				f->kind = IMG_FILE_SOCKPAIR;
