@@ -1374,6 +1374,25 @@ static struct slocal *slocal_find(struct node_daemon *d, uint32_t coord, uint64_
 	return NULL;
 }
 
+/* A new end being switched here, with no fd of its own yet; NULL without memory. */
+static struct slocal *slocal_new(struct node_daemon *d, uint32_t coord, uint64_t xfer,
+				 uint64_t id, uint32_t index)
+{
+	struct slocal *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->d = d;
+	l->coord = coord;
+	l->xfer = xfer;
+	l->id = id;
+	l->index = index;
+	l->copy = -1;
+	l->listen_fd = -1;
+	LIST_PREPEND(mgr(d)->locals, l);
+	return l;
+}
+
 static void slocal_free(struct node_daemon *d, struct slocal *l)
 {
 	LIST_REMOVE(mgr(d)->locals, l);
@@ -1596,21 +1615,14 @@ static void on_hold(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 		reply_failed(d, coord, xfer, id, index, r, "%s", why);
 		return;
 	}
-	l = calloc(1, sizeof(*l));
+	l = slocal_new(d, coord, xfer, id, index);
 	if (!l) {
 		reply_failed(d, coord, xfer, id, index, -ENOMEM, "out of memory on node %u",
 			     d->self);
 		return;
 	}
-	l->d = d;
-	l->coord = coord;
-	l->xfer = xfer;
-	l->id = id;
-	l->index = index;
 	l->kind = kind;
-	l->listen_fd = -1;
 	l->copy = take_copy(e.pid, e.fds[0]);
-	LIST_PREPEND(mgr(d)->locals, l);
 	for (size_t i = 0; i < e.n_fds && r >= 0; i++)
 		r = fd_flags_of(e.pid, e.fds[i], &e.status, &e.fd_flags[i]);
 	if (l->copy < 0 || r < 0) {
@@ -2213,21 +2225,10 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 
 		if (!have_key || !self || (how == WAKE_CONNECT && (port == 0 || port > 65535)))
 			goto fail;
-		if (!l) {
-			l = calloc(1, sizeof(*l));
-			if (!l) {
-				r = -ENOMEM;
-				snprintf(why, sizeof(why), "out of memory on node %u", d->self);
-				break;
-			}
-			l->d = d;
-			l->coord = coord;
-			l->xfer = xfer;
-			l->id = id;
-			l->index = index;
-			l->copy = -1;
-			l->listen_fd = -1;
-			LIST_PREPEND(mgr(d)->locals, l);
+		if (!l && !(l = slocal_new(d, coord, xfer, id, index))) {
+			r = -ENOMEM;
+			snprintf(why, sizeof(why), "out of memory on node %u", d->self);
+			break;
 		}
 		l->index = index;
 		l->kind = kind;
