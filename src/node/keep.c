@@ -1118,29 +1118,16 @@ static void save_ready(struct save *s, const void *data, size_t len)
 		.dest = s->holder,
 		.encrypt = d->config.encrypt,
 	};
-	struct attr_iter it;
 	struct attr a;
-	uint32_t port = 0;
-	bool have_key = false;
 	int r;
 
-	attr_iter_init(&it, data, len);
-	while (attr_next(&it, &a) > 0) {
-		if (a.type == A_PORT)
-			(void)attr_u32(&a, &port);
-		else if (a.type == A_CKPT_ID)
-			(void)attr_u64(&a, &s->ckpt);
-		else if (a.type == A_KEY && a.len == sizeof(j.key)) {
-			memcpy(j.key, a.data, sizeof(j.key));
-			have_key = true;
-		}
-	}
-	if (!cn || port == 0 || port > 65535 || !have_key || s->ckpt == 0) {
+	if (attr_find(data, len, A_CKPT_ID, &a) >= 0)
+		(void)attr_u64(&a, &s->ckpt);
+	if (!cn || attr_find_channel(data, len, &j.port, j.key) < 0 || s->ckpt == 0) {
 		save_fail(s, -EPROTO, "node %u sent a malformed answer", s->holder);
 		return;
 	}
 	j.host = cn->address;
-	j.port = (uint16_t)port;
 	s->state = SAVE_EXPORTING;
 	r = worker_export_start(&j, &s->worker, &s->report_fd);
 	explicit_bzero(j.key, sizeof(j.key));
@@ -1526,26 +1513,12 @@ static void restore_send(struct kept *e, const void *data, size_t len)
 	const struct node_config_node *cn = node_config_find(&d->config, e->r_target);
 	struct keeper_cmd c = { .kind = KEEPER_SEND, .dest = e->r_target,
 				.encrypt = d->config.encrypt };
-	struct attr_iter it;
-	struct attr a;
-	uint32_t port = 0;
-	bool have_key = false;
 	int r;
 
-	attr_iter_init(&it, data, len);
-	while (attr_next(&it, &a) > 0) {
-		if (a.type == A_PORT)
-			(void)attr_u32(&a, &port);
-		else if (a.type == A_KEY && a.len == sizeof(c.key)) {
-			memcpy(c.key, a.data, sizeof(c.key));
-			have_key = true;
-		}
-	}
-	if (!cn || port == 0 || port > 65535 || !have_key) {
+	if (!cn || attr_find_channel(data, len, &c.port, c.key) < 0) {
 		restore_fail(e, -EPROTO, "node %u sent a malformed answer", e->r_target);
 		return;
 	}
-	c.port = (uint16_t)port;
 	snprintf(c.host, sizeof(c.host), "%s", cn->address);
 	r = keeper_command(e->cmd_fd, &c);
 	explicit_bzero(c.key, sizeof(c.key));
@@ -1856,6 +1829,36 @@ static void kept_commit(struct kept *e, const void *data, size_t len)
 		 (int)e->ident.pid, e->ident.command, e->from, mib_text(e->bytes, size));
 }
 
+/* The ready checkpoint a restart or drop request names, if uid may have it
+ * (what: "restart" or "drop"); else the asker is answered with rep and NULL
+ * is returned. */
+static struct kept *kept_for_question(struct keep *k, const struct question *q, uint32_t rep,
+				      const char *what)
+{
+	struct node_daemon *d = k->d;
+	struct kept *e = kept_find(k, q->ckpt);
+	char id[24];
+
+	if (!e || e->state != KEPT_READY) {
+		answer_error(d, q->origin, q->req, rep, -ENOENT, "no checkpoint %s on node %u",
+			     ckpt_text(q->ckpt, id), d->self);
+		return NULL;
+	}
+	if (q->uid != 0 && q->uid != e->ident.uid) {
+		answer_error(d, q->origin, q->req, rep, -EPERM,
+			     "not allowed to %s checkpoint %s: it belongs to another user", what,
+			     ckpt_text(q->ckpt, id));
+		return NULL;
+	}
+	if (e->restore != RESTORE_NONE || e->sending) {
+		answer_error(d, q->origin, q->req, rep, -EBUSY,
+			     "checkpoint %s is being restarted; try again once that is done",
+			     ckpt_text(q->ckpt, id));
+		return NULL;
+	}
+	return e;
+}
+
 static void restore_question(struct keep *k, const void *data, size_t len)
 {
 	struct node_daemon *d = k->d;
@@ -1868,24 +1871,9 @@ static void restore_question(struct keep *k, const void *data, size_t len)
 		log_warn("malformed restart request, ignoring");
 		return;
 	}
-	e = kept_find(k, q.ckpt);
-	if (!e || e->state != KEPT_READY) {
-		answer_error(d, q.origin, q.req, KEEP_RESTORE_REP, -ENOENT,
-			     "no checkpoint %s on node %u", ckpt_text(q.ckpt, id), d->self);
+	e = kept_for_question(k, &q, KEEP_RESTORE_REP, "restart");
+	if (!e)
 		return;
-	}
-	if (q.uid != 0 && q.uid != e->ident.uid) {
-		answer_error(d, q.origin, q.req, KEEP_RESTORE_REP, -EPERM,
-			     "not allowed to restart checkpoint %s: it belongs to another user",
-			     ckpt_text(q.ckpt, id));
-		return;
-	}
-	if (e->restore != RESTORE_NONE || e->sending) {
-		answer_error(d, q.origin, q.req, KEEP_RESTORE_REP, -EBUSY,
-			     "checkpoint %s is being restarted; try again once that is done",
-			     ckpt_text(q.ckpt, id));
-		return;
-	}
 	target = q.node ? q.node : d->self;
 	if (!node_peer_find(d, target)) {
 		answer_error(d, q.origin, q.req, KEEP_RESTORE_REP, -EHOSTUNREACH,
@@ -1945,24 +1933,9 @@ static void drop_question(struct keep *k, const void *data, size_t len)
 		log_warn("malformed drop request, ignoring");
 		return;
 	}
-	e = kept_find(k, q.ckpt);
-	if (!e || e->state != KEPT_READY) {
-		answer_error(d, q.origin, q.req, KEEP_DROP_REP, -ENOENT,
-			     "no checkpoint %s on node %u", ckpt_text(q.ckpt, id), d->self);
+	e = kept_for_question(k, &q, KEEP_DROP_REP, "drop");
+	if (!e)
 		return;
-	}
-	if (q.uid != 0 && q.uid != e->ident.uid) {
-		answer_error(d, q.origin, q.req, KEEP_DROP_REP, -EPERM,
-			     "not allowed to drop checkpoint %s: it belongs to another user",
-			     ckpt_text(q.ckpt, id));
-		return;
-	}
-	if (e->restore != RESTORE_NONE || e->sending) {
-		answer_error(d, q.origin, q.req, KEEP_DROP_REP, -EBUSY,
-			     "checkpoint %s is being restarted; try again once that is done",
-			     ckpt_text(q.ckpt, id));
-		return;
-	}
 	bytes = e->bytes;
 	log_info("checkpoint %s of process %d dropped for uid %u: %s freed", ckpt_text(e->id, id),
 		 (int)e->ident.pid, (unsigned)q.uid, mib_text(bytes, size));

@@ -469,28 +469,14 @@ static void out_ready(struct move *m, const void *data, size_t len)
 		.dest = m->peer,
 		.encrypt = d->config.encrypt,
 	};
-	struct attr_iter it;
-	struct attr a;
-	uint32_t port = 0;
-	bool have_key = false;
 	int r;
 
-	attr_iter_init(&it, data, len);
-	while (attr_next(&it, &a) > 0) {
-		if (a.type == A_PORT)
-			(void)attr_u32(&a, &port);
-		else if (a.type == A_KEY && a.len == sizeof(j.key)) {
-			memcpy(j.key, a.data, sizeof(j.key));
-			have_key = true;
-		}
-	}
-	if (!cn || port == 0 || port > 65535 || !have_key) {
+	if (!cn || attr_find_channel(data, len, &j.port, j.key) < 0) {
 		out_fail(m, -EPROTO, "node %u sent a malformed answer", m->peer);
 		out_rollback(m);
 		return;
 	}
 	j.host = cn->address;
-	j.port = (uint16_t)port;
 	if (!m->fork) {
 		char msg[512];
 

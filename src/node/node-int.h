@@ -153,6 +153,10 @@ int attr_find(const void *data, size_t len, uint16_t type, struct attr *ret);
 int attr_strdup(const struct attr *a, char **ret);
 /* Copy into a fixed buffer, truncating; -EBADMSG if it holds a NUL. */
 int attr_strcpy(const struct attr *a, char *dst, size_t size);
+/* The A_PORT and A_KEY of a receiver's answer (a worker or keeper that
+ * listens for a direct channel); -EBADMSG unless both are there and valid. */
+int attr_find_channel(const void *data, size_t len, uint16_t *ret_port,
+		      uint8_t ret_key[MSG_CHAN_KEY_SIZE]);
 
 /* ---- control protocol (docs/ghostd.md) ----------------------------------- */
 

@@ -191,3 +191,19 @@ int ctl_frame_parse(const void *hdr, uint16_t *ret_type, uint32_t *ret_len)
 	*ret_len = len;
 	return 0;
 }
+
+int attr_find_channel(const void *data, size_t len, uint16_t *ret_port,
+		      uint8_t ret_key[MSG_CHAN_KEY_SIZE])
+{
+	struct attr a;
+	uint32_t port = 0;
+
+	if (attr_find(data, len, A_PORT, &a) < 0 || attr_u32(&a, &port) < 0 || port == 0 ||
+	    port > 65535)
+		return -EBADMSG;
+	if (attr_find(data, len, A_KEY, &a) < 0 || a.len != MSG_CHAN_KEY_SIZE)
+		return -EBADMSG;
+	memcpy(ret_key, a.data, MSG_CHAN_KEY_SIZE);
+	*ret_port = (uint16_t)port;
+	return 0;
+}
