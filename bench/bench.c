@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -601,4 +602,148 @@ int bench_run(const char *const *argv, char **ret_out, int *ret_status)
 		out = NULL;
 	}
 	return 0;
+}
+
+struct capture {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+/* Read what is there into c; 1 at the end of the stream, 0, or -errno. */
+static int capture_read(struct capture *c)
+{
+	ssize_t n;
+
+	if (c->cap - c->len < 4096) {
+		char *grown = realloc(c->buf, c->cap + 65536);
+
+		if (!grown)
+			return -ENOMEM;
+		c->buf = grown;
+		c->cap += 65536;
+	}
+	n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+	if (n == 0)
+		return 1;
+	c->len += (size_t)n;
+	return 0;
+}
+
+static char *capture_take(struct capture *c)
+{
+	char *s = c->buf ? c->buf : calloc(1, 1);
+
+	if (s)
+		s[c->len] = '\0';
+	c->buf = NULL;
+	return s;
+}
+
+int bench_cmd(const char *const *argv, unsigned flags, unsigned timeout_ms, char **ret_out,
+	      char **ret_err, double *ret_ms)
+{
+	uint64_t t0 = bench_now_ns(), deadline = t0 + (uint64_t)timeout_ms * 1000000ULL;
+	struct capture cap[2] = { { .fd = -1 }, { .fd = -1 } };
+	int p[2][2] = { { -1, -1 }, { -1, -1 } }, r = 0, status;
+	bool want[2] = { ret_out != NULL, ret_err != NULL };
+	pid_t pid;
+
+	for (int i = 0; i < 2; i++)
+		if (want[i] && pipe2(p[i], O_CLOEXEC) < 0) {
+			r = -errno;
+			goto fail_pipes;
+		}
+	r = bench_fork(&pid);
+	if (r < 0)
+		goto fail_pipes;
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (flags & BENCH_CMD_OWN_PGRP)
+			setpgid(0, 0);
+		if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+		    dup2(want[0] ? p[0][1] : null, STDOUT_FILENO) < 0 ||
+		    (want[1] && dup2(p[1][1], STDERR_FILENO) < 0))
+			_exit(127);
+		execvp(argv[0], (char *const *)argv);
+		fprintf(stderr, "bench: cannot run '%s': %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	for (int i = 0; i < 2; i++) {
+		cap[i].fd = p[i][0];
+		p[i][1] = safe_close(p[i][1]);
+	}
+	while (cap[0].fd >= 0 || cap[1].fd >= 0) {
+		struct pollfd pfd[2] = { { .fd = cap[0].fd, .events = POLLIN },
+					 { .fd = cap[1].fd, .events = POLLIN } };
+		uint64_t now = bench_now_ns();
+		int n;
+
+		if (now >= deadline) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		n = poll(pfd, 2, (int)((deadline - now) / 1000000ULL) + 1);
+		if (n < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		for (int i = 0; i < 2 && n > 0 && r >= 0; i++) {
+			if (cap[i].fd < 0 || !pfd[i].revents)
+				continue;
+			r = capture_read(&cap[i]);
+			if (r == 1) {
+				cap[i].fd = safe_close(cap[i].fd);
+				r = 0;
+			}
+		}
+		if (r < 0)
+			break;
+	}
+	for (int i = 0; i < 2; i++)
+		cap[i].fd = safe_close(cap[i].fd);
+	if (r < 0) {
+		bench_kill_reap(pid);
+		goto out;
+	}
+	{
+		uint64_t now = bench_now_ns();
+
+		r = bench_wait_exit(pid, now >= deadline ? 1 : (unsigned)((deadline - now) / 1000000ULL),
+				    &status);
+	}
+	if (r < 0)
+		goto out;
+	if (ret_ms)
+		*ret_ms = bench_ms(bench_now_ns() - t0);
+	if (ret_out)
+		*ret_out = capture_take(&cap[0]);
+	if (ret_err)
+		*ret_err = capture_take(&cap[1]);
+	if ((ret_out && !*ret_out) || (ret_err && !*ret_err)) {
+		if (ret_out) {
+			free(*ret_out);
+			*ret_out = NULL;
+		}
+		if (ret_err) {
+			free(*ret_err);
+			*ret_err = NULL;
+		}
+		r = -ENOMEM;
+		goto out;
+	}
+	r = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+out:
+	free(cap[0].buf);
+	free(cap[1].buf);
+	return r;
+fail_pipes:
+	for (int i = 0; i < 2; i++) {
+		safe_close(p[i][0]);
+		safe_close(p[i][1]);
+	}
+	return r;
 }

@@ -97,4 +97,20 @@ int bench_verify_target(pid_t pid, unsigned timeout_ms);
  */
 int bench_run(const char *const *argv, char **ret_out, int *ret_status);
 
+enum bench_cmd_flags {
+	BENCH_CMD_OWN_PGRP = 1 << 0, /* a process group of its own: a terminal's ^C misses it */
+};
+
+/*
+ * Run argv (argv[0] a path, or a name looked up in PATH) to its end, stdin
+ * on /dev/null. Its stdout goes to *ret_out and its stderr to *ret_err
+ * (malloc()ed, NUL-terminated); a NULL ret_out sends stdout to /dev/null, a
+ * NULL ret_err passes stderr through. *ret_ms, unless NULL, is the time
+ * from fork to reap. Returns its exit code (128 + N after signal N), or
+ * -errno; after timeout_ms it is killed and -ETIMEDOUT returned. On
+ * failure no output is returned. The child is tracked while it runs.
+ */
+int bench_cmd(const char *const *argv, unsigned flags, unsigned timeout_ms, char **ret_out,
+	      char **ret_err, double *ret_ms);
+
 #endif

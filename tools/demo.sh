@@ -118,6 +118,22 @@ step "ghost fork: a copy on node 1, with a new PID, counting on from the same po
 "$ghost" fork "$counter" 1
 "$ghost" ps
 
+step "dynamic streams: a pipe follows its reader 1 -> 2 -> 3, and stays exact"
+# seq | md5sum: md5sum (the reader) moves while seq writes; the pipe between
+# them becomes a direct TCP connection between the nodes, then the reader's
+# sum must be the one of the whole sequence.
+sums=$(mktemp -d)
+# The reader writes its PID (a global one) before it becomes md5sum.
+"$ghost" run -d -- sh -c "seq 1 100000000 | sh -c 'echo \$\$ > $sums/pid; exec md5sum' > $sums/moved" > /dev/null
+while [ ! -s "$sums/pid" ]; do sleep 0.05; done
+reader=$(cat "$sums/pid")
+"$ghost" migrate "$reader" 2
+"$ghost" migrate "$reader" 3
+seq 1 100000000 | md5sum > "$sums/here"
+for _ in $(seq 600); do [ -s "$sums/moved" ] && break; sleep 0.1; done
+echo "sum read on node 3: $(cut -c1-32 "$sums/moved"); sum of the sequence: $(cut -c1-32 "$sums/here")"
+rm -rf "$sums"
+
 step "ghost cluster down (daemons, processes, namespaces, bridge, files: all gone)"
 "$ghost" cluster down
 echo "run directory left: $([ -e "$GHOST_CLUSTER_DIR" ] && echo yes || echo no)"

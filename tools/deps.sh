@@ -4,7 +4,7 @@
 # Idempotent: does nothing when everything is already there.
 set -eu
 pkgs="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev libxxhash-dev
-      libsodium-dev libssl-dev iproute2 python3 procps util-linux libcap2-bin"
+      libsodium-dev libssl-dev iproute2 python3 procps util-linux libcap2-bin netpipe-tcp"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||

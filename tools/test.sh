@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Run every test: the unit and integration suites on a -Werror gcc build, then
+# Run every test: the unit, integration and streams suites on a -Werror gcc build, then
 # the unit suite again and the fuzzer (libFuzzer, 20 s) on a clang build with
 # AddressSanitizer + UndefinedBehaviorSanitizer. Needs root (ptrace, clone3
 # set_tid, namespaces).

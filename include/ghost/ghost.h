@@ -81,6 +81,18 @@ struct ghost_export_opts {
 	unsigned flags; /* enum ghost_export_flags */
 	ghost_progress_fn progress;
 	void *userdata;
+	/*
+	 * Fds the caller carries itself (the streams of a migration: pipes,
+	 * sockets or FIFOs it moves on its own). Each is recorded with its
+	 * number, FD_CLOEXEC, status flags and what it was, and no data,
+	 * whatever it is: never refused, and never an outside pipe or stdio
+	 * for GHOST_EXPORT_SHELL_JOB. Every fd must be open in the process, and
+	 * an fd sharing an open file description (or a pipe or socketpair) with
+	 * a carried fd in the process must be carried too. Importing the image
+	 * needs GHOST_IMPORT_CARRIED.
+	 */
+	const int *carried_fds;
+	size_t n_carried;
 };
 
 struct ghost_stats {
@@ -107,6 +119,16 @@ enum ghost_import_flags {
 	/* opts->stdio are the new process's own (not the restarter's): they get
 	 * the image's O_NONBLOCK. */
 	GHOST_IMPORT_OWN_STDIO = 1 << 5,
+	/*
+	 * The caller replaces the image's carried fds (ghost_export_opts.
+	 * carried_fds): each gets a placeholder at its number with its
+	 * FD_CLOEXEC, /dev/null opened with its access mode, O_APPEND and
+	 * O_NONBLOCK (ghost_hold_take() of it tells them), for the caller to
+	 * swap with ghost_hold_install() before the process runs (with
+	 * GHOST_IMPORT_STOPPED, then SIGCONT). Without it, an image with
+	 * carried fds is refused before any process is made.
+	 */
+	GHOST_IMPORT_CARRIED = 1 << 6,
 };
 
 struct ghost_import_opts {
@@ -153,6 +175,84 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
  */
 int ghost_replace_program(pid_t pid, const char *path, const char *const argv[], char *why,
 			  size_t why_len);
+
+/*
+ * Holding a process to swap its descriptors (the engine's half of a dynamic
+ * stream's suspension): freeze a process where it is, take copies of its
+ * descriptors, put other open file descriptions at their numbers, and let it
+ * go exactly as it was.
+ *
+ *	struct ghost_hold *h;
+ *	ghost_hold_new(pid, &h, why, sizeof(why));
+ *	ghost_hold_take(h, 3, &old, &fd_flags, &status_flags, why, sizeof(why));
+ *	... drain old, write its bytes into the new channel first ...
+ *	fcntl(new, F_SETFL, status_flags);
+ *	ghost_hold_install(h, 3, new, fd_flags, why, sizeof(why));
+ *	h = ghost_hold_release(h);
+ *
+ * A system call the process was blocked in (read, write, poll, select,
+ * nanosleep...) runs again after the release, and one that names an fd looks
+ * it up again: a read() blocked on the old fd 3 reads from the new one. Every
+ * call fails with a negative errno or GHOST_E* code and one line in why
+ * (why may be NULL). The caller needs CAP_SYS_PTRACE or the process's user; the
+ * process may run as any user. A process that is already traced (by a
+ * debugger, or by an export in progress) cannot be held (-EBUSY), nor can a
+ * held process be exported: release it first. Single-threaded
+ * processes only (others are refused with GHOST_EUNSUPPORTED). A process that
+ * exits while held makes every call fail with -ESRCH ("exited while held");
+ * if the caller is its parent, its exit status is left for the caller's own
+ * waitpid(), which the engine never takes.
+ */
+struct ghost_hold;
+
+/*
+ * Freeze process pid in place (PTRACE_SEIZE + PTRACE_INTERRUPT) so the caller
+ * can take and replace its descriptors. Works on a running process, one
+ * blocked in a system call, and one stopped by SIGSTOP (it stays stopped after
+ * the release). Nothing runs in the process and nothing about it changes until
+ * the first ghost_hold_install(). Signals sent to it while it is held stay
+ * pending and are delivered after the release (a SIGSTOP too, a SIGCONT lifts
+ * an earlier stop); SIGKILL ends it at once. The handle in *ret; nothing is
+ * held on failure.
+ */
+int ghost_hold_new(pid_t pid, struct ghost_hold **ret, char *why, size_t why_len);
+
+/*
+ * A copy of the process's descriptor fd, in *ret_copy (ours, O_CLOEXEC, sharing
+ * the open file description: reading from it takes bytes from the process's
+ * stream), its FD_CLOEXEC in *ret_fd_flags (0 or FD_CLOEXEC) and the status
+ * flags of its open file description (O_ACCMODE, O_NONBLOCK, O_APPEND, ...,
+ * as F_GETFL gives them) in *ret_status_flags. ret_fd_flags and
+ * ret_status_flags may be NULL (not reading the fd flags spares a /proc read).
+ * Runs nothing in the process. -EBADF when the process has no such fd.
+ */
+int ghost_hold_take(struct ghost_hold *h, int fd, int *ret_copy, int *ret_fd_flags,
+		    int *ret_status_flags, char *why, size_t why_len);
+
+/*
+ * Make the process's descriptor fd refer to our descriptor newfd's open file
+ * description, as dup3() would at the same number, with FD_CLOEXEC set iff
+ * fd_flags has it (fd_flags is 0 or FD_CLOEXEC, else -EINVAL). fd need not be
+ * open in the process. Status flags (O_NONBLOCK...) belong to the open file
+ * description: the caller sets them on newfd beforehand. newfd stays ours. The
+ * descriptor is passed with SCM_RIGHTS over a socketpair made in the process,
+ * so it works whatever user the process runs as. The first call also blocks
+ * every signal in the process until the release. On failure the process's fd
+ * is as it was, and the hold can still be released (and, unless why says an
+ * earlier step failed, used again). Several installs in one hold share their
+ * setup: the first runs three system calls in the process, the next ones two
+ * (and the release one more, in all).
+ */
+int ghost_hold_install(struct ghost_hold *h, int fd, int newfd, int fd_flags, char *why,
+		       size_t why_len);
+
+/*
+ * Close what the engine opened in the process, put back its registers, signal
+ * mask and the bytes it used for scratch, and let it go exactly as it was:
+ * running, back in the system call it was blocked in (restarted, on whatever
+ * fd is now at its number), or stopped. Accepts NULL; returns NULL; never fails.
+ */
+struct ghost_hold *ghost_hold_release(struct ghost_hold *h);
 
 /* Statistics of the last export or import. */
 const struct ghost_stats *ghost_get_stats(const struct ghost *g);

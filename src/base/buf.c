@@ -42,6 +42,9 @@ int buf_reserve(struct buf *b, size_t extra)
 	p = realloc(b->data, cap);
 	if (!p)
 		return -ENOMEM;
+	/* The first allocation must hold the terminator too: a reader that finds
+	 * nothing to append (an empty file) still hands out a C string. */
+	p[b->len] = '\0';
 	b->data = p;
 	b->cap = cap;
 	return 0;

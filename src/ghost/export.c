@@ -840,6 +840,16 @@ int ghost_export(struct ghost *g, pid_t pid, const struct ghost_export_opts *opt
 	c.flags = opts ? opts->flags : 0;
 	fo.shell_job = c.flags & GHOST_EXPORT_SHELL_JOB;
 	fo.drop_unsupported = c.flags & GHOST_EXPORT_DROP_UNSUPPORTED;
+	if (opts && opts->n_carried) {
+		if (!opts->carried_fds)
+			return ghost_fail(g, -EINVAL, "carried fds announced but not given");
+		for (size_t i = 0; i < opts->n_carried; i++)
+			if (opts->carried_fds[i] < 0)
+				return ghost_fail(g, -EINVAL, "invalid carried fd %d",
+						  opts->carried_fds[i]);
+		fo.carried = opts->carried_fds;
+		fo.n_carried = opts->n_carried;
+	}
 	if ((c.flags & GHOST_EXPORT_KILL) && (c.flags & GHOST_EXPORT_STOP))
 		return ghost_fail(g, -EINVAL, "--kill and --stop exclude each other");
 

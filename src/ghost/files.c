@@ -10,7 +10,9 @@
  * socketpairs whose both ends are in the process (queued bytes stored, in
  * order), and with a shell job, terminals and outside pipes on fds 0-2, which
  * become the restarter's stdio. Anything else is refused by name, or dropped
- * when the caller asked for that.
+ * when the caller asked for that. Fds the caller carries itself (the streams
+ * of a migration) are recorded as what they were, without data, whatever
+ * they are; the importer puts placeholders at their numbers.
  *
  * Queued bytes are read without disturbing the process: tee() for pipes,
  * MSG_PEEK for stream sockets; datagrams are read and queued again through the
@@ -21,10 +23,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/kcmp.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +37,7 @@
 #define LOG_PREFIX "files"
 #include "base/fileio.h"
 #include "base/log.h"
+#include "base/sockdiag.h"
 #include "ghost/ghost-int.h"
 #include "base/banned.h"
 
@@ -47,6 +46,7 @@
 struct fd_entry {
 	int fd;
 	int fd_flags;
+	bool carried; /* named by the caller as carried */
 	char *link;
 	struct stat sb;
 	uint64_t pos;
@@ -85,59 +85,6 @@ static int read_fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 out:
 	buf_release(&b);
 	return r;
-}
-
-/* Type, peer inode and shutdown state of an AF_UNIX socket, by inode, via sock_diag. */
-static int unix_diag(uint64_t ino, uint32_t *ret_type, uint64_t *ret_peer, uint32_t *ret_shut)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req req;
-	} msg = {
-		.nlh = { .nlmsg_len = sizeof(msg), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			 .nlmsg_flags = NLM_F_REQUEST },
-		.req = { .sdiag_family = AF_UNIX, .udiag_ino = (uint32_t)ino,
-			 .udiag_show = UDIAG_SHOW_PEER,
-			 .udiag_cookie = { ~0u, ~0u } },
-	};
-	char buf[8192];
-	_cleanup_close_ int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	struct nlmsghdr *h;
-	ssize_t n;
-
-	if (s < 0)
-		return -errno;
-	if (send(s, &msg, sizeof(msg), 0) < 0)
-		return -errno;
-	n = recv(s, buf, sizeof(buf), 0);
-	if (n < 0)
-		return -errno;
-	h = (struct nlmsghdr *)buf;
-	if (!NLMSG_OK(h, (size_t)n))
-		return -EPROTO;
-	if (h->nlmsg_type == NLMSG_ERROR) {
-		struct nlmsgerr *e = NLMSG_DATA(h);
-
-		return e->error ? e->error : -ENOENT;
-	}
-	if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
-		return -EPROTO;
-	{
-		struct unix_diag_msg *m = NLMSG_DATA(h);
-		struct rtattr *a = (struct rtattr *)(m + 1);
-		int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*m));
-
-		*ret_type = m->udiag_type;
-		*ret_peer = 0;
-		*ret_shut = 0;
-		for (; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-			if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
-				*ret_peer = *(uint32_t *)RTA_DATA(a);
-			else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
-				*ret_shut = *(uint8_t *)RTA_DATA(a);
-		}
-	}
-	return 0;
 }
 
 static bool same_description(pid_t pid, int fd1, int fd2)
@@ -426,13 +373,58 @@ static int dump_deleted(struct ghost *g, struct img_writer *w, struct fd_entry *
 	return 0;
 }
 
-static struct fd_entry *find_by_ino(struct fd_entry *e, size_t n, uint64_t ino, int want_acc)
+/* The first fd of the description with inode ino (and access mode want_acc
+ * unless < 0), carried or not as asked. */
+static struct fd_entry *find_by_ino(struct fd_entry *e, size_t n, uint64_t ino, int want_acc,
+				    bool carried)
 {
 	for (size_t i = 0; i < n; i++)
 		if (e[i].file_id && e[i].first && e[i].sb.st_ino == ino &&
+		    e[i].carried == carried &&
 		    (want_acc < 0 || (int)(e[i].flags & O_ACCMODE) == want_acc))
 			return &e[i];
 	return NULL;
+}
+
+/* Mark the carried fds; every one must be open. */
+static int mark_carried(struct ghost *g, pid_t pid, struct fd_entry *e, size_t n,
+			const struct files_dump_opts *o)
+{
+	for (size_t k = 0; k < o->n_carried; k++) {
+		size_t i;
+
+		for (i = 0; i < n && e[i].fd != o->carried[k]; i++)
+			;
+		if (i == n)
+			return ghost_fail(g, -EBADF, "fd %d of process %d, to be carried, is not open",
+					  o->carried[k], pid);
+		e[i].carried = true;
+	}
+	return 0;
+}
+
+/* A carried description: what it was, no data. */
+static int describe_carried(struct ghost *g, int pidfd, struct fd_entry *x)
+{
+	struct img_file *f = &x->file;
+
+	f->kind = IMG_FILE_CARRIED;
+	x->path = strdup(x->link);
+	if (!x->path)
+		return ghost_fail(g, -ENOMEM, "out of memory");
+	if (S_ISSOCK(x->sb.st_mode)) {
+		socklen_t len = sizeof(int);
+		int type = 0, r;
+
+		r = take_copy(g, pidfd, x);
+		if (r < 0)
+			return r;
+		if (getsockopt(x->copy, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+			return ghost_fail(g, -errno, "cannot read the socket type of fd %d: %m",
+					  x->fd);
+		f->sock_type = (uint32_t)type;
+	}
+	return 0;
 }
 
 int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct files_dump_opts *o,
@@ -448,6 +440,9 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 	r = list_fds(g, pid, &e, &n);
 	if (r < 0)
 		return r;
+	r = mark_carried(g, pid, e, n, o);
+	if (r < 0)
+		goto out;
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0) {
 		r = ghost_fail(g, -errno, "pidfd_open(%d): %m", pid);
@@ -464,6 +459,13 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 		for (size_t j = 0; j < i; j++)
 			if (e[j].file_id && e[j].first && e[j].sb.st_ino == x->sb.st_ino &&
 			    e[j].sb.st_dev == x->sb.st_dev && same_description(pid, e[j].fd, x->fd)) {
+				if (e[j].carried != x->carried) {
+					r = ghost_fail(g, GHOST_EUNSUPPORTED,
+						       "fds %d and %d of process %d share one open file description but only fd %d is carried; carry both or neither",
+						       e[j].fd, x->fd, pid,
+						       e[j].carried ? e[j].fd : x->fd);
+					goto out;
+				}
 				x->file_id = e[j].file_id;
 				break;
 			}
@@ -476,7 +478,11 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 					.ino = x->sb.st_ino,
 					.mtime_ns = (int64_t)x->sb.st_mtim.tv_sec * 1000000000ll +
 						    x->sb.st_mtim.tv_nsec };
-		if (S_ISREG(x->sb.st_mode)) {
+		if (x->carried) {
+			r = describe_carried(g, pidfd, x);
+			if (r < 0)
+				goto out;
+		} else if (S_ISREG(x->sb.st_mode)) {
 			const char *del = strstr(x->link, " (deleted)");
 
 			x->path = strndup(x->link, del ? (size_t)(del - x->link) : strlen(x->link));
@@ -501,7 +507,7 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 			uint32_t type, shut;
 			uint64_t peer;
 
-			if (unix_diag(x->sb.st_ino, &type, &peer, &shut) < 0 || !peer) {
+			if (sockdiag_unix(x->sb.st_ino, &type, &peer, &shut) < 0 || !peer) {
 				why = "a socket other than a socketpair inside the process";
 			} else {
 				f->kind = IMG_FILE_SOCKPAIR;
@@ -543,21 +549,34 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 		struct fd_entry *x = &e[i];
 		struct fd_entry *peer;
 		bool stdio_ok = o->shell_job && x->fd <= 2;
+		uint64_t peer_ino;
+		int other;
 
 		if (!x->file_id || !x->first)
 			continue;
 		if (x->file.kind == IMG_FILE_PIPE) {
-			int other = (x->flags & O_ACCMODE) == O_WRONLY ? O_RDONLY : O_WRONLY;
-
-			peer = find_by_ino(e, n, x->sb.st_ino, other);
+			other = (x->flags & O_ACCMODE) == O_WRONLY ? O_RDONLY : O_WRONLY;
+			peer = find_by_ino(e, n, x->sb.st_ino, other, false);
+			peer_ino = x->sb.st_ino;
 		} else if (x->file.kind == IMG_FILE_SOCKPAIR) {
-			peer = find_by_ino(e, n, x->sock_peer_ino, -1);
+			other = -1;
+			peer = find_by_ino(e, n, x->sock_peer_ino, other, false);
+			peer_ino = x->sock_peer_ino;
 		} else {
 			continue;
 		}
 		if (peer) {
 			x->file.peer_id = peer->file_id;
 			continue;
+		}
+		/* Its other end is in the process, but carried. */
+		peer = find_by_ino(e, n, peer_ino, other, true);
+		if (peer) {
+			r = ghost_fail(g, GHOST_EUNSUPPORTED,
+				       "fd %d of process %d is a %s whose other end, fd %d, is carried; carry both or neither",
+				       x->fd, pid, x->file.kind == IMG_FILE_PIPE ? "pipe" : "socketpair",
+				       peer->fd);
+			goto out;
 		}
 		if (stdio_ok) {
 			x->file.kind = IMG_FILE_STDIO;
@@ -840,6 +859,43 @@ static int send_queued(struct ghost *g, int fd, const struct img_file *f, const 
 	return 0;
 }
 
+int files_restore_check_carried(struct ghost *g, const struct files_restore *fr, bool allowed)
+{
+	const struct img_fd *lowest = NULL;
+	ssize_t k = -1;
+
+	if (allowed)
+		return 0;
+	for (size_t i = 0; i < fr->nfds; i++) {
+		ssize_t j = file_index(fr, fr->fds[i].file_id);
+
+		if (j >= 0 && fr->files[j].kind == IMG_FILE_CARRIED &&
+		    (!lowest || fr->fds[i].fd < lowest->fd)) {
+			lowest = &fr->fds[i];
+			k = j;
+		}
+	}
+	if (!lowest)
+		return 0;
+	return ghost_fail(g, GHOST_EUNSUPPORTED,
+			  "fd %u is a stream carried by the daemon that exported this image (%s): it cannot be restored from the image alone",
+			  lowest->fd,
+			  img_carried_what(&fr->files[k], fr->paths[k], strlen(fr->paths[k])));
+}
+
+/* A placeholder for a carried fd, for the caller to replace: /dev/null with
+ * the access mode and status flags the fd had (so ghost_hold_take() of it
+ * tells them). */
+static int open_placeholder(struct ghost *g, const struct img_file *f)
+{
+	int flags = (int)(f->flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+	int fd = open("/dev/null", flags | O_CLOEXEC);
+
+	if (fd < 0)
+		return ghost_fail(g, -errno, "cannot open /dev/null: %m");
+	return fd;
+}
+
 int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3],
 		       bool own_stdio)
 {
@@ -906,6 +962,9 @@ int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdi
 
 			if (k < 0 || (size_t)k == i)
 				return ghost_fail(g, GHOST_ECORRUPT, "file %u has no peer", f->id);
+			if (fr->files[k].kind != f->kind)
+				return ghost_fail(g, GHOST_ECORRUPT,
+						  "file %u and its peer are of different kinds", f->id);
 			peer = (size_t)k;
 			if (f->kind == IMG_FILE_PIPE) {
 				size_t rd = (f->flags & O_ACCMODE) == O_WRONLY ? peer : me;
@@ -950,6 +1009,9 @@ int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdi
 			}
 			continue;
 		}
+		case IMG_FILE_CARRIED:
+			fd = open_placeholder(g, f);
+			break;
 		default:
 			return ghost_fail(g, GHOST_ECORRUPT, "file %u has unknown kind %u", f->id,
 					  f->kind);

@@ -61,6 +61,7 @@ struct tracee {
 	long syscall_nr;
 	bool have_pending_status; /* its stop was collected by tracee_syscall_poll() */
 	int pending_status;
+	bool sigstop_seen; /* a SIGSTOP arrived during an injection: sent again at release */
 };
 
 /* Seize and stop pid; registers, xstate and mask are read into t. On failure
@@ -90,6 +91,10 @@ int tracee_read_mem(struct tracee *t, uint64_t addr, void *data, size_t len);
 void tracee_release(struct tracee *t, bool stop, bool kill);
 /* Detach with the registers currently set (used after an import). */
 int tracee_detach(struct tracee *t);
+/* Process pid, which we trace, has ended: collect the report its tracer gets,
+ * so its real parent is told, unless we are that parent too (then the end is
+ * left for our own waitpid()). */
+void tracee_collect_exit(pid_t pid);
 
 /* --- /proc (procfs.c) ------------------------------------------------------------ */
 
@@ -139,6 +144,8 @@ int proc_read_stat(pid_t pid, struct proc_stat *ret);
 struct files_dump_opts {
 	bool shell_job;
 	bool drop_unsupported;
+	const int *carried; /* fds the caller carries: IMG_FILE_CARRIED, no data */
+	size_t n_carried;
 };
 
 /* Describe every fd of the (stopped) process as FILE, FILE_DATA and FD records. */
@@ -165,8 +172,12 @@ struct files_restore {
 void files_restore_init(struct files_restore *fr);
 void files_restore_release(struct files_restore *fr);
 int files_restore_add_record(struct ghost *g, struct files_restore *fr, const struct img_record *rec);
+/* Refuse, naming the lowest such fd, an image with carried fds unless the
+ * caller will replace them (GHOST_IMPORT_CARRIED). */
+int files_restore_check_carried(struct ghost *g, const struct files_restore *fr, bool allowed);
 /* Open every file and pipe, fill queues, check regular files; -errno/GHOST_E* with errmsg.
- * own_stdio: the stdio fds belong to the new process and get the image's O_NONBLOCK. */
+ * own_stdio: the stdio fds belong to the new process and get the image's O_NONBLOCK.
+ * Carried fds get a placeholder: /dev/null with their access mode and status flags. */
 int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3],
 		       bool own_stdio);
 

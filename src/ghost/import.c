@@ -4,7 +4,8 @@
  *
  *   read the small records (identity, creds, files, vmas, signals, thread),
  *     each checksum-verified as it is read
- *     -> checks: credentials assumable by the caller, files unchanged, PID free
+ *     -> checks: credentials assumable by the caller, carried fds expected
+ *        (GHOST_IMPORT_CARRIED), files unchanged, PID free
  *     -> open every file in the engine, above a staging base
  *     -> clone3(set_tid = PID): the stub, a copy of the engine, installs fds,
  *        its session and controlling terminal (GHOST_IMPORT_SESSION), cwd,
@@ -386,6 +387,9 @@ static int check_image(struct import_ctx *c)
 	if (!c->have_proc || !c->have_creds || !c->have_mm || !c->have_thread || !c->have_sa)
 		return corrupt(c, "a required record is missing");
 	r = check_creds(c);
+	if (r < 0)
+		return r;
+	r = files_restore_check_carried(c->g, &c->fr, c->flags & GHOST_IMPORT_CARRIED);
 	if (r < 0)
 		return r;
 	r = check_file(c, c->exe, c->proc.exe_size, c->proc.exe_mtime_ns, "executable");
@@ -1657,7 +1661,7 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		r = set_thread_state(&c);
 	if (r < 0)
 		goto out;
-	if (c.flags & GHOST_IMPORT_STOPPED)
+	if ((c.flags & GHOST_IMPORT_STOPPED) || c.t.sigstop_seen)
 		kill(c.pid, SIGSTOP);
 	r = tracee_detach(&c.t);
 	if (r < 0) {

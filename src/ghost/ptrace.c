@@ -8,7 +8,9 @@
  * orig_rax = -1 so the kernel's syscall-restart logic leaves our registers
  * alone. Every signal is blocked in the tracee (PTRACE_SETSIGMASK) while we
  * work, so nothing is delivered or lost during an injection; the original mask
- * and registers are put back before the tracee is let go.
+ * and registers are put back before the tracee is let go. SIGSTOP, which no
+ * mask blocks, is taken out when it shows up during an injection and sent
+ * again when the tracee is let go.
  */
 #include <elf.h>
 #include <errno.h>
@@ -30,18 +32,57 @@
 #include "ghost/ghost-int.h"
 #include "base/banned.h"
 
+static bool parent_is_us(pid_t pid)
+{
+	struct proc_stat st;
+
+	return proc_read_stat(pid, &st) == 0 && (pid_t)st.f[4] == getpid();
+}
+
+void tracee_collect_exit(pid_t pid)
+{
+	int st;
+
+	/* Our own child: the caller's wait reaps it and gets its status. */
+	if (parent_is_us(pid))
+		return;
+	while (waitpid(pid, &st, __WALL | WNOHANG) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * The next stop of the tracee, or -ESRCH once it has ended. Its end is looked
+ * at without reaping it first: if we are its parent as well as its tracer, the
+ * end stays for the caller's own waitpid() (a daemon that holds its own child
+ * keeps the exit status); otherwise the tracer's report is collected so the
+ * real parent gets its own.
+ */
 static int wait_stop(pid_t pid, int *ret_status)
 {
 	int st;
 
 	for (;;) {
-		pid_t w = waitpid(pid, &st, __WALL);
+		siginfo_t si = { 0 };
+		pid_t w;
 
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WSTOPPED | __WALL | WNOWAIT) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED ||
+		    si.si_code == CLD_DUMPED) {
+			tracee_collect_exit(pid);
+			return -ESRCH;
+		}
+		w = waitpid(pid, &st, __WALL | WNOHANG);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (w == 0)
+			continue;
 		if (WIFEXITED(st) || WIFSIGNALED(st))
 			return -ESRCH;
 		if (WIFSTOPPED(st)) {
@@ -220,14 +261,21 @@ int tracee_syscall_finish(struct tracee *t, long *ret)
 			if (e < 0)
 				return e;
 		}
-		/* A trap left over from seizing a process in group-stop is no
-		 * signal: if the call has not run yet, step again. */
-		if ((st >> 16) != PTRACE_EVENT_STOP)
+		if ((st >> 16) == PTRACE_EVENT_STOP) {
+			/* A trap left over from seizing a process in group-stop is no
+			 * signal: if the call has not run yet, step again. */
+			if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
+				return -errno;
+			if (r.rip != t->syscall_ip)
+				break;
+		} else if ((st >> 16) == 0 && WSTOPSIG(st) == SIGSTOP) {
+			/* SIGSTOP cannot be blocked: it arrived while we held the
+			 * process and was taken out before the call ran. Drop it
+			 * here and send it again at tracee_release(). */
+			t->sigstop_seen = true;
+		} else {
 			break;
-		if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
-			return -errno;
-		if (r.rip != t->syscall_ip)
-			break;
+		}
 		if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0) < 0)
 			return -errno;
 	}
@@ -386,7 +434,7 @@ void tracee_release(struct tracee *t, bool stop, bool kill_it)
 		log_warn("process %d: cannot restore registers: %m, ignoring", t->pid);
 	if (t->mask_dirty && ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(t->sigmask), &t->sigmask) < 0)
 		log_warn("process %d: cannot restore signal mask: %m, ignoring", t->pid);
-	if (stop)
+	if (stop || t->sigstop_seen)
 		kill(t->pid, SIGSTOP);
 	tracee_detach(t);
 }

@@ -150,6 +150,8 @@ int ghost_replace_program(pid_t pid, const char *path, const char *const argv[],
 			t.in_syscall = false;
 			t.regs_dirty = t.mask_dirty = false;
 			t.scratch = 0;
+			if (t.sigstop_seen)
+				kill(pid, SIGSTOP);
 			(void)tracee_detach(&t);
 			buf_release(&args);
 			return 0;

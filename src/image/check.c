@@ -153,6 +153,8 @@ static int check_file(const struct img_file *p, size_t len)
 		return GHOST_ECORRUPT;
 	if (p->id == 0 || p->peer_id == p->id || p->kind >= _IMG_FILE_KIND_MAX || p->stdio_fd > 2)
 		return GHOST_ECORRUPT;
+	if (p->kind == IMG_FILE_CARRIED && p->peer_id)
+		return GHOST_ECORRUPT;
 	return 0;
 }
 

@@ -199,6 +199,17 @@ enum img_file_kind {
 	IMG_FILE_PIPE,    /* one end of a pipe; peer_id names the other end's FILE */
 	IMG_FILE_SOCKPAIR, /* one end of an AF_UNIX socketpair; peer_id names the other */
 	IMG_FILE_STDIO,   /* terminal or outside pipe: replaced by the restarter's stdio */
+	/*
+	 * A stream the exporter's caller carries itself (a dynamic stream: a
+	 * pipe, socket or FIFO shared with another process). No data, no peer:
+	 * the importer puts a placeholder at its numbers for its caller to
+	 * replace. flags, mode, dev, ino and sock_type (sockets) say what it
+	 * was, and the path holds its /proc fd link ("pipe:[N]", "socket:[N]",
+	 * a FIFO's path); see img_carried_what(). Added within version 1: a
+	 * reader that predates it refuses such an image as malformed (images
+	 * without it are unchanged).
+	 */
+	IMG_FILE_CARRIED,
 	_IMG_FILE_KIND_MAX,
 };
 
@@ -383,6 +394,10 @@ int img_verify_cb(const void *data, size_t len, enum img_reader_flags flags,
  * img_verify(), the mapped bytes this reader reads. Structure checks still run. */
 void img_reader_set_verified(struct img_reader *r);
 
+/* What an IMG_FILE_CARRIED file was, for messages: "the read end of a pipe",
+ * "a FIFO", "a stream socket", ...; path is the record's path. Never NULL. */
+const char *img_carried_what(const struct img_file *f, const char *path, size_t path_len);
+
 /* Minimum fixed size of a record type's payload; 0 for unknown types. */
 size_t img_rec_min_size(uint32_t type);
 /* "process", "vma", ...; "unknown" for unknown types. Never NULL. */
@@ -396,7 +411,8 @@ const char *img_rec_type_name(uint32_t type);
  *  - CREDS: ngroups <= 65536; RLIMITS: cur <= max;
  *  - MM: auxv_len a multiple of 16;
  *  - VMA: start < end, both and pgoff page aligned, kind < _IMG_VMA_KIND_MAX;
- *  - FILE: id != 0, peer_id != id, kind < _IMG_FILE_KIND_MAX, stdio_fd <= 2;
+ *  - FILE: id != 0, peer_id != id, kind < _IMG_FILE_KIND_MAX, stdio_fd <= 2,
+ *    CARRIED: peer_id == 0;
  *  - FILE_DATA, FD: file_id != 0, FD: fd <= INT_MAX;
  *  - SIGPENDING: shared <= 1, count siginfos of IMG_SIGINFO_SIZE bytes;
  *  - ITIMERS: seconds >= 0, microseconds in 0..999999;

@@ -12,9 +12,12 @@
  * "text"}; addresses are "0x..." strings, other numbers are numbers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "image/image-int.h"
@@ -24,6 +27,7 @@
 
 struct show_file {
 	uint32_t id, kind, flags;
+	uint32_t mode, sock_type;
 	uint64_t pos;
 	char *path; /* path_len bytes, not NUL-terminated when path_len is 0 */
 	size_t path_len;
@@ -215,8 +219,33 @@ static const char *const vma_flags[] = {
 };
 
 static const char *const file_kinds[_IMG_FILE_KIND_MAX] = {
-	"reg", "reg-deleted", "dir", "chr", "pipe", "sockpair", "stdio",
+	"reg", "reg-deleted", "dir", "chr", "pipe", "sockpair", "stdio", "carried",
 };
+
+const char *img_carried_what(const struct img_file *f, const char *path, size_t path_len)
+{
+	switch (f->mode & S_IFMT) {
+	case S_IFIFO:
+		if (path_len >= 5 && memcmp(path, "pipe:", 5) == 0)
+			return (f->flags & O_ACCMODE) == O_RDONLY   ? "the read end of a pipe"
+			       : (f->flags & O_ACCMODE) == O_WRONLY ? "the write end of a pipe"
+								    : "a pipe";
+		return "a FIFO";
+	case S_IFSOCK:
+		switch (f->sock_type) {
+		case SOCK_STREAM:
+			return "a stream socket";
+		case SOCK_DGRAM:
+			return "a datagram socket";
+		case SOCK_SEQPACKET:
+			return "a seqpacket socket";
+		}
+		return "a socket";
+	case S_IFCHR:
+		return "a character device";
+	}
+	return "a file";
+}
 
 static const char *const rlimit_names[IMG_RLIMITS] = {
 	"cpu",	  "fsize", "data",    "stack",	  "core",     "rss",	"nproc",  "nofile",
@@ -517,6 +546,14 @@ static void show_file(struct show *s, const struct img_file *p)
 		f_u64(s, "pipe_size", p->pipe_size);
 	if (p->kind == IMG_FILE_STDIO)
 		f_u64(s, "stdio_fd", p->stdio_fd);
+	if (p->kind == IMG_FILE_CARRIED) {
+		const char *what = img_carried_what(p, (const char *)(p + 1), p->path_len);
+
+		f_str(s, "stream", what, strlen(what));
+		if ((p->mode & S_IFMT) == S_IFSOCK)
+			f_u64(s, "sock_type", p->sock_type);
+		f_u64(s, "ino", p->ino);
+	}
 	f_str(s, "path", p + 1, p->path_len);
 	obj_end(s);
 
@@ -525,7 +562,8 @@ static void show_file(struct show *s, const struct img_file *p)
 		return;
 	s->files = f;
 	f = &s->files[s->nfiles];
-	*f = (struct show_file){ .id = p->id, .kind = p->kind, .flags = p->flags, .pos = p->pos };
+	*f = (struct show_file){ .id = p->id, .kind = p->kind, .flags = p->flags, .pos = p->pos,
+				 .mode = p->mode, .sock_type = p->sock_type };
 	if (p->path_len) {
 		f->path = malloc(p->path_len);
 		if (!f->path) {
@@ -561,6 +599,13 @@ static void show_fd(struct show *s, const struct img_fd *p)
 		f_word(s, "access", access_name(f->flags));
 		f_hex(s, "flags", f->flags);
 		f_u64(s, "pos", f->pos);
+		if (f->kind == IMG_FILE_CARRIED) {
+			struct img_file x = { .flags = f->flags, .mode = f->mode,
+					      .sock_type = f->sock_type };
+			const char *what = img_carried_what(&x, f->path ? f->path : "", f->path_len);
+
+			f_str(s, "stream", what, strlen(what));
+		}
 		f_str(s, "path", f->path ? f->path : "", f->path_len);
 	} else {
 		f_word(s, "kind", "missing");

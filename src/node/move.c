@@ -84,6 +84,7 @@ enum move_state {
 	MOVE_S_EXPORTING,
 	MOVE_S_ABORTING,
 	MOVE_S_COMMITTING,
+	MOVE_S_STREAMS,
 	MOVE_S_IMPORTING,
 	MOVE_S_HELD,
 };
@@ -127,6 +128,12 @@ struct move {
 	pid_t orig_pid;        /* IN, fork: the original's PID */
 	pid_t ppid;            /* its parent here (not the daemon), or 0 */
 	bool standin;          /* OUT: the original becomes a stand-in for its parent */
+	/* OUT: the streams it holds (stream.c) */
+	struct stream_op *streams;
+	int carried[64];
+	size_t n_carried;
+	bool streams_switched;
+	bool streams_aborting;
 	/* IN */
 	bool aborted;
 	struct buf prepare;    /* the MOVE_PREPARE payload */
@@ -158,6 +165,7 @@ static void move_free(struct move *m)
 		m->proc->moving = false;
 	if (m->role == ROLE_IN)
 		run_arrival_drop(m->d, m->peer, m->xfer);
+	stream_release(m->streams);
 	m->report_io = loop_io_free(m->report_io);
 	m->report_fd = safe_close(m->report_fd);
 	m->timer = loop_timer_free(m->timer);
@@ -250,11 +258,32 @@ static void out_fail(struct move *m, int err, const char *fmt, ...)
 	}
 }
 
+static void out_rollback(struct move *m);
+
+static void on_streams_aborted(struct stream_op *op, int err, const char *msg, void *userdata)
+{
+	struct move *m = userdata;
+
+	(void)err;
+	(void)msg;
+	m->streams = NULL;
+	stream_release(op);
+	out_rollback(m);
+}
+
 /* The original goes on where it was; tell the asker why it did not move. */
 static void out_rollback(struct move *m)
 {
 	struct node_daemon *d = m->d;
 
+	if (m->streams) {
+		/* Its streams first: back in place, before it runs again. */
+		if (!m->streams_aborting) {
+			m->streams_aborting = true;
+			stream_abort(m->streams, m->err, m->errmsg, on_streams_aborted, m);
+		}
+		return;
+	}
 	if (m->state != MOVE_S_PREPARING) {
 		(void)send_move(m, MOVE_ABORT, NULL);
 		/* A fork's export does not stop the original. */
@@ -289,9 +318,12 @@ static void out_commit(struct move *m)
 		return;
 	}
 
-	/* The copy is complete and held on the destination: the original goes,
-	 * or stays as a stand-in that its parent keeps waiting for; its run
-	 * session follows the copy. */
+	/* The copy is complete and held on the destination, its streams woken
+	 * up there: their peers may go on, and the original goes, or stays as a
+	 * stand-in that its parent keeps waiting for; its run session follows
+	 * the copy. */
+	stream_release(m->streams);
+	m->streams = NULL;
 	run_move_commit(d, m->proc, m->peer, m->xfer);
 	if (m->standin) {
 		char why[512];
@@ -374,6 +406,23 @@ static void out_done(struct move *m)
 	move_free(m);
 }
 
+static void on_streams_switched(struct stream_op *op, int err, const char *msg, void *userdata)
+{
+	struct move *m = userdata;
+
+	if (err < 0) {
+		/* Back in place here already. */
+		m->streams = NULL;
+		stream_release(op);
+		out_fail(m, err, "%s", msg);
+		out_rollback(m);
+		return;
+	}
+	m->streams_switched = true;
+	m->state = MOVE_S_EXPORTING;
+	out_commit(m);
+}
+
 /* Both halves of the transfer are known: go on or roll back. */
 static void out_step(struct move *m)
 {
@@ -390,8 +439,14 @@ static void out_step(struct move *m)
 		out_rollback(m);
 		return;
 	}
-	if (m->state == MOVE_S_EXPORTING && m->worker_done && m->imported)
+	if (m->state == MOVE_S_EXPORTING && m->worker_done && m->imported) {
+		if (m->streams && !m->streams_switched) {
+			m->state = MOVE_S_STREAMS;
+			stream_switch(m->streams, m->peer, m->pid, on_streams_switched, m);
+			return;
+		}
 		out_commit(m);
+	}
 }
 
 static void on_worker_io(struct loop_io *io, int fd, unsigned events, void *userdata);
@@ -422,6 +477,19 @@ static void out_ready(struct move *m, const void *data, size_t len)
 		return;
 	}
 	j.host = cn->address;
+	if (!m->fork) {
+		char msg[512];
+
+		r = stream_prepare(d, m->pid, m->xfer, &m->streams, m->carried, &m->n_carried,
+				   ARRAY_SIZE(m->carried), msg, sizeof(msg));
+		if (r < 0) {
+			out_fail(m, r, "%s", msg);
+			out_rollback(m);
+			return;
+		}
+		j.carried = m->carried;
+		j.n_carried = m->n_carried;
+	}
 	m->state = MOVE_S_EXPORTING;
 	r = worker_export_start(&j, &m->worker, &m->report_fd);
 	memset(j.key, 0, sizeof(j.key));
@@ -754,7 +822,8 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 	struct worker_import_job j = {
 		/* Managed processes lead their session; an attached one's stdio
 		 * is the new session stint's, below. */
-		.flags = GHOST_IMPORT_STOPPED | GHOST_IMPORT_SESSION | GHOST_IMPORT_OWN_STDIO,
+		.flags = GHOST_IMPORT_STOPPED | GHOST_IMPORT_SESSION | GHOST_IMPORT_OWN_STDIO |
+			 GHOST_IMPORT_CARRIED,
 		.stdio = { -1, -1, -1 },
 		.source = from,
 		.encrypt = d->config.encrypt,
@@ -1013,9 +1082,14 @@ static void worker_finished(struct move *m)
 		in_imported(m);
 		return;
 	}
-	if (m->result.err < 0)
+	if (m->result.err < 0) {
+		/* The export's own refusal is the cause, whatever the destination
+		 * said first about the image it was left with (truncated). */
+		if (!worker_link_error(m->result.err))
+			m->err = 0;
 		out_fail(m, m->result.err, "%s",
 			 m->result.msg[0] ? m->result.msg : "the export failed");
+	}
 	else {
 		m->done = m->total = m->result.stats.image_bytes;
 	}
@@ -1144,6 +1218,8 @@ void move_node_down(struct node_daemon *d, uint32_t node)
 			out_fail(m, -EHOSTDOWN, "node %u failed during the transfer", node);
 			out_step(m);
 			break;
+		case MOVE_S_STREAMS:
+			break; /* the stream operation fails and says so */
 		case MOVE_S_COMMITTING:
 			if (m->dest_done)
 				break; /* it runs there: the answer waits for the reap */

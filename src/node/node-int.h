@@ -110,6 +110,18 @@ enum attr_type {
 	A_CALLER = 60, /* u32: the node of a run session's caller (the client's daemon) */
 	A_STDIO = 61,  /* u32: how fds 0-2 of a process reach its session: RUN_STDIO_KIND() */
 	A_PREV = 62,   /* u32: the node a process moved from (names a stint with A_XFER) */
+	/* streams (stream.c) */
+	A_STREAM = 80,    /* u64: a stream id, its first coordinator's node << 40 | number */
+	A_INDEX = 81,     /* u32: which end of a stream (bit 0), and the operation's
+			     generation (bits 8 and up) */
+	A_END = 82,       /* nested: one end: A_PID, A_FD..., A_FD_FLAGS..., A_STATUS,
+			     A_FLAGS (enum stream_end_flags), A_INODE */
+	A_FD_FLAGS = 83,  /* u32, repeated: FD_CLOEXEC of each A_FD */
+	A_STATUS = 84,    /* u32: an open file description's status flags */
+	A_KIND = 85,      /* u32: enum stream_kind */
+	A_INODE = 86,     /* u64: the inode of a kernel object */
+	A_LOCAL = 87,     /* str: a TCP connection's local address, as /proc/net/tcp has it */
+	A_REMOTE = 88,    /* str: its remote address */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -259,6 +271,7 @@ enum node_channel {
 	NODE_CH_RUN = 18,    /* run sessions: start, stdio, signals, exit */
 	NODE_CH_MOVE = 19,   /* migrations: between the source and destination daemons */
 	NODE_CH_KEEP = 20,   /* memory checkpoints: requests, stores, restores (keep.c) */
+	NODE_CH_STREAM = 21, /* dynamic streams: suspend and wakeup (stream.c) */
 };
 
 enum member_type {
@@ -336,6 +349,27 @@ enum keep_type {
 	KEEP_LOADED = 20,      /* T->H: A_PID, A_IMPORT_NS: the process runs */
 	KEEP_LOAD_FAILED = 21, /* T->H: A_ERRNO, A_MESSAGE */
 	KEEP_LOAD_ABORT = 22,  /* H->T: give up; kill what was imported */
+};
+
+/* On the stream channel, between a stream operation's coordinator (C, the
+ * source of a migration) and the nodes of the stream's ends (E); all with
+ * A_XFER (C's move id), A_STREAM, A_INDEX (stream.c). */
+enum stream_type {
+	STREAM_HOLD = 1,      /* C->E: A_KIND, A_END (A_PID 0: the end of a cross-node
+				 channel E installed, or with A_LOCAL, A_REMOTE: of that
+				 TCP connection) -> HELD */
+	STREAM_HELD = 2,      /* E->C: the end's attributes (fd flags, status, end flags) */
+	STREAM_DRAIN = 3,     /* C->E: read what is queued towards the holder -> DRAINED */
+	STREAM_DRAINED = 4,   /* E->C: [A_DATA], A_FLAGS (1: more chunks follow) */
+	STREAM_WAKE = 5,      /* C->E: A_KIND, A_FLAGS (enum stream_wake), A_END, a second
+				 A_END (LOCAL), A_KEY, A_NODE (the peer's), A_ADDRESS, A_PORT
+				 (CONNECT); after the STREAM_DATA it needs -> [LISTENING], WOKEN */
+	STREAM_LISTENING = 6, /* E->C: A_PORT */
+	STREAM_WOKEN = 7,     /* E->C: installed */
+	STREAM_RELEASE = 8,   /* C->E: let every process held for A_XFER go */
+	STREAM_FAILED = 9,    /* E->C: A_ERRNO, A_MESSAGE */
+	STREAM_DATA = 10,     /* C->E: A_DATA: bytes end A_INDEX's holder reads first, in
+				 chunks, ahead of the WAKE */
 };
 
 enum logs_flags {
@@ -474,6 +508,8 @@ struct node_daemon {
 	struct parent_standin *parent_standins;
 	/* memory checkpoints (keep.c) */
 	struct keep *keep;
+	/* dynamic streams (stream.c) */
+	struct stream_mgr *streams;
 	char *config_path;
 	uint64_t next_id;
 	bool leaving;
@@ -639,6 +675,8 @@ struct worker_export_job {
 	uint16_t port;
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 	bool encrypt;
+	const int *carried;    /* fds whose streams the daemon moves (stream.c) */
+	size_t n_carried;
 };
 
 struct worker_import_job {
@@ -750,6 +788,44 @@ int keeper_start(const struct keeper_job *j, pid_t *ret_pid, int *ret_report_fd,
 		 int *ret_cmd_fd);
 /* Send a command (non-blocking write of one record). */
 int keeper_command(int cmd_fd, const struct keeper_cmd *c);
+
+/* holder.c: a process frozen in place by a worker, for its fds to be swapped */
+#define STREAM_MAX_FDS 8
+struct holder;
+/* Freeze pid (waits until it is held). 0, or -errno with why set. */
+int holder_start(pid_t pid, struct holder **ret, char *why, size_t why_len);
+/* Make each of the process's fds[i] refer to our newfd's open file description,
+ * with FD_CLOEXEC as fd_flags[i] says. */
+int holder_install(struct holder *h, const int *fds, const int *fd_flags, size_t n, int newfd,
+		   char *why, size_t why_len);
+/* Let the process go on as it was (running, or stopped); frees h. NULL ok. */
+struct holder *holder_release(struct holder *h);
+
+/* stream.c: dynamic streams */
+struct stream_op;
+/* The outcome of stream_switch() or stream_abort(): err 0, or why it failed
+ * (the streams are then back in place for the process where it was). */
+typedef void (*stream_done_fn)(struct stream_op *op, int err, const char *msg, void *userdata);
+int stream_init(struct node_daemon *d);
+/* Find the streams of process pid, about to migrate in move xfer: the fds
+ * they hold in carried[] (at most max), for the export to leave to us; the
+ * operation in *ret (NULL: no streams). -errno with msg when one cannot move. */
+int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct stream_op **ret,
+		   int *carried, size_t *n_carried, size_t max, char *msg, size_t size);
+/* The process is exported (stopped here) and imported (held on dest as
+ * new_pid): suspend its streams, drain them and wake them up between dest
+ * and the peers' nodes; then done(). The peers stay frozen until
+ * stream_release(). */
+void stream_switch(struct stream_op *op, uint32_t dest, pid_t new_pid, stream_done_fn done,
+		   void *userdata);
+/* The move failed: put the streams back for the process here (if they had
+ * been touched), then done(). */
+void stream_abort(struct stream_op *op, int err, const char *why, stream_done_fn done,
+		  void *userdata);
+/* Let every held process go; free op. NULL ok. */
+void stream_release(struct stream_op *op);
+void stream_node_down(struct node_daemon *d, uint32_t node);
+void stream_free_all(struct node_daemon *d);
 
 /* move.c: migrations */
 void move_register(struct node_daemon *d);

@@ -247,6 +247,7 @@ static _Noreturn void export_main(const struct worker_export_job *j, int report_
 	struct worker_report rep = { .kind = WORKER_DONE };
 	struct worker_progress pc = { .fd = report_fd };
 	struct ghost_export_opts opts = { .flags = j->flags, .progress = on_progress,
+					  .carried_fds = j->carried, .n_carried = j->n_carried,
 					  .userdata = &pc };
 	struct msg_chan_session cs;
 	struct ghost *g = NULL;

@@ -4,7 +4,10 @@
  * memory and restart from memory; a snapshot that leaves the original running;
  * export into one end of a socketpair while a process in another PID namespace
  * (as on another node) imports from the other end as the bytes arrive; a
- * process made to run another program in its place.
+ * process made to run another program in its place; a process held while it
+ * is blocked in a system call (or stopped) whose descriptor is swapped for
+ * another one under it; an export that leaves some descriptors to its caller
+ * (carried), and an import that puts placeholders at their numbers.
  *
  * The target also holds a sparse mapping of runs of several sizes: the
  * importer allocates memory ahead of the page data (from the runs the image
@@ -24,11 +27,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -382,6 +390,831 @@ static void test_replace_program(void **state)
 	assert_int_equal(ghost_replace_program(0, "/bin/sh", argv, why, sizeof(why)), -EINVAL);
 }
 
+/* --- holding a process and swapping its descriptors ----------------------------- */
+
+#define STREAM_FD 20 /* what the holder blocks on */
+#define REPORT_FD 21 /* where it writes what it got */
+
+enum blocker { BLOCK_READ, BLOCK_POLL, BLOCK_POLL_TIMEOUT, BLOCK_SELECT, BLOCK_NANOSLEEP };
+
+struct holder {
+	enum blocker how;
+	bool nobody;   /* runs as uid/gid 65534 */
+	bool nonblock; /* its stream fd is O_NONBLOCK (it polls first) */
+	bool cloexec;  /* its stream fd has FD_CLOEXEC */
+	bool stopped;  /* SIGSTOPped before the hold */
+	bool signal;   /* gets a SIGUSR1 (SA_RESTART handler) while held */
+	bool sigstop;  /* gets a SIGSTOP while held */
+	bool report_flags; /* its report fd is O_NONBLOCK and FD_CLOEXEC */
+	bool altstack; /* blocks in a signal handler on a MAP_SHARED alternate stack */
+	bool prefill;  /* the new stream has its bytes before the install (drained
+			* bytes), else they come after the release */
+	bool socket;   /* the new stream is a socketpair, not a pipe */
+};
+
+static volatile sig_atomic_t usr1_count;
+
+static void count_usr1(int sig)
+{
+	(void)sig;
+	usr1_count++;
+}
+
+#define NAP_NS 300000000ll
+
+static long long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* Blocks as told on STREAM_FD, then writes "SIGUSR1 count:what it read" on
+ * REPORT_FD (for a nap: "count:slept" if it slept its whole time). */
+static __attribute__((noreturn)) void holder_block(const struct holder *o);
+
+static const struct holder *altstack_holder;
+
+static void block_on_altstack(int sig)
+{
+	(void)sig;
+	holder_block(altstack_holder);
+}
+
+static __attribute__((noreturn)) void holder_main(const struct holder *o)
+{
+	struct sigaction sa = { .sa_handler = count_usr1, .sa_flags = SA_RESTART };
+
+	sigaction(SIGUSR1, &sa, NULL);
+	if (o->nobody &&
+	    (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0))
+		_exit(30);
+	if (o->altstack) {
+		/* Blocked in a handler running on a shared alternate stack: no
+		 * scratch bytes below its stack pointer for the engine. */
+		size_t size = 256 << 10;
+		stack_t ss = { .ss_size = size };
+		struct sigaction alt = { .sa_handler = block_on_altstack, .sa_flags = SA_ONSTACK };
+
+		ss.ss_sp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (ss.ss_sp == MAP_FAILED || sigaltstack(&ss, NULL) < 0 ||
+		    sigaction(SIGUSR2, &alt, NULL) < 0)
+			_exit(36);
+		altstack_holder = o;
+		raise(SIGUSR2);
+		_exit(37);
+	}
+	holder_block(o);
+}
+
+static __attribute__((noreturn)) void holder_block(const struct holder *o)
+{
+	char buf[64], out[128];
+	ssize_t n = -1;
+	int len;
+
+	switch (o->how) {
+	case BLOCK_READ:
+		n = read(STREAM_FD, buf, sizeof(buf));
+		break;
+	case BLOCK_POLL:
+	case BLOCK_POLL_TIMEOUT: {
+		struct pollfd p = { .fd = STREAM_FD, .events = POLLIN };
+
+		if (poll(&p, 1, o->how == BLOCK_POLL ? -1 : 60000) != 1)
+			_exit(31);
+		n = read(STREAM_FD, buf, sizeof(buf));
+		break;
+	}
+	case BLOCK_SELECT: {
+		fd_set rd;
+
+		FD_ZERO(&rd);
+		FD_SET(STREAM_FD, &rd);
+		if (select(STREAM_FD + 1, &rd, NULL, NULL, NULL) != 1)
+			_exit(32);
+		n = read(STREAM_FD, buf, sizeof(buf));
+		break;
+	}
+	case BLOCK_NANOSLEEP: {
+		struct timespec ts = { 0, NAP_NS };
+		long long t0 = mono_ns();
+
+		if (nanosleep(&ts, NULL) == 0 && mono_ns() - t0 >= NAP_NS)
+			n = snprintf(buf, sizeof(buf), "slept");
+		break;
+	}
+	}
+	if (n < 0)
+		_exit(33);
+	len = snprintf(out, sizeof(out), "%d:%.*s", (int)usr1_count, (int)n, buf);
+	if (write(REPORT_FD, out, (size_t)len) != len)
+		_exit(34);
+	_exit(0);
+}
+
+/* The system calls a holder blocks in, as /proc/PID/syscall shows them. */
+static bool blocked_in(enum blocker how, long nr)
+{
+	switch (how) {
+	case BLOCK_READ:
+		return nr == SYS_read;
+	case BLOCK_POLL:
+	case BLOCK_POLL_TIMEOUT:
+		return nr == SYS_poll || nr == SYS_ppoll;
+	case BLOCK_SELECT:
+		return nr == SYS_select || nr == SYS_pselect6;
+	case BLOCK_NANOSLEEP:
+		return nr == SYS_nanosleep || nr == SYS_clock_nanosleep;
+	}
+	return false;
+}
+
+static void wait_blocked_nr(pid_t pid, long want)
+{
+	for (int i = 0; i < 400; i++) {
+		char path[64], buf[128] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/syscall", pid);
+		f = fopen(path, "r");
+		if (f) {
+			bool ok = fgets(buf, sizeof(buf), f) && buf[0] >= '0' && buf[0] <= '9' &&
+				  strtol(buf, NULL, 10) == want;
+
+			fclose(f);
+			if (ok)
+				return;
+		}
+		usleep(5000);
+	}
+	fail_msg("process %d did not block in system call %ld", pid, want);
+}
+
+static void wait_blocked(pid_t pid, enum blocker how)
+{
+	for (int i = 0; i < 400; i++) {
+		char path[64], buf[128] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/syscall", pid);
+		f = fopen(path, "r");
+		if (f) {
+			bool ok = fgets(buf, sizeof(buf), f) && buf[0] >= '0' && buf[0] <= '9' &&
+				  blocked_in(how, strtol(buf, NULL, 10));
+
+			fclose(f);
+			if (ok)
+				return;
+		}
+		usleep(5000);
+	}
+	fail_msg("process %d did not block", pid);
+}
+
+static char proc_state(pid_t pid)
+{
+	struct proc_stat_line {
+		char text[512];
+	} l = { "" };
+	char path[64], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	if (!fgets(l.text, sizeof(l.text), f))
+		l.text[0] = '\0';
+	fclose(f);
+	p = strrchr(l.text, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+static void wait_state(pid_t pid, char want)
+{
+	for (int i = 0; i < 400 && proc_state(pid) != want; i++)
+		usleep(5000);
+	assert_int_equal(proc_state(pid), want);
+}
+
+/* The flags line of /proc/PID/fdinfo/FD (O_CLOEXEC stands for FD_CLOEXEC). */
+static unsigned fdinfo_flags(pid_t pid, int fd)
+{
+	char path[64], buf[512] = "";
+	unsigned flags = ~0u;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(buf, sizeof(buf), f))
+		if (sscanf(buf, "flags: %o", &flags) == 1)
+			break;
+	fclose(f);
+	return flags;
+}
+
+static ino_t fd_ino(pid_t pid, int fd)
+{
+	char path[64];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+	if (stat(path, &sb) < 0)
+		return 0;
+	return sb.st_ino;
+}
+
+/* The fds of pid, as a bit set of the first 64 numbers. */
+static uint64_t fd_set_of(pid_t pid)
+{
+	uint64_t set = 0;
+
+	for (int fd = 0; fd < 64; fd++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+		if (access(path, F_OK) == 0)
+			set |= 1ull << fd;
+	}
+	return set;
+}
+
+/* What the holder wrote on the report pipe (waits up to 5 s), NUL-terminated. */
+static void read_report(int fd, char *buf, size_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	n = read(fd, buf, len - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+}
+
+struct holder_run {
+	pid_t pid;
+	int stream_wr; /* the write end of the pipe its STREAM_FD reads */
+	int report_rd;
+};
+
+/* Fork a holder with its stream and report pipes at STREAM_FD and REPORT_FD,
+ * and wait until it is blocked (and stopped, if asked). */
+static struct holder_run start_holder(const struct holder *o)
+{
+	struct holder_run h;
+	int a[2], rep[2], st;
+
+	assert_int_equal(pipe2(a, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+	if (o->nonblock)
+		assert_int_equal(fcntl(a[0], F_SETFL, O_NONBLOCK), 0);
+	h.pid = fork();
+	assert_true(h.pid >= 0);
+	if (h.pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		if (dup2(a[0], STREAM_FD) < 0 || dup2(rep[1], REPORT_FD) < 0 || devnull < 0 ||
+		    dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
+			_exit(35);
+		syscall(SYS_close_range, 3, STREAM_FD - 1, 0);
+		syscall(SYS_close_range, REPORT_FD + 1, ~0u, 0);
+		if (o->cloexec)
+			fcntl(STREAM_FD, F_SETFD, FD_CLOEXEC);
+		if (o->report_flags)
+			fcntl(REPORT_FD, F_SETFL, O_NONBLOCK);
+		if (o->report_flags)
+			fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC);
+		holder_main(o);
+	}
+	close(a[0]);
+	close(rep[1]);
+	h.stream_wr = a[1];
+	h.report_rd = rep[0];
+	wait_blocked(h.pid, o->how);
+	if (o->stopped) {
+		assert_int_equal(kill(h.pid, SIGSTOP), 0);
+		assert_int_equal(waitpid(h.pid, &st, WUNTRACED), h.pid);
+		assert_true(WIFSTOPPED(st));
+	}
+	return h;
+}
+
+static int exit_status(pid_t pid)
+{
+	int st;
+
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Hold a blocked holder, swap its STREAM_FD for a new pipe with bytes in it,
+ * let it go and check it read those bytes, on the new fd with its flags. */
+static void swap_stream(const struct holder *o, const char *what)
+{
+	struct holder_run run = start_holder(o);
+	struct ghost_hold *h = NULL;
+	int old = -1, fd_flags = -1, status = -1, b[2];
+	uint64_t fds_before = fd_set_of(run.pid);
+	struct stat sa, sb;
+	long long t[5];
+	char why[256], report[128], want[64];
+	ino_t new_ino;
+	unsigned fl;
+
+	if (o->socket)
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+	else
+		assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	if (o->prefill)
+		assert_int_equal(write(b[1], "BBBB", 4), 4);
+
+	t[0] = mono_ns();
+	if (ghost_hold_new(run.pid, &h, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	t[1] = mono_ns();
+	if (ghost_hold_take(h, STREAM_FD, &old, &fd_flags, &status, why, sizeof(why)) < 0)
+		fail_msg("take: %s", why);
+	t[2] = mono_ns();
+	assert_int_equal(fcntl(b[0], F_SETFL, status), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[0], fd_flags, why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	t[3] = mono_ns();
+	/* Installed while held: the new pipe at the same number, same flags. */
+	assert_int_equal(fstat(b[0], &sb), 0);
+	new_ino = sb.st_ino;
+	assert_true(fd_ino(run.pid, STREAM_FD) == new_ino);
+	fl = fdinfo_flags(run.pid, STREAM_FD);
+	assert_int_equal(!!(fl & O_CLOEXEC), o->cloexec);
+	assert_int_equal(!!(fl & O_NONBLOCK), o->nonblock);
+	if (o->signal)
+		assert_int_equal(kill(run.pid, SIGUSR1), 0);
+	if (o->sigstop)
+		assert_int_equal(kill(run.pid, SIGSTOP), 0);
+	h = ghost_hold_release(h);
+	t[4] = mono_ns();
+	/* A diagnostic, not a test: the whole swap, then each step. */
+	printf("# %s: hold + take + install + release took %lld us (%lld + %lld + %lld + %lld)\n",
+	       what, (t[4] - t[0]) / 1000, (t[1] - t[0]) / 1000, (t[2] - t[1]) / 1000,
+	       (t[3] - t[2]) / 1000, (t[4] - t[3]) / 1000);
+	assert_null(h);
+
+	/* What take said: the old pipe's read end, with its flags. */
+	assert_int_equal(fd_flags, o->cloexec ? FD_CLOEXEC : 0);
+	assert_int_equal(status & O_ACCMODE, O_RDONLY);
+	assert_int_equal(!!(status & O_NONBLOCK), o->nonblock);
+	assert_int_equal(fstat(old, &sa), 0);
+	assert_int_equal(fstat(run.stream_wr, &sb), 0);
+	assert_true(sa.st_ino == sb.st_ino);
+	/* Let go, it has what we installed and no other fd came or went (a
+	 * prefilled holder may be gone already). */
+	if (!o->prefill) {
+		assert_true(fd_ino(run.pid, STREAM_FD) == new_ino);
+		assert_int_equal(fd_set_of(run.pid), fds_before);
+	}
+	/* Bytes in the old pipe never reach it; then the new one gets some. */
+	assert_int_equal(write(run.stream_wr, "AAAA", 4), 4);
+	usleep(20000);
+	if (!o->prefill)
+		assert_int_equal(write(b[1], "BBBB", 4), 4);
+	if (o->stopped || o->sigstop) {
+		struct pollfd p = { .fd = run.report_rd, .events = POLLIN };
+
+		wait_state(run.pid, 'T');
+		assert_int_equal(poll(&p, 1, 100), 0);
+		assert_int_equal(proc_state(run.pid), 'T');
+		assert_int_equal(kill(run.pid, SIGCONT), 0);
+	}
+	read_report(run.report_rd, report, sizeof(report));
+	snprintf(want, sizeof(want), "%d:%s", o->signal ? 1 : 0,
+		 o->how == BLOCK_NANOSLEEP ? "slept" : "BBBB");
+	assert_string_equal(report, want);
+	assert_int_equal(exit_status(run.pid), 0);
+	close(old);
+	close(b[0]);
+	close(b[1]);
+	close(run.stream_wr);
+	close(run.report_rd);
+}
+
+static void test_hold_swap_blocked_read(void **state)
+{
+	(void)state;
+	swap_stream(&(struct holder){ .how = BLOCK_READ }, "read");
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .prefill = true }, "read, bytes first");
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .socket = true }, "read, a socket now");
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .cloexec = true }, "read, FD_CLOEXEC");
+	swap_stream(&(struct holder){ .how = BLOCK_POLL, .nonblock = true, .cloexec = true },
+		    "poll, O_NONBLOCK");
+}
+
+static void test_hold_swap_poll_select_nanosleep(void **state)
+{
+	(void)state;
+	swap_stream(&(struct holder){ .how = BLOCK_POLL }, "poll");
+	swap_stream(&(struct holder){ .how = BLOCK_POLL_TIMEOUT }, "poll with a timeout");
+	swap_stream(&(struct holder){ .how = BLOCK_SELECT }, "select");
+	swap_stream(&(struct holder){ .how = BLOCK_NANOSLEEP }, "nanosleep");
+}
+
+/* A write blocked on a full pipe goes to the new one. */
+static void test_hold_swap_blocked_write(void **state)
+{
+	struct ghost_hold *h = NULL;
+	int a[2], b[2], rep[2], old = -1, fd_flags = -1, status = -1, queued = 0;
+	char why[256], buf[64];
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe2(a, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+	while (write(a[1], "x", 1) == 1)
+		;
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(fcntl(a[1], F_SETFL, 0), 0);
+	assert_int_equal(ioctl(a[0], FIONREAD, &queued), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (dup2(a[1], STREAM_FD) < 0 || dup2(rep[1], REPORT_FD) < 0)
+			_exit(2);
+		syscall(SYS_close_range, 3, STREAM_FD - 1, 0);
+		syscall(SYS_close_range, REPORT_FD + 1, ~0u, 0);
+		if (write(STREAM_FD, "W", 1) != 1)
+			_exit(3);
+		_exit(write(REPORT_FD, "wrote", 5) == 5 ? 0 : 4);
+	}
+	close(a[1]);
+	close(rep[1]);
+	wait_blocked_nr(pid, SYS_write);
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+	    ghost_hold_take(h, STREAM_FD, &old, &fd_flags, &status, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	assert_int_equal(status & O_ACCMODE, O_WRONLY);
+	assert_int_equal(fcntl(b[1], F_SETFL, status), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[1], fd_flags, why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	ghost_hold_release(h);
+	close(b[1]);
+	read_report(rep[0], buf, sizeof(buf));
+	assert_string_equal(buf, "wrote");
+	assert_int_equal(read(b[0], buf, sizeof(buf)), 1);
+	assert_int_equal(buf[0], 'W');
+	/* Nothing more went into the old pipe. */
+	{
+		int now = 0;
+
+		assert_int_equal(ioctl(a[0], FIONREAD, &now), 0);
+		assert_int_equal(now, queued);
+	}
+	assert_int_equal(exit_status(pid), 0);
+	close(old);
+	close(a[0]);
+	close(b[0]);
+	close(rep[0]);
+}
+
+static void test_hold_swap_stopped(void **state)
+{
+	(void)state;
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .stopped = true }, "stopped");
+	swap_stream(&(struct holder){ .how = BLOCK_POLL, .stopped = true }, "stopped in poll");
+}
+
+static void test_hold_swap_unprivileged(void **state)
+{
+	(void)state;
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .nobody = true }, "uid 65534");
+	swap_stream(&(struct holder){ .how = BLOCK_POLL, .nobody = true, .prefill = true },
+		    "uid 65534, bytes first");
+}
+
+static void test_hold_swap_in_handler_on_shared_altstack(void **state)
+{
+	(void)state;
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .altstack = true }, "read in a handler");
+}
+
+/* A process busy in its own code (no system call to restart): held, given
+ * an fd, it runs on and finds it. */
+static void test_hold_running_process(void **state)
+{
+	struct ghost_hold *h = NULL;
+	int rep[2], b[2], st;
+	char why[256], buf[8];
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (dup2(rep[1], 30) < 0)
+			_exit(2);
+		syscall(SYS_close_range, 3, 29, 0);
+		syscall(SYS_close_range, 31, ~0u, 0);
+		/* Mostly in user space: looks for fd 9 once every 2^22 turns. */
+		for (volatile uint64_t i = 0;; i++)
+			if ((i & 0x3fffff) == 0 && fcntl(9, F_GETFD) >= 0)
+				break;
+		_exit(write(30, "9", 1) == 1 ? 0 : 1);
+	}
+	close(rep[1]);
+	usleep(50000);
+	assert_int_equal(proc_state(pid), 'R');
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+	    ghost_hold_install(h, 9, b[1], 0, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	ghost_hold_release(h);
+	{
+		struct pollfd p = { .fd = rep[0], .events = POLLIN };
+
+		assert_int_equal(poll(&p, 1, 10000), 1);
+	}
+	assert_int_equal(read(rep[0], buf, sizeof(buf)), 1);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	close(rep[0]);
+	close(b[0]);
+	close(b[1]);
+}
+
+static void test_hold_signals_while_held(void **state)
+{
+	(void)state;
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .signal = true }, "SIGUSR1 while held");
+	swap_stream(&(struct holder){ .how = BLOCK_READ, .sigstop = true }, "SIGSTOP while held");
+}
+
+/* Installs at numbers that were free, several in one hold, and no fd left over. */
+static void test_hold_install_free_numbers(void **state)
+{
+	struct holder_run run = start_holder(&(struct holder){ .how = BLOCK_READ });
+	struct ghost_hold *h = NULL;
+	uint64_t fds_before = fd_set_of(run.pid);
+	int b[2];
+	char why[256], report[64];
+	struct stat sb;
+
+	(void)state;
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	assert_int_equal(fstat(b[0], &sb), 0);
+	/* 3 and 4 are free: the engine's own socketpair lands there first. */
+	assert_int_equal(fds_before & (3ull << 3), 0);
+	if (ghost_hold_new(run.pid, &h, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	if (ghost_hold_install(h, 3, b[0], 0, why, sizeof(why)) < 0)
+		fail_msg("install at 3: %s", why);
+	if (ghost_hold_install(h, 4, b[0], FD_CLOEXEC, why, sizeof(why)) < 0)
+		fail_msg("install at 4: %s", why);
+	if (ghost_hold_install(h, 9, b[1], 0, why, sizeof(why)) < 0)
+		fail_msg("install at 9: %s", why);
+	ghost_hold_release(h);
+	assert_int_equal(fd_set_of(run.pid), fds_before | (1ull << 3) | (1ull << 4) | (1ull << 9));
+	assert_true(fd_ino(run.pid, 3) == sb.st_ino);
+	assert_true(fd_ino(run.pid, 4) == sb.st_ino);
+	assert_true(fd_ino(run.pid, 9) == sb.st_ino);
+	assert_int_equal(fdinfo_flags(run.pid, 3) & O_CLOEXEC, 0);
+	assert_int_equal(fdinfo_flags(run.pid, 4) & O_CLOEXEC, O_CLOEXEC);
+	assert_int_equal(fdinfo_flags(run.pid, 9) & O_ACCMODE, O_WRONLY);
+	assert_int_equal(write(run.stream_wr, "AAAA", 4), 4);
+	read_report(run.report_rd, report, sizeof(report));
+	assert_string_equal(report, "0:AAAA");
+	assert_int_equal(exit_status(run.pid), 0);
+	close(b[0]);
+	close(b[1]);
+	close(run.stream_wr);
+	close(run.report_rd);
+}
+
+static void test_hold_failures(void **state)
+{
+	struct ghost_hold *h = NULL;
+	char why[256];
+	pid_t gone;
+	int b[2], copy = -1;
+
+	(void)state;
+	/* A PID nobody has. */
+	gone = fork();
+	assert_true(gone >= 0);
+	if (gone == 0)
+		_exit(0);
+	assert_int_equal(exit_status(gone), 0);
+	assert_int_equal(ghost_hold_new(gone, &h, why, sizeof(why)), -ESRCH);
+	assert_null(h);
+	assert_non_null(strstr(why, "no process"));
+	assert_int_equal(ghost_hold_new(0, &h, why, sizeof(why)), -EINVAL);
+	assert_int_equal(ghost_hold_new(getpid(), &h, why, sizeof(why)), -EINVAL);
+	assert_null(ghost_hold_release(NULL));
+
+	/* Bad installs leave the old fd in place and the process running. */
+	{
+		struct holder_run run = start_holder(&(struct holder){ .how = BLOCK_READ });
+		char report[64];
+
+		assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+		if (ghost_hold_new(run.pid, &h, why, sizeof(why)) < 0)
+			fail_msg("hold: %s", why);
+		/* Held already (by us): a second hold is refused, and says by whom. */
+		{
+			struct ghost_hold *h2 = NULL;
+
+			assert_int_equal(ghost_hold_new(run.pid, &h2, why, sizeof(why)), -EBUSY);
+			assert_null(h2);
+			assert_non_null(strstr(why, "already traced"));
+		}
+		assert_int_equal(ghost_hold_take(h, 7, &copy, NULL, NULL, why, sizeof(why)), -EBADF);
+		assert_non_null(strstr(why, "no fd 7"));
+		assert_int_equal(ghost_hold_install(h, STREAM_FD, 999, 0, why, sizeof(why)), -EBADF);
+		assert_non_null(strstr(why, "not open"));
+		assert_int_equal(ghost_hold_install(h, STREAM_FD, b[0], O_NONBLOCK, why, sizeof(why)),
+				 -EINVAL);
+		/* Past the process's RLIMIT_NOFILE: its dup3 fails, after the fd
+		 * reached it. */
+		assert_int_equal(ghost_hold_install(h, 1 << 24, b[0], 0, why, sizeof(why)), -EBADF);
+		assert_non_null(strstr(why, "cannot install"));
+		printf("# failed install: %s\n", why);
+		/* The hold goes on: a good install after the failures works. */
+		if (ghost_hold_install(h, 5, b[1], 0, why, sizeof(why)) < 0)
+			fail_msg("install after failures: %s", why);
+		ghost_hold_release(h);
+		h = NULL;
+		assert_int_equal(waitpid(run.pid, NULL, WNOHANG), 0);
+		assert_int_equal(write(run.stream_wr, "AAAA", 4), 4);
+		read_report(run.report_rd, report, sizeof(report));
+		assert_string_equal(report, "0:AAAA");
+		assert_int_equal(exit_status(run.pid), 0);
+		close(b[0]);
+		close(b[1]);
+		close(run.stream_wr);
+		close(run.report_rd);
+	}
+
+	/* Killed while held: clear errors, no hang, and its status stays ours. */
+	{
+		struct holder_run run = start_holder(&(struct holder){ .how = BLOCK_READ });
+
+		assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+		if (ghost_hold_new(run.pid, &h, why, sizeof(why)) < 0)
+			fail_msg("hold: %s", why);
+		assert_int_equal(kill(run.pid, SIGKILL), 0);
+		assert_int_equal(ghost_hold_install(h, STREAM_FD, b[0], 0, why, sizeof(why)), -ESRCH);
+		assert_non_null(strstr(why, "exited while held"));
+		assert_int_equal(ghost_hold_take(h, STREAM_FD, &copy, NULL, NULL, why, sizeof(why)),
+				 -ESRCH);
+		ghost_hold_release(h);
+		h = NULL;
+		assert_int_equal(exit_status(run.pid), 128 + SIGKILL);
+		close(b[0]);
+		close(b[1]);
+		close(run.stream_wr);
+		close(run.report_rd);
+	}
+}
+
+/* --- carried fds: exported as what they were, placeholders at import ------------- */
+
+static void test_export_carried_import_placeholders(void **state)
+{
+	struct holder_run run =
+		start_holder(&(struct holder){ .how = BLOCK_READ, .report_flags = true });
+	const int carried[] = { STREAM_FD, REPORT_FD };
+	struct ghost_export_opts eo = { .flags = GHOST_EXPORT_KILL,
+					.carried_fds = carried, .n_carried = 2 };
+	struct ghost_import_opts io = import_opts;
+	struct ghost_buffer *buf = NULL;
+	struct ghost_hold *h = NULL;
+	struct ghost *g = NULL;
+	pid_t pid = run.pid, restored = 0;
+	int fd_flags[2], status[2], copy = -1, b[2], c[2];
+	char why[256], path[64], link[64], report[64];
+	ssize_t n;
+
+	(void)state;
+	/* Without carrying them, both pipes lead outside: refused, and the
+	 * process runs on. */
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	assert_int_equal(ghost_export(g, pid, NULL), GHOST_EUNSUPPORTED);
+	assert_non_null(strstr(ghost_errmsg(g), "outside the checkpoint"));
+	/* An fd it does not have cannot be carried. */
+	{
+		const int bad[] = { STREAM_FD, 7 };
+		struct ghost_export_opts beo = { .carried_fds = bad, .n_carried = 2 };
+
+		assert_int_equal(ghost_export(g, pid, &beo), -EBADF);
+		assert_non_null(strstr(ghost_errmsg(g), "fd 7"));
+	}
+	/* A dup of a carried fd that is not carried: refused too. The hold
+	 * makes one at 22, then puts /dev/null there instead. */
+	{
+		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		assert_true(devnull >= 0);
+		if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+		    ghost_hold_take(h, STREAM_FD, &copy, NULL, NULL, why, sizeof(why)) < 0 ||
+		    ghost_hold_install(h, 22, copy, 0, why, sizeof(why)) < 0)
+			fail_msg("hold: %s", why);
+		h = ghost_hold_release(h);
+		close(copy);
+		assert_int_equal(ghost_export(g, pid, &eo), GHOST_EUNSUPPORTED);
+		assert_non_null(strstr(ghost_errmsg(g), "fds 20 and 22 of process"));
+		if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+		    ghost_hold_install(h, 22, devnull, 0, why, sizeof(why)) < 0)
+			fail_msg("hold: %s", why);
+		h = ghost_hold_release(h);
+		close(devnull);
+	}
+	g = ghost_free(g);
+	ghost_buffer_unref(buf);
+
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_export(g, pid, &eo) < 0)
+		fail_msg("export: %s", ghost_errmsg(g));
+	assert_int_equal(ghost_get_stats(g)->fds, 6);
+	g = ghost_free(g);
+
+	/* Without GHOST_IMPORT_CARRIED: refused, by name, and no process. */
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	assert_int_equal(ghost_import(g, &import_opts, &restored), GHOST_EUNSUPPORTED);
+	assert_string_equal(ghost_errmsg(g),
+			    "fd 20 is a stream carried by the daemon that exported this image (the read end of a pipe): it cannot be restored from the image alone");
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	g = ghost_free(g);
+
+	/* With it: placeholders at the same numbers, with the same flags. */
+	io.flags = GHOST_IMPORT_CARRIED | GHOST_IMPORT_STOPPED;
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_import(g, &io, &restored) < 0)
+		fail_msg("import: %s", ghost_errmsg(g));
+	assert_int_equal(restored, pid);
+	g = ghost_free(g);
+	ghost_buffer_unref(buf);
+	wait_state(pid, 'T');
+	for (int k = 0; k < 2; k++) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, carried[k]);
+		n = readlink(path, link, sizeof(link) - 1);
+		assert_true(n > 0);
+		link[n] = '\0';
+		assert_string_equal(link, "/dev/null");
+	}
+	assert_int_equal(fdinfo_flags(pid, STREAM_FD) & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC),
+			 O_RDONLY);
+	assert_int_equal(fdinfo_flags(pid, REPORT_FD) & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC),
+			 O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+	/* The caller's part: new streams in their place before it runs. The
+	 * read it was blocked in when exported runs again, on the new fd. */
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	for (int k = 0; k < 2; k++) {
+		if (ghost_hold_take(h, carried[k], &copy, &fd_flags[k], &status[k], why,
+				    sizeof(why)) < 0)
+			fail_msg("take: %s", why);
+		close(copy);
+	}
+	assert_int_equal(fd_flags[0], 0);
+	assert_int_equal(fd_flags[1], FD_CLOEXEC);
+	assert_int_equal(status[1] & (O_ACCMODE | O_NONBLOCK), O_WRONLY | O_NONBLOCK);
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(c, O_CLOEXEC), 0);
+	assert_int_equal(write(b[1], "BBBB", 4), 4);
+	assert_int_equal(fcntl(b[0], F_SETFL, status[0]), 0);
+	assert_int_equal(fcntl(c[1], F_SETFL, status[1]), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[0], fd_flags[0], why, sizeof(why)) < 0 ||
+	    ghost_hold_install(h, REPORT_FD, c[1], fd_flags[1], why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	ghost_hold_release(h);
+	close(c[1]);
+	assert_int_equal(fdinfo_flags(pid, REPORT_FD) & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC),
+			 O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	read_report(c[0], report, sizeof(report));
+	assert_string_equal(report, "0:BBBB");
+	assert_int_equal(exit_status(pid), 0);
+	close(b[0]);
+	close(b[1]);
+	close(c[0]);
+	close(run.stream_wr);
+	close(run.report_rd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +1223,17 @@ int main(void)
 		cmocka_unit_test(test_socket_streaming_into_other_pid_namespace),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_replace_program),
+		cmocka_unit_test(test_hold_swap_blocked_read),
+		cmocka_unit_test(test_hold_swap_poll_select_nanosleep),
+		cmocka_unit_test(test_hold_swap_blocked_write),
+		cmocka_unit_test(test_hold_swap_stopped),
+		cmocka_unit_test(test_hold_swap_unprivileged),
+		cmocka_unit_test(test_hold_swap_in_handler_on_shared_altstack),
+		cmocka_unit_test(test_hold_running_process),
+		cmocka_unit_test(test_hold_signals_while_held),
+		cmocka_unit_test(test_hold_install_free_numbers),
+		cmocka_unit_test(test_hold_failures),
+		cmocka_unit_test(test_export_carried_import_placeholders),
 	};
 
 	if (geteuid() != 0) {

@@ -89,19 +89,22 @@ static void fill_process(struct img_writer *w)
 
 static void fill_files(struct img_writer *w)
 {
-	struct img_file f[4] = {
+	struct img_file f[5] = {
 		{ .id = 1, .kind = IMG_FILE_REG, .flags = 0, .pos = 3, .path_len = 10 },
 		{ .id = 2, .kind = IMG_FILE_PIPE, .peer_id = 3 },
 		{ .id = 3, .kind = IMG_FILE_PIPE, .flags = 1, .peer_id = 2 },
 		{ .id = 4, .kind = IMG_FILE_STDIO, .stdio_fd = 1 },
+		{ .id = 5, .kind = IMG_FILE_CARRIED, .flags = 2, .mode = 0140777, .sock_type = 1,
+		  .path_len = 10 },
 	};
 	struct img_file_data d = { .file_id = 2 };
-	struct img_fd fds[4] = { { 0, 1, 0, 0 }, { 1, 4, 0, 0 }, { 5, 2, 1, 0 }, { 6, 3, 1, 0 } };
+	struct img_fd fds[5] = { { 0, 1, 0, 0 }, { 1, 4, 0, 0 }, { 5, 2, 1, 0 }, { 6, 3, 1, 0 },
+				 { 7, 5, 1, 0 } };
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		rec(w, IMG_REC_FILE, &f[i], sizeof(f[i]), "/etc/hosts", f[i].path_len);
 	rec(w, IMG_REC_FILE_DATA, &d, sizeof(d), "data in the pipe", 16);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		rec(w, IMG_REC_FD, &fds[i], sizeof(fds[i]), NULL, 0);
 }
 

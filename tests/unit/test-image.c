@@ -4,7 +4,8 @@
  * file and socket interfaces; every truncation and every flipped bit of a
  * small image is refused; header checks (magic, version, arch, kernel,
  * checksum); record length, END counts, unknown types, payload checks;
- * img_show() in text and JSON on sound and damaged images.
+ * img_show() in text and JSON on sound and damaged images, carried streams
+ * included.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -123,16 +124,23 @@ static void write_sample(struct img_writer *w, unsigned page_recs)
 		{ .start = 0x7ffffffde000, .end = 0x7ffffffff000, .prot = 3, .kind = IMG_VMA_STACK,
 		  .flags = IMG_VMAF_GROWSDOWN },
 	};
-	struct img_file files[3] = {
+	struct img_file files[5] = {
 		{ .id = 1, .kind = IMG_FILE_REG, .flags = 02, .pos = 77, .size = 1000,
 		  .mode = 0100644, .path_len = 11 },
 		{ .id = 2, .kind = IMG_FILE_PIPE, .flags = 0, .peer_id = 3, .pipe_size = 65536 },
 		{ .id = 3, .kind = IMG_FILE_PIPE, .flags = 01, .peer_id = 2, .pipe_size = 65536 },
+		/* streams carried by the exporter's caller */
+		{ .id = 4, .kind = IMG_FILE_CARRIED, .flags = 0, .mode = 010600, .ino = 4242,
+		  .path_len = 11 },
+		{ .id = 5, .kind = IMG_FILE_CARRIED, .flags = 04002, .mode = 0140777,
+		  .sock_type = 1, .ino = 99, .path_len = 11 },
 	};
 	struct img_file_data fdata = { .file_id = 2 };
-	struct img_fd fds[3] = { { .fd = 0, .file_id = 1 },
+	struct img_fd fds[5] = { { .fd = 0, .file_id = 1 },
 				 { .fd = 3, .file_id = 2 },
-				 { .fd = 4, .file_id = 3, .fd_flags = 1 } };
+				 { .fd = 4, .file_id = 3, .fd_flags = 1 },
+				 { .fd = 20, .file_id = 4 },
+				 { .fd = 21, .file_id = 5, .fd_flags = 1 } };
 	struct img_sigactions *acts = calloc(1, sizeof(*acts));
 	struct img_sigpending pend = { .shared = 1, .count = 1 };
 	uint8_t siginfo[IMG_SIGINFO_SIZE] = { 10 }; /* SIGUSR1 */
@@ -163,8 +171,10 @@ static void write_sample(struct img_writer *w, unsigned page_recs)
 	put(w, IMG_REC_FILE, &files[0], sizeof(files[0]), "/etc/passwd", 11);
 	put(w, IMG_REC_FILE, &files[1], sizeof(files[1]), NULL, 0);
 	put(w, IMG_REC_FILE, &files[2], sizeof(files[2]), NULL, 0);
+	put(w, IMG_REC_FILE, &files[3], sizeof(files[3]), "pipe:[4242]", 11);
+	put(w, IMG_REC_FILE, &files[4], sizeof(files[4]), "socket:[99]", 11);
 	put(w, IMG_REC_FILE_DATA, &fdata, sizeof(fdata), "queued", 6);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 5; i++)
 		put(w, IMG_REC_FD, &fds[i], sizeof(fds[i]), NULL, 0);
 	put(w, IMG_REC_SIGACTIONS, acts, sizeof(*acts), NULL, 0);
 	put(w, IMG_REC_SIGPENDING, &pend, sizeof(pend), siginfo, sizeof(siginfo));
@@ -1023,6 +1033,11 @@ static void test_rec_check(void **state)
 		x->kind = IMG_FILE_STDIO;
 		x->stdio_fd = 3;
 		assert_int_equal(img_rec_check(IMG_REC_FILE, p, sizeof(*x)), GHOST_ECORRUPT);
+		x->stdio_fd = 0;
+		x->kind = IMG_FILE_CARRIED;
+		assert_int_equal(img_rec_check(IMG_REC_FILE, p, sizeof(*x)), 0);
+		x->peer_id = 2; /* a carried stream has no peer in the image */
+		assert_int_equal(img_rec_check(IMG_REC_FILE, p, sizeof(*x)), GHOST_ECORRUPT);
 
 		memset(p, 0, sizeof(p));
 		assert_int_equal(img_rec_check(IMG_REC_FILE_DATA, p, sizeof(*d) + 9), GHOST_ECORRUPT);
@@ -1144,6 +1159,13 @@ static void test_show(void **state)
 		"file_data file=2 offset=0 bytes=6",
 		"fd fd=0 file=1 cloexec=no kind=reg access=rw flags=0x2 pos=77 path='/etc/passwd'",
 		"fd fd=4 file=3 cloexec=yes kind=pipe access=w",
+		"file id=4 kind=carried access=r flags=0x0 pos=0 size=0 mode=010600 "
+		"stream='the read end of a pipe' ino=4242 path='pipe:[4242]'",
+		"file id=5 kind=carried access=rw flags=0x802 pos=0 size=0 mode=0140777 "
+		"stream='a stream socket' sock_type=1 ino=99 path='socket:[99]'",
+		"fd fd=20 file=4 cloexec=no kind=carried access=r flags=0x0 pos=0 "
+		"stream='the read end of a pipe' path='pipe:[4242]'",
+		"fd fd=21 file=5 cloexec=yes kind=carried access=rw",
 		"sigaction signal=SIGINT handler=0x401000",
 		"mask=SIGTERM",
 		"sigaction signal=SIGPIPE handler=ignore",
@@ -1173,6 +1195,11 @@ static void test_show(void **state)
 	assert_non_null(strstr(out.data, "{\"type\":\"vma\",\"range\":\"0x400000-0x401000\""));
 	assert_non_null(strstr(out.data, "\"groups\":[\"100\",\"27\"]"));
 	assert_non_null(strstr(out.data, "\"path\":\"/etc/passwd\""));
+	assert_non_null(strstr(out.data, "{\"type\":\"fd\",\"fd\":20,\"file\":4,\"cloexec\":\"no\","
+					 "\"kind\":\"carried\",\"access\":\"r\",\"flags\":\"0x0\","
+					 "\"pos\":0,\"stream\":\"the read end of a pipe\""));
+	assert_non_null(strstr(out.data, "\"stream\":\"a stream socket\",\"sock_type\":1,"
+					 "\"ino\":99,\"path\":\"socket:[99]\""));
 
 	/* damaged: what was sound is printed, then the error */
 	img[len - 30] ^= 4;
