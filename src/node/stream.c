@@ -218,6 +218,28 @@ struct stream_rec {
 	uint32_t peer_node;
 };
 
+/* A message held back by fault injection (see stream_faults_parse()). */
+struct sdelayed {
+	struct sdelayed *next;
+	struct node_daemon *d;
+	struct loop_timer *timer;
+	uint32_t node, type;
+	size_t len;
+	uint8_t data[];
+};
+
+/* Fault injection for tests: $GHOST_FAULT holds "MSG@NODE:MS" items (comma
+ * separated; MSG is hold, drain or wake): node NODE handles that message
+ * MS milliseconds late, so a test can fail a node or kill a holder at a
+ * known point of a switch without racing it. */
+#define FAULT_ENV "GHOST_FAULT"
+#define MAX_FAULTS 4
+
+struct sfault {
+	uint32_t type;
+	uint32_t delay_ms;
+};
+
 struct stream_mgr {
 	struct loop_timer *watchdog; /* lets go of holds nobody released */
 	struct stream_op *ops;
@@ -225,6 +247,9 @@ struct stream_mgr {
 	struct slocal *locals;
 	struct sdata *datas;
 	struct stream_rec *recs;
+	struct sdelayed *delayed;
+	struct sfault faults[MAX_FAULTS];
+	size_t n_faults;
 };
 
 static struct stream_mgr *mgr(struct node_daemon *d)
@@ -2309,17 +2334,123 @@ static void on_release(struct node_daemon *d, uint32_t coord, uint64_t xfer)
 	}
 }
 
+static const char *const fault_names[] = {
+	[STREAM_HOLD] = "hold",
+	[STREAM_DRAIN] = "drain",
+	[STREAM_WAKE] = "wake",
+};
+
+/* Read $GHOST_FAULT: the items for this node; a malformed one is logged
+ * and ignored (a daemon does not refuse to start over a test knob). */
+static void stream_faults_parse(struct node_daemon *d)
+{
+	const char *env = getenv(FAULT_ENV);
+	char item[64];
+
+	while (env && *env) {
+		size_t n = strcspn(env, ",");
+		unsigned node, ms;
+		char name[16];
+		int used = 0;
+
+		snprintf(item, sizeof(item), "%.*s", (int)(n < sizeof(item) ? n : sizeof(item) - 1),
+			 env);
+		env += n + (env[n] == ',');
+		if (sscanf(item, "%15[a-z]@%u:%u%n", name, &node, &ms, &used) != 3 ||
+		    item[used] != '\0') {
+			log_warn("%s: ignoring '%s' (want MSG@NODE:MS)", FAULT_ENV, item);
+			continue;
+		}
+		for (uint32_t t = 0; t < ARRAY_SIZE(fault_names); t++) {
+			if (!fault_names[t] || strcmp(fault_names[t], name) != 0)
+				continue;
+			if (node == d->self && mgr(d)->n_faults < MAX_FAULTS) {
+				mgr(d)->faults[mgr(d)->n_faults++] = (struct sfault){ t, ms };
+				log_warn("fault injection: %s messages handled %u ms late", name,
+					 ms);
+			}
+			name[0] = '\0';
+		}
+		if (name[0])
+			log_warn("%s: ignoring '%s' (MSG is hold, drain or wake)", FAULT_ENV, item);
+	}
+}
+
+static void sdelayed_free(struct node_daemon *d, struct sdelayed *x)
+{
+	for (struct sdelayed **pp = &mgr(d)->delayed; *pp; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			break;
+		}
+	loop_timer_free(x->timer);
+	free(x);
+}
+
+static void stream_dispatch(struct node_daemon *d, uint32_t node, uint32_t type,
+			    const void *data, size_t len);
+
+static void on_delayed(struct loop_timer *t, void *userdata)
+{
+	struct sdelayed *x = userdata;
+	struct node_daemon *d = x->d;
+
+	(void)t;
+	log_warn("fault injection: handling the %s from node %u now", fault_names[x->type],
+		 x->node);
+	stream_dispatch(d, x->node, x->type, x->data, x->len);
+	sdelayed_free(d, x);
+}
+
+/* True if fault injection holds this message back (it comes again later). */
+static bool fault_delays(struct node_daemon *d, uint32_t node, uint32_t type, const void *data,
+			 size_t len)
+{
+	struct sdelayed *x;
+
+	for (size_t i = 0; i < mgr(d)->n_faults; i++) {
+		if (mgr(d)->faults[i].type != type)
+			continue;
+		x = calloc(1, sizeof(*x) + len);
+		if (!x || loop_timer_new(d->loop, on_delayed, x, &x->timer) < 0) {
+			free(x);
+			return false;
+		}
+		x->d = d;
+		x->node = node;
+		x->type = type;
+		x->len = len;
+		memcpy(x->data, data, len);
+		x->next = mgr(d)->delayed;
+		mgr(d)->delayed = x;
+		loop_timer_arm(x->timer, (uint64_t)mgr(d)->faults[i].delay_ms * 1000);
+		log_warn("fault injection: holding the %s from node %u back for %u ms",
+			 fault_names[type], node, mgr(d)->faults[i].delay_ms);
+		return true;
+	}
+	return false;
+}
+
 static void stream_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32_t type,
 			const void *data, size_t len, void *userdata)
 {
 	struct node_daemon *d = userdata;
+
+	(void)msg;
+	(void)channel;
+	if (mgr(d)->n_faults && fault_delays(d, node, type, data, len))
+		return;
+	stream_dispatch(d, node, type, data, len);
+}
+
+static void stream_dispatch(struct node_daemon *d, uint32_t node, uint32_t type,
+			    const void *data, size_t len)
+{
 	uint64_t xfer = 0, id = 0;
 	uint32_t index = 0;
 	struct stream_op *op;
 	struct attr a;
 
-	(void)msg;
-	(void)channel;
 	if (attr_find(data, len, A_XFER, &a) >= 0)
 		(void)attr_u64(&a, &xfer);
 	if (attr_find(data, len, A_STREAM, &a) >= 0)
@@ -2383,6 +2514,7 @@ int stream_init(struct node_daemon *d)
 	r = loop_timer_new(d->loop, on_watchdog, d, &mgr(d)->watchdog);
 	if (r < 0)
 		return r;
+	stream_faults_parse(d);
 	return msg_register(d->msg, NODE_CH_STREAM, &h, d);
 }
 
@@ -2437,6 +2569,8 @@ void stream_free_all(struct node_daemon *d)
 		shold_free(d, mgr(d)->holds);
 	while (mgr(d)->recs)
 		rec_free(d, mgr(d)->recs);
+	while (mgr(d)->delayed)
+		sdelayed_free(d, mgr(d)->delayed);
 	mgr(d)->watchdog = loop_timer_free(mgr(d)->watchdog);
 	free(d->streams);
 	d->streams = NULL;

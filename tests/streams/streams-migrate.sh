@@ -5,13 +5,14 @@
 # TCP) exchange a checksummed sequence as fast as they can while one of them
 # migrates between the nodes many times in a row (STREAMS_MOVES, 100 by
 # default; 10 for the variants): no byte lost, duplicated or reordered, end
-# of file once at the end. After every move the mover's end is checked to be a direct channel to
-# its peer's node (or a local kernel channel when they share a node): no
-# forwarding through a daemon or an old node. Then a pipeline whose middle
-# process moves while data flows, and the faults: a peer that exits while
-# frozen, a refused move that leaves the stream working.
+# of file once at the end. After every move the mover's end is checked to
+# be a direct channel to its peer's node (or a local kernel channel when
+# they share a node): no forwarding through a daemon or an old node. Then a
+# pipeline whose middle process moves while data flows. The faults are in
+# streams-faults.sh.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
+. "$(dirname "$0")/lib.sh"
 STREAMER=$(realpath "$(dirname "$0")")/streamer
 [ -n "${STREAMER_BIN:-}" ] && STREAMER=$STREAMER_BIN
 MOVES=${STREAMS_MOVES:-100}
@@ -20,109 +21,10 @@ MOVES=${STREAMS_MOVES:-100}
 record_cluster
 ok "cluster up --nodes 3"
 
-node_init() {
-	"$GHOST" cluster status --json | grep -o "\"id\":$1,[^}]*" | grep -o '"pid":[0-9]*' |
-		cut -d: -f2
-}
-
-node_address() {
-	"$GHOST" nodes --json | python3 -c '
-import json, sys
-for n in json.load(sys.stdin):
-    if n["id"] == '"$1"': print(n["address"].rsplit(":", 1)[0])'
-}
-
-node_of() {
-	"$GHOST" ps --json | python3 -c '
-import json, sys
-for p in json.load(sys.stdin):
-    if p["pid"] == '"$1"' and p["state"] != "exited": print(p["node"])'
-}
-
-# in_node NODE CMD...: run CMD in NODE's namespaces (its /proc, its network).
-in_node() {
-	local n=$1
-	shift
-	nsenter -t "$(node_init "$n")" -m -n -p -- "$@"
-}
-
-# channel NODE PID: what the stream fds of PID (on NODE) are now: "local"
-# for pipes, Unix sockets and TCP over loopback, "tcp REMOTE-ADDRESS" for
-# TCP to another address, one line per fd
-# that is a stream (0-2 excluded: logs).
-channel() {
-	in_node "$1" python3 - "$2" <<'EOF'
-import os, socket, struct, sys
-pid = sys.argv[1]
-tcp = {}
-for line in open("/proc/net/tcp").read().splitlines()[1:]:
-    f = line.split()
-    rem = f[2].split(":")[0]
-    tcp[f[9]] = socket.inet_ntoa(struct.pack("<I", int(rem, 16)))
-for fd in sorted(os.listdir("/proc/%s/fd" % pid), key=int):
-    if int(fd) < 3:
-        continue
-    link = os.readlink("/proc/%s/fd/%s" % (pid, fd))
-    if link.startswith("socket:["):
-        ino = link[8:-1]
-        # TCP over loopback is the local channel of a TCP stream.
-        print("tcp " + tcp[ino] if ino in tcp and tcp[ino] != "127.0.0.1" else "local")
-    elif link.startswith("pipe:["):
-        print("local")
-EOF
-}
-
-# direct MOVER NODE PEER-NODE: MOVER (on NODE) has a local channel if its
-# peer is on the same node, else a TCP connection straight to PEER-NODE.
-direct() {
-	local want got
-	if [ "$2" = "$3" ]; then
-		want=local
-	else
-		want="tcp ${ADDRESS[$3]}"
-	fi
-	got=$(channel "$2" "$1" | sort -u)
-	[ "$got" = "$want" ] || { echo "# $1 on node $2: '$got', want '$want'"; return 1; }
-}
-
 declare -A ADDRESS
 for n in 1 2 3; do
 	ADDRESS[$n]=$(node_address $n)
 done
-
-wait_file() {
-	for _ in $(seq 200); do
-		[ -s "$1" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-# wait_exit PID: the managed process has exited.
-wait_exit() {
-	for _ in $(seq 400); do
-		[ -z "$(node_of "$1")" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-# start_pair KIND DIR [OPTIONS]: consumer and producer on node 1, connected;
-# their PIDs in $cons and $prod.
-start_pair() {
-	local kind=$1 d=$2
-	shift 2
-	mkdir -p "$d"
-	cons=$("$GHOST" run -d -- "$STREAMER" "$@" consume "$kind" "$d/rv" "$d/cons") || return 1
-	prod=$("$GHOST" run -d -- "$STREAMER" "$@" produce "$kind" "$d/rv" "$d/prod") || return 1
-	wait_file "$d/cons.ready" && wait_file "$d/prod.ready"
-}
-
-# result DIR: "PRODUCED CONSUMED" once both ended.
-counts() {
-	echo "$(grep -o 'produced [0-9]*' "$1/prod" 2>/dev/null | cut -d' ' -f2)" \
-		"$(grep -o 'consumed [0-9]* ok' "$1/cons" 2>/dev/null | cut -d' ' -f2)"
-}
 
 # run_kind KIND WHO N [OPTIONS]: both ends on node 1, move WHO (producer or
 # consumer) N times, finish, compare.
@@ -196,56 +98,5 @@ wait "$want_pid"
 wait_exit "$pl"
 check_eq "pipeline: every byte went through the moving middle, in order" \
 	"$(cat "$d/want")" "$(cat "$d/got" 2>/dev/null)"
-
-# Faults.
-# 1. The peer's node fails while the stream is being suspended: its daemon
-#    is stopped, so the hold never answers; the move fails, the mover stays
-#    on node 1 and the stream goes on untouched.
-d=$TEST_TMP/fault-node
-if start_pair tcp "$d"; then
-	"$GHOST" migrate "$prod" 3 > /dev/null || not_ok "fault: move the producer to node 3"
-	daemon3=$(children "$(node_init 3)")
-	kill -STOP $daemon3
-	"$GHOST" migrate "$cons" 2 > /dev/null 2> "$d/err"
-	st=$?
-	kill -CONT $daemon3
-	check "fault: a move is refused when the peer's node stops answering" test "$st" != 0
-	echo "# $(cat "$d/err")"
-	check_eq "fault: the mover stayed on node 1" 1 "$(node_of "$cons")"
-	for _ in $(seq 200); do
-		"$GHOST" nodes 2>/dev/null | grep -q '^3 .* up' && break
-		sleep 0.05
-	done
-	"$GHOST" migrate "$cons" 2 > /dev/null 2> "$d/err" ||
-		echo "# after the fault: $(cat "$d/err")"
-	check_eq "fault: once the node is back the move goes through" 2 "$(node_of "$cons")"
-	"$GHOST" kill -USR1 "$prod" > /dev/null 2>&1
-	wait_exit "$prod"
-	wait_exit "$cons"
-	read -r p c <<< "$(counts "$d")"
-	check "fault: no byte lost or duplicated across the failed move" \
-		test -n "$c" -a "$p" = "$c"
-else
-	not_ok "fault: the two ends connect"
-fi
-
-# 2. The writer of a pipe is gone while bytes are still queued: they move
-#    with the reader, then it reads the end of the stream.
-d=$TEST_TMP/fault-gone
-if start_pair pipe "$d"; then
-	"$GHOST" kill -STOP "$cons" > /dev/null
-	sleep 0.3
-	"$GHOST" kill -KILL "$prod" > /dev/null
-	wait_exit "$prod"
-	"$GHOST" migrate --json "$cons" 3 > "$d/moved" 2> "$d/err" || echo "# $(cat "$d/err")"
-	check_eq "gone: the reader moved without its writer" 3 \
-		"$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["to"])' "$d/moved" 2>/dev/null)"
-	"$GHOST" kill -CONT "$cons" > /dev/null 2>&1
-	wait_exit "$cons"
-	check "gone: it read what was queued, in order, then the end once" \
-		grep -q 'consumed [1-9][0-9]* ok' "$d/cons"
-else
-	not_ok "gone: the two ends connect"
-fi
 
 finish
