@@ -124,6 +124,7 @@ struct move {
 	int signals[MAX_DEFERRED_SIGNALS];
 	size_t n_signals;
 	bool fork;             /* ghost fork: a copy with a new PID, the original runs on */
+	bool was_stopped;      /* OUT: stopped by a signal before the move: it stays stopped */
 	pid_t copy_pid;        /* OUT, fork: the copy's PID */
 	pid_t orig_pid;        /* IN, fork: the original's PID */
 	pid_t ppid;            /* its parent here (not the daemon), or 0 */
@@ -288,8 +289,9 @@ static void out_rollback(struct move *m)
 		(void)send_move(m, MOVE_ABORT, NULL);
 		/* A fork's export does not stop the original. */
 		if (m->proc && !m->fork) {
-			/* The export froze it (or failed and let it go: harmless). */
-			if (kill(m->pid, SIGCONT) < 0)
+			/* The export froze it (or failed and let it go: harmless);
+			 * one that was stopped before stays stopped. */
+			if (!m->was_stopped && kill(m->pid, SIGCONT) < 0)
 				log_warn_errno(errno, "cannot resume process %d", (int)m->pid);
 			for (size_t i = 0; i < m->n_signals; i++)
 				(void)kill(m->pid, m->signals[i]);
@@ -344,6 +346,8 @@ static void out_commit(struct move *m)
 	}
 	for (size_t i = 0; i < m->n_signals && r >= 0; i++)
 		r = attr_put_u32(&b, A_SIGNAL, (uint32_t)m->signals[i]);
+	if (r >= 0 && m->was_stopped)
+		r = attr_put_u32(&b, A_FLAGS, MOVE_F_STOPPED);
 	m->n_signals = 0;
 	(void)send_move(m, MOVE_COMMIT, &b);
 	buf_release(&b);
@@ -663,6 +667,9 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 	m->fork = flags & MOVE_F_FORK;
 	m->start_ns = now_ns();
 	m->state = MOVE_S_PREPARING;
+	/* A process stopped by job control stays stopped where it goes (and
+	 * where it stays if the move fails), as it would after a checkpoint. */
+	m->was_stopped = !m->fork && proc_job_stopped(pid);
 	p->moving = true;
 	if (!m->fork) {
 		pid_t ppid = proc_parent(pid);
@@ -1015,16 +1022,21 @@ static void in_commit(struct move *m, const void *data, size_t len)
 	uint32_t birth = node_of_pid(d, m->pid);
 	struct attr_iter it;
 	struct attr a;
-	uint32_t sig;
+	uint32_t sig, flags = 0;
 
 	/* Signals sent while it was frozen, before it runs again. */
 	attr_iter_init(&it, data, len);
-	while (attr_next(&it, &a) > 0)
+	while (attr_next(&it, &a) > 0) {
 		if (a.type == A_SIGNAL && attr_u32(&a, &sig) >= 0 && sig > 0 && sig < NSIG)
 			(void)kill(m->pid, (int)sig);
+		else if (a.type == A_FLAGS)
+			(void)attr_u32(&a, &flags);
+	}
 	run_arrival_commit(d, m->peer, m->xfer, m->proc);
 	m->proc->arriving = false;
-	if (kill(m->pid, SIGCONT) < 0)
+	/* Held by a SIGSTOP since the import: one that was stopped stays so,
+	 * until someone sends it SIGCONT as before. */
+	if (!(flags & MOVE_F_STOPPED) && kill(m->pid, SIGCONT) < 0)
 		log_warn_errno(errno, "cannot let process %d run", (int)m->pid);
 	if (birth != d->self && birth != 0) {
 		struct buf b = BUF_INIT;
@@ -1245,7 +1257,8 @@ void move_free_all(struct node_daemon *d)
 				while (waitpid(m->worker, NULL, 0) < 0 && errno == EINTR)
 					;
 			(void)send_move(m, MOVE_ABORT, NULL);
-			(void)kill(m->pid, SIGCONT);
+			if (!m->was_stopped)
+				(void)kill(m->pid, SIGCONT);
 			for (size_t i = 0; i < m->n_signals; i++)
 				(void)kill(m->pid, m->signals[i]);
 		} else if (m->role == ROLE_IN) {

@@ -298,6 +298,7 @@ enum proc_type {
 /* A_FLAGS of CTL_MIGRATE, PROC_MOVE_REQ and MOVE_PREPARE (with RUN_DETACH). */
 enum move_wire_flags {
 	MOVE_F_FORK = 1 << 8, /* ghost fork: a copy with a new PID; the original runs on */
+	MOVE_F_STOPPED = 1 << 9, /* MOVE_COMMIT: it was stopped (SIGSTOP...): it stays so */
 };
 
 /* Between the source (S) and destination (D) daemons of a migration, all
@@ -308,7 +309,8 @@ enum move_type {
 	MOVE_READY,       /* D->S: A_PORT, A_KEY: the import worker listens */
 	MOVE_IMPORTED,    /* D->S: the process is imported and held stopped; A_PID, A_IMPORT_NS */
 	MOVE_FAILED,      /* D->S: A_ERRNO, A_MESSAGE */
-	MOVE_COMMIT,      /* S->D: the original is gone: let the process run */
+	MOVE_COMMIT,      /* S->D: the original is gone: let the process run; A_SIGNAL...
+			     (signals sent meanwhile), A_FLAGS (MOVE_F_STOPPED) */
 	MOVE_DONE,        /* D->S: it runs */
 	MOVE_ABORT,       /* S->D: give up; kill what was imported */
 };
@@ -588,6 +590,8 @@ void proc_child_exited(struct node_daemon *d, pid_t pid, int wstatus);
 struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid);
 /* The parent of a process of this node, from /proc; 0 if unknown. */
 pid_t proc_parent(pid_t pid);
+/* Is it stopped by a signal (SIGSTOP, SIGTSTP...), not merely traced? */
+bool proc_job_stopped(pid_t pid);
 /* Does it run with just its user's rights (every UID is uid, no capability)?
  * A process that ran a setuid program does not: only root may export it. */
 bool proc_plain_creds(pid_t pid, uid_t uid);

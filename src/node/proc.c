@@ -691,26 +691,44 @@ void proc_reap(struct node_daemon *d)
 
 /* ---- descendants of managed processes ------------------------------------ */
 
-pid_t proc_parent(pid_t pid)
+/* The fields of /proc/PID/stat after "PID (COMM) ", in buf; NULL if unknown. */
+static const char *stat_after_comm(pid_t pid, char *buf, size_t size)
 {
-	char path[64], buf[512], *e;
+	char path[64], *e;
 	ssize_t n;
-	int fd, ppid;
+	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return NULL;
+	n = read(fd, buf, size - 1);
 	safe_close(fd);
 	if (n <= 0)
-		return 0;
+		return NULL;
 	buf[n] = '\0';
-	/* "PID (COMM) STATE PPID ...": COMM may hold anything, even ')'. */
+	/* COMM may hold anything, even ')'. */
 	e = strrchr(buf, ')');
-	if (!e || sscanf(e + 1, " %*c %d", &ppid) != 1)
+	return e && e[1] == ' ' ? e + 2 : NULL;
+}
+
+pid_t proc_parent(pid_t pid)
+{
+	char buf[512];
+	const char *f = stat_after_comm(pid, buf, sizeof(buf));
+	int ppid;
+
+	if (!f || sscanf(f, "%*c %d", &ppid) != 1)
 		return 0;
 	return (pid_t)ppid;
+}
+
+bool proc_job_stopped(pid_t pid)
+{
+	char buf[512];
+	const char *f = stat_after_comm(pid, buf, sizeof(buf));
+
+	return f && f[0] == 'T';
 }
 
 pid_t proc_known_child(struct node_daemon *d, pid_t pid, size_t *ret_n)

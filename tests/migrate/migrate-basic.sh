@@ -6,8 +6,9 @@
 # ghost kill meanwhile arrive, and it verifies its own state at the end;
 # python3 running a script moves and finishes with the right result; bad
 # requests get one clear line and leave the process where it was; ghost
-# fork makes a copy with a new PID that goes on independently; a process
-# attached to a ghost run moves too.
+# fork makes a copy with a new PID that goes on independently; a stopped
+# process moves and stays stopped; a process attached to a ghost run moves
+# too.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 MIGRANT=$(realpath "$(dirname "$0")")/migrant
@@ -135,6 +136,29 @@ for line in open(sys.argv[1]):
 ok = (c and o and c[0] > 1 and c[0] - 1 in o and len(c) > 5 and len(o) > c[0] + 5
       and o == list(range(1, len(o) + 1)) and c == list(range(c[0], c[0] + len(c))))
 sys.exit(0 if ok else 1)' "$TEST_TMP/both"
+
+# 3b. A process stopped with SIGSTOP moves stopped and stays stopped (it
+#     counts nothing) until SIGCONT, as after a checkpoint and restart.
+state_of() {
+	"$GHOST" ps --json | python3 -c '
+import json, sys
+print(*[p["state"] for p in json.load(sys.stdin) if p["pid"] == '"$1"'])'
+}
+stopped=$("$GHOST" run -d -- python3 "$TEST_TMP/count.py")
+sleep 0.3
+"$GHOST" kill -STOP "$stopped" > /dev/null
+sleep 0.2
+"$GHOST" migrate "$stopped" 2 > /dev/null 2> "$TEST_TMP/err"
+check_eq "a stopped process moves" "0 " "$? $(cat "$TEST_TMP/err")"
+before=$("$GHOST" logs "$stopped" | wc -l)
+sleep 0.5
+check_eq "  ... and is still stopped on node 2, counting nothing" "stopped $before" \
+	"$(state_of "$stopped") $("$GHOST" logs "$stopped" | wc -l)"
+"$GHOST" kill -CONT "$stopped" > /dev/null
+sleep 0.5
+check "  ... until SIGCONT: then it counts on" \
+	test "$("$GHOST" logs "$stopped" | wc -l)" -gt "$before"
+"$GHOST" kill -KILL "$stopped" > /dev/null
 
 # 4. Bad requests: one line, exit 1, the process stays where it was.
 victim=$("$GHOST" run -d -- sleep 600)
