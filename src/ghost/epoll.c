@@ -69,6 +69,37 @@ static int parse_tfd_line(const char *line, struct ep_tfd *t)
 	return 0;
 }
 
+static int by_tfd(const void *a, const void *b)
+{
+	const struct ep_tfd *x = *(const struct ep_tfd *const *)a;
+	const struct ep_tfd *y = *(const struct ep_tfd *const *)b;
+
+	if (x->tfd != y->tfd)
+		return x->tfd < y->tfd ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+/*
+ * kcmp(KCMP_EPOLL_TFD) names a registration by its fd number and its rank
+ * among those with that number, in the order fdinfo lists them (both walk the
+ * instance's tree): toff. Several share a number only after the number was
+ * reused, but an instance may hold very many: sorted, not compared pairwise.
+ */
+static int set_toff(struct ep_tfd *t, size_t n)
+{
+	_cleanup_free_ struct ep_tfd **p = NEW_ARRAY(struct ep_tfd *, n);
+
+	if (!p)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		p[i] = &t[i];
+	qsort(p, n, sizeof(*p), by_tfd);
+	for (size_t i = 1; i < n; i++)
+		if (p[i]->tfd == p[i - 1]->tfd)
+			p[i]->toff = p[i - 1]->toff + 1;
+	return 0;
+}
+
 int ep_tfds_read(pid_t pid, int epfd, struct ep_tfd **ret, size_t *ret_n)
 {
 	struct buf b = BUF_INIT;
@@ -101,17 +132,11 @@ int ep_tfds_read(pid_t pid, int epfd, struct ep_tfd **ret, size_t *ret_n)
 			r = parse_tfd_line(line, &t[n]);
 			if (r < 0)
 				goto out;
-			/* kcmp(KCMP_EPOLL_TFD) names a registration by its fd number and
-			 * its rank among those with that number, in the order fdinfo
-			 * lists them (both walk the instance's tree). */
-			for (size_t i = 0; i < n; i++)
-				if (t[i].tfd == t[n].tfd)
-					t[n].toff++;
 			n++;
 		}
 		line = next;
 	}
-	r = 0;
+	r = set_toff(t, n);
 out:
 	buf_release(&b);
 	if (r < 0) {

@@ -887,8 +887,8 @@ int files_restore_add_record(struct ghost *g, struct files_restore *fr, const st
 
 /* Where a registration goes in the order of ep_restore(). */
 struct ep_order {
-	uint32_t rank;     /* instances watching no instance first */
-	uint32_t disarmed; /* 0: a disarmed one-shot, first in its instance */
+	uint32_t rank;  /* instances watching no instance first */
+	uint32_t armed; /* 0 (a disarmed one-shot) first in its instance */
 	uint32_t epoll_id, tfd;
 	size_t epoll_k, target_k; /* the instance's and the target's index in fr->files */
 	size_t index;      /* in fr->ep */
@@ -902,8 +902,8 @@ static int ep_order_cmp(const void *a, const void *b)
 		return x->rank < y->rank ? -1 : 1;
 	if (x->epoll_id != y->epoll_id)
 		return x->epoll_id < y->epoll_id ? -1 : 1;
-	if (x->disarmed != y->disarmed)
-		return x->disarmed < y->disarmed ? -1 : 1;
+	if (x->armed != y->armed)
+		return x->armed < y->armed ? -1 : 1;
 	return (x->index > y->index) - (x->index < y->index);
 }
 
@@ -969,7 +969,7 @@ int files_restore_plan_epoll(struct ghost *g, struct files_restore *fr)
 	fr->regs = NEW_ARRAY(struct ep_reg, fr->nep);
 	if (!o || !rank || !lowest || !fds || !fr->regs)
 		return ghost_fail(g, -ENOMEM, "out of memory");
-	/* Servers watch many fds: look them up by number, not one by one. */
+	/* The FD records by number, and each instance's lowest fd. */
 	memcpy(fds, fr->fds, fr->nfds * sizeof(*fds));
 	qsort(fds, fr->nfds, sizeof(*fds), img_fd_cmp);
 	for (size_t i = 0; i < fr->nfiles; i++)
@@ -990,7 +990,7 @@ int files_restore_plan_epoll(struct ghost *g, struct files_restore *fr)
 					  "image has epoll file %u watch fd %u, which does not hold file %u",
 					  e->epoll_id, e->t.tfd, e->t.file_id);
 		o[i] = (struct ep_order){ .epoll_id = e->epoll_id, .tfd = e->t.tfd,
-					  .disarmed = !ep_disarmed(e->t.events),
+					  .armed = !ep_disarmed(e->t.events),
 					  .epoll_k = (size_t)file_index(fr, e->epoll_id),
 					  .target_k = (size_t)file_index(fr, e->t.file_id),
 					  .index = i };
@@ -1167,9 +1167,9 @@ static int open_placeholder(struct ghost *g, const struct img_file *f)
 
 /* The same for a carried fd an epoll instance watches: epoll cannot watch
  * /dev/null, and its registration must exist for ghost_hold_install() to
- * move to the new stream. A pipe of ours, opened again with the fd's access
- * mode and status flags; its first two ends are closed, so it never blocks
- * and nothing ever flows through it. */
+ * move to the new stream. A pipe of ours, opened again through /proc with
+ * the fd's access mode and status flags; the pipe's own two ends are closed
+ * once it is open, so nothing ever flows through it. */
 static int open_pollable_placeholder(struct ghost *g, const struct img_file *f)
 {
 	int flags = (int)(f->flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));

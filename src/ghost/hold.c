@@ -721,8 +721,8 @@ static int check_watchable(struct ghost_hold *h, int fd, int newfd, const struct
 			return failf(why, why_len, -errno, "cannot create an epoll instance: %m");
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, newfd, &ev) < 0)
 			return failf(why, why_len, -errno,
-				     "epoll fd %d of process %d watches fd %d (events %#x), which epoll cannot do with the new file: %m",
-				     w[i].epfd, h->pid, fd, w[i].events);
+				     "epoll cannot watch the new file for fd %d of process %d as epoll fd %d watched the old one (events %#x): %m",
+				     fd, h->pid, w[i].epfd, w[i].events);
 	}
 	return 0;
 }
