@@ -1240,8 +1240,9 @@ static int end_children(void **state)
 		pid_t pid = epoll_children[i];
 
 		epoll_children[i] = 0;
-		/* Still ours and not reaped: end it (by PID) and reap it. */
-		if (pid > 0 && kill(pid, SIGKILL) == 0)
+		/* Only a child of ours not reaped yet (WNOHANG says 0): a PID the
+		 * test reaped may belong to someone else by now. */
+		if (pid > 0 && waitpid(pid, NULL, WNOHANG | __WALL) == 0 && kill(pid, SIGKILL) == 0)
 			while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
 				;
 	}
