@@ -123,7 +123,9 @@ enum ghost_import_flags {
 	 * The caller replaces the image's carried fds (ghost_export_opts.
 	 * carried_fds): each gets a placeholder at its number with its
 	 * FD_CLOEXEC, /dev/null opened with its access mode, O_APPEND and
-	 * O_NONBLOCK (ghost_hold_take() of it tells them), for the caller to
+	 * O_NONBLOCK (ghost_hold_take() of it tells them), or a pipe so
+	 * opened when an epoll instance of the image watches it (epoll cannot
+	 * watch /dev/null; the install moves the registration), for the caller to
 	 * swap with ghost_hold_install() before the process runs (with
 	 * GHOST_IMPORT_STOPPED, then SIGCONT). Without it, an image with
 	 * carried fds is refused before any process is made.
@@ -192,7 +194,8 @@ int ghost_replace_program(pid_t pid, const char *path, const char *const argv[],
  *
  * A system call the process was blocked in (read, write, poll, select,
  * nanosleep...) runs again after the release, and one that names an fd looks
- * it up again: a read() blocked on the old fd 3 reads from the new one. Every
+ * it up again: a read() blocked on the old fd 3 reads from the new one
+ * (epoll_wait() is never restarted: it returns EINTR, as after any stop). Every
  * call fails with a negative errno or GHOST_E* code and one line in why
  * (why may be NULL). The caller needs CAP_SYS_PTRACE or the process's user; the
  * process may run as any user. A process that is already traced (by a
@@ -237,11 +240,17 @@ int ghost_hold_take(struct ghost_hold *h, int fd, int *ret_copy, int *ret_fd_fla
  * description: the caller sets them on newfd beforehand. newfd stays ours. The
  * descriptor is passed with SCM_RIGHTS over a socketpair made in the process,
  * so it works whatever user the process runs as. The first call also blocks
- * every signal in the process until the release. On failure the process's fd
- * is as it was, and the hold can still be released (and, unless why says an
- * earlier step failed, used again). Several installs in one hold share their
- * setup: the first runs three system calls in the process, the next ones two
- * (and the release one more, in all).
+ * every signal in the process until the release. Every epoll instance of the
+ * process that watched the file at fd under that number watches newfd's file
+ * there instead, with the same events and data, and no longer the old one
+ * (one the process had let fire as EPOLLONESHOT comes back armed for EPOLLERR
+ * and EPOLLHUP only); a newfd that epoll cannot watch as the old file was
+ * watched is refused (-EPERM, -EINVAL) before anything changes. On failure the process's fd and its registrations
+ * are as they were, and the hold can still be released (and, unless why says
+ * an earlier step failed, used again). Several installs in one hold share
+ * their setup: the first runs three system calls in the process, the next ones
+ * two, and two more per epoll registration of the file at fd (and the release
+ * one more, in all).
  */
 int ghost_hold_install(struct ghost_hold *h, int fd, int newfd, int fd_flags, char *why,
 		       size_t why_len);

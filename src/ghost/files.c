@@ -8,7 +8,9 @@
  * Kinds carried: regular files (checked at restart), deleted files (content
  * stored), directories, a few character devices, pipes and AF_UNIX
  * socketpairs whose both ends are in the process (queued bytes stored, in
- * order), and with a shell job, terminals and outside pipes on fds 0-2, which
+ * order), epoll instances with their registrations (epoll.c reads and checks
+ * them; the new process makes them again itself, once every fd is at its
+ * number), and with a shell job, terminals and outside pipes on fds 0-2, which
  * become the restarter's stdio. Anything else is refused by name, or dropped
  * when the caller asked for that. Fds the caller carries itself (the streams
  * of a migration) are recorded as what they were, without data, whatever
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -58,6 +61,8 @@ struct fd_entry {
 	uint64_t sock_peer_ino;
 	uint32_t sock_shutdown;
 	int copy; /* our copy of the fd (pidfd_getfd), -1 if not taken */
+	struct img_epoll_tfd *ep; /* an epoll instance: its registrations */
+	size_t nep;
 };
 
 static int fd_cmp(const void *a, const void *b)
@@ -127,6 +132,7 @@ static void entries_free(struct fd_entry *e, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(e[i].link);
 		free(e[i].path);
+		free(e[i].ep);
 		safe_close(e[i].copy);
 	}
 	free(e);
@@ -427,6 +433,77 @@ static int describe_carried(struct ghost *g, int pidfd, struct fd_entry *x)
 	return 0;
 }
 
+static struct fd_entry *find_fd(struct fd_entry *e, size_t n, int fd)
+{
+	struct fd_entry key = { .fd = fd };
+
+	return bsearch(&key, e, n, sizeof(*e), fd_cmp);
+}
+
+/* The registrations of epoll instance x (its first fd), each checked to be
+ * for the file now at its fd number, into x->ep. A registration whose fd was
+ * closed or replaced since cannot be made again: refused, or dropped when
+ * asked, as is one whose fd is dropped. */
+static int read_epoll(struct ghost *g, pid_t pid, struct fd_entry *e, size_t n,
+		      struct fd_entry *x, bool drop)
+{
+	_cleanup_free_ struct ep_tfd *t = NULL;
+	size_t nt = 0;
+	int r;
+
+	r = ep_tfds_read(pid, x->fd, &t, &nt);
+	if (r < 0)
+		return ghost_fail(g, r, "cannot read the registrations of epoll fd %d of process %d: %s",
+				  x->fd, pid, ghost_strerror(r));
+	x->ep = NEW_ARRAY(struct img_epoll_tfd, nt);
+	if (!x->ep)
+		return ghost_fail(g, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < nt; i++) {
+		struct fd_entry *target = find_fd(e, n, t[i].tfd);
+		const char *why = NULL;
+
+		if (!target) {
+			why = "which was closed after it was registered";
+		} else {
+			r = ep_tfd_is_current(pid, x->fd, &t[i], &target->sb);
+			if (r < 0)
+				return ghost_fail(g, r,
+						  "cannot compare fd %d of process %d with what epoll fd %d registered: %s",
+						  t[i].tfd, pid, x->fd, ghost_strerror(r));
+			if (r == 0)
+				why = "which holds another file since it was registered (closed and reopened, or dup2'ed over)";
+		}
+		if (why && !drop)
+			return ghost_fail(g, GHOST_EUNSUPPORTED,
+					  "epoll fd %d of process %d watches fd %d, %s: the registration cannot be restored; use --drop-unsupported to drop it",
+					  x->fd, pid, t[i].tfd, why);
+		if (why || !target->file_id) {
+			log_info("dropping the registration of fd %d in epoll fd %d of process %d (%s)",
+				 t[i].tfd, x->fd, pid, why ? why : "the fd is dropped");
+			continue;
+		}
+		x->ep[x->nep++] = (struct img_epoll_tfd){ .tfd = (uint32_t)t[i].tfd,
+							  .file_id = target->file_id,
+							  .events = t[i].events,
+							  .data = t[i].data };
+	}
+	return 0;
+}
+
+static int write_epoll(struct ghost *g, struct img_writer *w, const struct fd_entry *x)
+{
+	for (size_t i = 0; i < x->nep; i += IMG_EPOLL_TFDS_PER_REC) {
+		size_t k = MIN(x->nep - i, (size_t)IMG_EPOLL_TFDS_PER_REC);
+		struct img_epoll ep = { .file_id = x->file_id, .count = (uint32_t)k };
+		int r = img_write_record(w, IMG_REC_EPOLL, &ep, sizeof(ep), &x->ep[i],
+					 k * sizeof(x->ep[0]));
+
+		if (r < 0)
+			return ghost_fail(g, r, "cannot write the image: %s", ghost_strerror(r));
+	}
+	return 0;
+}
+
 int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct files_dump_opts *o,
 	       uint64_t *ret_nfds)
 {
@@ -482,6 +559,8 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 			r = describe_carried(g, pidfd, x);
 			if (r < 0)
 				goto out;
+		} else if (ep_is_link(x->link)) {
+			f->kind = IMG_FILE_EPOLL;
 		} else if (S_ISREG(x->sb.st_mode)) {
 			const char *del = strstr(x->link, " (deleted)");
 
@@ -589,7 +668,17 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 		goto out;
 	}
 
-	/* 3. FILE records. */
+	/* 3. The registrations of each epoll instance, checked before a record
+	 *    is written. */
+	for (size_t i = 0; i < n; i++) {
+		if (!e[i].file_id || !e[i].first || e[i].file.kind != IMG_FILE_EPOLL)
+			continue;
+		r = read_epoll(g, pid, e, n, &e[i], o->drop_unsupported);
+		if (r < 0)
+			goto out;
+	}
+
+	/* 4. FILE records. */
 	for (size_t i = 0; i < n; i++) {
 		struct fd_entry *x = &e[i];
 		size_t plen;
@@ -615,7 +704,7 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 		}
 	}
 
-	/* 4. FILE_DATA: deleted file content, queued pipe and socket bytes. */
+	/* 5. FILE_DATA: deleted file content, queued pipe and socket bytes. */
 	for (size_t i = 0; i < n; i++) {
 		struct fd_entry *x = &e[i];
 
@@ -639,7 +728,7 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 			goto out;
 	}
 
-	/* 5. FD records. */
+	/* 6. FD records. */
 	for (size_t i = 0; i < n; i++) {
 		struct img_fd fdr = { .fd = (uint32_t)e[i].fd, .file_id = e[i].file_id,
 				      .fd_flags = (uint32_t)e[i].fd_flags };
@@ -652,6 +741,15 @@ int files_dump(struct ghost *g, struct img_writer *w, pid_t pid, const struct fi
 			goto out;
 		}
 		nfds++;
+	}
+
+	/* 7. EPOLL records, after the fds they name. */
+	for (size_t i = 0; i < n; i++) {
+		if (!e[i].file_id || !e[i].first || e[i].file.kind != IMG_FILE_EPOLL)
+			continue;
+		r = write_epoll(g, w, &e[i]);
+		if (r < 0)
+			goto out;
 	}
 	*ret_nfds = nfds;
 	r = 0;
@@ -681,6 +779,8 @@ void files_restore_release(struct files_restore *fr)
 	free(fr->opened);
 	free(fr->data);
 	free(fr->fds);
+	free(fr->ep);
+	free(fr->regs);
 	files_restore_init(fr);
 }
 
@@ -741,6 +841,30 @@ int files_restore_add_record(struct ghost *g, struct files_restore *fr, const st
 		}
 		return buf_append(&fr->data[k], d + 1, rec->len - sizeof(*d));
 	}
+	if (rec->type == IMG_REC_EPOLL) {
+		const struct img_epoll *p = rec->payload;
+		const uint8_t *t = (const uint8_t *)(p + 1);
+		ssize_t k = file_index(fr, p->file_id);
+		struct files_ep *ne;
+
+		if (k < 0 || fr->files[k].kind != IMG_FILE_EPOLL)
+			return ghost_fail(g, GHOST_ECORRUPT,
+					  "image has epoll registrations for file %u, which is no epoll instance",
+					  p->file_id);
+		if (p->count == 0)
+			return 0;
+		ne = reallocarray(fr->ep, fr->nep + p->count, sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		fr->ep = ne;
+		for (uint32_t i = 0; i < p->count; i++) {
+			fr->ep[fr->nep].epoll_id = p->file_id;
+			memcpy(&fr->ep[fr->nep].t, t + (size_t)i * sizeof(struct img_epoll_tfd),
+			       sizeof(struct img_epoll_tfd));
+			fr->nep++;
+		}
+		return 0;
+	}
 	if (rec->type == IMG_REC_FD) {
 		const struct img_fd *f = rec->payload;
 		struct img_fd *nf;
@@ -759,6 +883,151 @@ int files_restore_add_record(struct ghost *g, struct files_restore *fr, const st
 		return 0;
 	}
 	return -EINVAL;
+}
+
+/* Where a registration goes in the order of ep_restore(). */
+struct ep_order {
+	uint32_t rank;  /* instances watching no instance first */
+	uint32_t armed; /* 0 (a disarmed one-shot) first in its instance */
+	uint32_t epoll_id, tfd;
+	size_t epoll_k, target_k; /* the instance's and the target's index in fr->files */
+	size_t index;      /* in fr->ep */
+};
+
+static int ep_order_cmp(const void *a, const void *b)
+{
+	const struct ep_order *x = a, *y = b;
+
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	if (x->epoll_id != y->epoll_id)
+		return x->epoll_id < y->epoll_id ? -1 : 1;
+	if (x->armed != y->armed)
+		return x->armed < y->armed ? -1 : 1;
+	return (x->index > y->index) - (x->index < y->index);
+}
+
+static int ep_key_cmp(const void *a, const void *b)
+{
+	const struct ep_order *x = a, *y = b;
+
+	if (x->epoll_id != y->epoll_id)
+		return x->epoll_id < y->epoll_id ? -1 : 1;
+	return (x->tfd > y->tfd) - (x->tfd < y->tfd);
+}
+
+static int img_fd_cmp(const void *a, const void *b)
+{
+	const struct img_fd *x = a, *y = b;
+
+	return (x->fd > y->fd) - (x->fd < y->fd);
+}
+
+/*
+ * An instance's rank: 0 when it watches no instance, else one more than the
+ * highest rank of those it watches, so that each instance's registrations
+ * are made after those of the instances it watches (an instance added to
+ * another then shows the readiness it will have). The kernel refuses cycles,
+ * so an image that has one, where ranks never settle, is malformed.
+ */
+static int rank_instances(struct ghost *g, const struct files_restore *fr,
+			  const struct ep_order *o, uint32_t *rank)
+{
+	for (size_t round = 0;; round++) {
+		bool changed = false;
+
+		for (size_t i = 0; i < fr->nep; i++) {
+			size_t a = o[i].epoll_k, b = o[i].target_k;
+
+			if (fr->files[b].kind == IMG_FILE_EPOLL && rank[a] <= rank[b]) {
+				rank[a] = rank[b] + 1;
+				changed = true;
+			}
+		}
+		if (!changed)
+			return 0;
+		if (round > fr->nfiles)
+			return ghost_fail(g, GHOST_ECORRUPT,
+					  "image has epoll instances that watch each other in a cycle");
+	}
+}
+
+int files_restore_plan_epoll(struct ghost *g, struct files_restore *fr)
+{
+	_cleanup_free_ struct ep_order *o = NULL;
+	_cleanup_free_ struct img_fd *fds = NULL;
+	_cleanup_free_ uint32_t *rank = NULL;
+	_cleanup_free_ int *lowest = NULL; /* per file, its lowest fd or -1 */
+	int r;
+
+	if (fr->nep == 0)
+		return 0;
+	o = NEW_ARRAY(struct ep_order, fr->nep);
+	rank = NEW_ARRAY(uint32_t, fr->nfiles);
+	lowest = NEW_ARRAY(int, fr->nfiles);
+	fds = NEW_ARRAY(struct img_fd, fr->nfds);
+	fr->regs = NEW_ARRAY(struct ep_reg, fr->nep);
+	if (!o || !rank || !lowest || !fds || !fr->regs)
+		return ghost_fail(g, -ENOMEM, "out of memory");
+	/* The FD records by number, and each instance's lowest fd. */
+	memcpy(fds, fr->fds, fr->nfds * sizeof(*fds));
+	qsort(fds, fr->nfds, sizeof(*fds), img_fd_cmp);
+	for (size_t i = 0; i < fr->nfiles; i++)
+		lowest[i] = -1;
+	for (size_t i = fr->nfds; i > 0; i--) {
+		ssize_t k = file_index(fr, fds[i - 1].file_id);
+
+		if (k >= 0 && fr->files[k].kind == IMG_FILE_EPOLL)
+			lowest[k] = (int)fds[i - 1].fd;
+	}
+	for (size_t i = 0; i < fr->nep; i++) {
+		const struct files_ep *e = &fr->ep[i];
+		struct img_fd key = { .fd = e->t.tfd };
+		const struct img_fd *fd = bsearch(&key, fds, fr->nfds, sizeof(*fds), img_fd_cmp);
+
+		if (!fd || fd->file_id != e->t.file_id)
+			return ghost_fail(g, GHOST_ECORRUPT,
+					  "image has epoll file %u watch fd %u, which does not hold file %u",
+					  e->epoll_id, e->t.tfd, e->t.file_id);
+		o[i] = (struct ep_order){ .epoll_id = e->epoll_id, .tfd = e->t.tfd,
+					  .armed = !ep_disarmed(e->t.events),
+					  .epoll_k = (size_t)file_index(fr, e->epoll_id),
+					  .target_k = (size_t)file_index(fr, e->t.file_id),
+					  .index = i };
+		if (lowest[o[i].epoll_k] < 0)
+			return ghost_fail(g, GHOST_ECORRUPT, "image has epoll file %u at no fd",
+					  e->epoll_id);
+	}
+	/* Each key (instance, fd number and so file) at most once, as in the kernel. */
+	qsort(o, fr->nep, sizeof(*o), ep_key_cmp);
+	for (size_t i = 1; i < fr->nep; i++)
+		if (ep_key_cmp(&o[i - 1], &o[i]) == 0)
+			return ghost_fail(g, GHOST_ECORRUPT, "image registers fd %u twice in epoll file %u",
+					  o[i].tfd, o[i].epoll_id);
+	r = rank_instances(g, fr, o, rank);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < fr->nep; i++)
+		o[i].rank = rank[o[i].epoll_k];
+	qsort(o, fr->nep, sizeof(*o), ep_order_cmp);
+	for (size_t i = 0; i < fr->nep; i++) {
+		const struct files_ep *e = &fr->ep[o[i].index];
+
+		fr->regs[i] = (struct ep_reg){ .epfd = lowest[o[i].epoll_k],
+					       .tfd = (int)e->t.tfd,
+					       .events = e->t.events,
+					       .data = e->t.data };
+	}
+	fr->nregs = fr->nep;
+	return 0;
+}
+
+static bool epoll_watches(const struct files_restore *fr, uint32_t id)
+{
+	for (size_t i = 0; i < fr->nep; i++)
+		if (fr->ep[i].t.file_id == id)
+			return true;
+	return false;
 }
 
 static int open_flags(uint32_t flags)
@@ -896,6 +1165,29 @@ static int open_placeholder(struct ghost *g, const struct img_file *f)
 	return fd;
 }
 
+/* The same for a carried fd an epoll instance watches: epoll cannot watch
+ * /dev/null, and its registration must exist for ghost_hold_install() to
+ * move to the new stream. A pipe of ours, opened again through /proc with
+ * the fd's access mode and status flags; the pipe's own two ends are closed
+ * once it is open, so nothing ever flows through it. */
+static int open_pollable_placeholder(struct ghost *g, const struct img_file *f)
+{
+	int flags = (int)(f->flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+	int pair[2], fd;
+	char path[64];
+
+	if (pipe2(pair, O_CLOEXEC) < 0)
+		return ghost_fail(g, -errno, "pipe: %m");
+	/* Both ends are open: opening it for reading or writing does not wait. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", pair[0]);
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		fd = ghost_fail(g, -errno, "cannot open a placeholder for a carried fd: %m");
+	safe_close(pair[0]);
+	safe_close(pair[1]);
+	return fd;
+}
+
 int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3],
 		       bool own_stdio)
 {
@@ -1010,7 +1302,20 @@ int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdi
 			continue;
 		}
 		case IMG_FILE_CARRIED:
-			fd = open_placeholder(g, f);
+			fd = epoll_watches(fr, f->id) ? open_pollable_placeholder(g, f)
+						      : open_placeholder(g, f);
+			break;
+		case IMG_FILE_EPOLL:
+			/* Empty: the new process registers its fds itself (ep_restore()). */
+			fd = epoll_create1(EPOLL_CLOEXEC);
+			if (fd < 0) {
+				fd = ghost_fail(g, -errno, "cannot create an epoll instance: %m");
+				break;
+			}
+			if ((f->flags & O_NONBLOCK) && fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+				safe_close(fd);
+				fd = ghost_fail(g, -errno, "cannot set the flags of an epoll instance: %m");
+			}
 			break;
 		default:
 			return ghost_fail(g, GHOST_ECORRUPT, "file %u has unknown kind %u", f->id,

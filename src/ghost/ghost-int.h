@@ -2,7 +2,7 @@
 /*
  * Internals of the ghost engine, shared by its files only: the traced-process
  * handle (ptrace.c), /proc readers (procfs.c), file descriptors (files.c),
- * export (export.c) and import (import.c).
+ * epoll instances (epoll.c), export (export.c) and import (import.c).
  */
 #ifndef GHOST_GHOST_INT_H
 #define GHOST_GHOST_INT_H
@@ -139,6 +139,63 @@ struct proc_stat {
 };
 int proc_read_stat(pid_t pid, struct proc_stat *ret);
 
+/* --- epoll instances (epoll.c) -------------------------------------------------- */
+
+struct stat;
+
+/* One registration of an epoll instance, as /proc/PID/fdinfo shows it. */
+struct ep_tfd {
+	int tfd;         /* the fd number it was registered under */
+	unsigned toff;   /* registrations listed before it with the same tfd */
+	uint32_t events; /* as the kernel keeps them (EPOLLERR, EPOLLHUP added) */
+	uint64_t data;
+	uint64_t ino;    /* the registered file's inode and device (st_dev) */
+	dev_t dev;
+};
+
+/* "anon_inode:[eventpoll]": a /proc/PID/fd link of an epoll instance. */
+bool ep_is_link(const char *link);
+/* An EPOLLONESHOT registration that fired: it waits for nothing. */
+bool ep_disarmed(uint32_t events);
+/* The registrations of epoll fd epfd of (stopped) process pid, in the order
+ * fdinfo lists them; *ret is malloc()ed (NULL when there are none). */
+int ep_tfds_read(pid_t pid, int epfd, struct ep_tfd **ret, size_t *ret_n);
+/* 1 when registration t of epfd is for the file now at fd t->tfd of pid (sb:
+ * that fd's stat), 0 when that fd holds another file (the registered one
+ * was closed there or replaced since), -errno when it cannot tell. */
+int ep_tfd_is_current(pid_t pid, int epfd, const struct ep_tfd *t, const struct stat *sb);
+
+/* A registration of the file at some fd, in the epoll instance at epfd. */
+struct ep_watch {
+	int epfd;
+	uint32_t events;
+	uint64_t data;
+};
+
+/* Every registration of the file now at fd (sb: its stat) under fd, in every
+ * epoll instance process pid holds (each instance once, whatever its number
+ * of fds); *ret is malloc()ed (NULL when there are none). */
+int ep_watchers_of(pid_t pid, int fd, const struct stat *sb, struct ep_watch **ret,
+		   size_t *ret_n);
+
+/* A registration to make in a new process: every fd is at its number. */
+struct ep_reg {
+	int epfd;
+	int tfd;
+	uint32_t events;
+	uint64_t data;
+};
+
+/*
+ * EPOLL_CTL_ADD of each registration, in order, run by the new process itself
+ * (the import stub): async-signal-safe, no allocation. The order must put an
+ * instance's registrations after those of every instance it watches, and an
+ * instance's disarmed one-shot registrations before its others (they come
+ * back disarmed by firing once; see epoll.c). On failure -errno, and the pair
+ * that failed in *ret_epfd, *ret_tfd.
+ */
+int ep_restore(const struct ep_reg *regs, size_t n, int *ret_epfd, int *ret_tfd);
+
 /* --- files (files.c) ----------------------------------------------------------- */
 
 struct files_dump_opts {
@@ -159,6 +216,12 @@ struct files_plan_fd {
 	bool cloexec;
 };
 
+/* A registration of an EPOLL record, and the instance it belongs to. */
+struct files_ep {
+	uint32_t epoll_id;
+	struct img_epoll_tfd t;
+};
+
 struct files_restore {
 	struct img_file *files; /* copies of the FILE records */
 	char **paths;
@@ -167,17 +230,29 @@ struct files_restore {
 	size_t nfds;
 	int *opened;   /* per file, our fd or -1 */
 	struct buf *data; /* per file, queued bytes / content */
+	struct files_ep *ep; /* epoll registrations, as the image lists them */
+	size_t nep;
+	struct ep_reg *regs; /* the same, checked and in the order ep_restore() needs */
+	size_t nregs;
 };
 
 void files_restore_init(struct files_restore *fr);
 void files_restore_release(struct files_restore *fr);
 int files_restore_add_record(struct ghost *g, struct files_restore *fr, const struct img_record *rec);
+/* Check the epoll registrations against the FD records (each fd holds the
+ * file it names; each instance has an fd; no key twice; no instance watches
+ * itself through others) and order them into fr->regs for ep_restore(). */
+int files_restore_plan_epoll(struct ghost *g, struct files_restore *fr);
 /* Refuse, naming the lowest such fd, an image with carried fds unless the
  * caller will replace them (GHOST_IMPORT_CARRIED). */
 int files_restore_check_carried(struct ghost *g, const struct files_restore *fr, bool allowed);
-/* Open every file and pipe, fill queues, check regular files; -errno/GHOST_E* with errmsg.
+/* Open every file and pipe, fill queues, check regular files, make empty
+ * epoll instances; -errno/GHOST_E* with errmsg.
  * own_stdio: the stdio fds belong to the new process and get the image's O_NONBLOCK.
- * Carried fds get a placeholder: /dev/null with their access mode and status flags. */
+ * Carried fds get a placeholder: /dev/null with their access mode and status
+ * flags, or, for one an epoll instance watches, a pipe of ours with them
+ * (epoll cannot watch /dev/null), whose registration ghost_hold_install()
+ * then moves to the file that replaces it. */
 int files_restore_open(struct ghost *g, struct files_restore *fr, const int stdio[3],
 		       bool own_stdio);
 

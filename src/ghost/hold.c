@@ -23,7 +23,10 @@
  *        (below the red zone of its stack, saved, else an injected page); and
  *        a channel: an injected socketpair(AF_UNIX, SOCK_DGRAM) whose second
  *        end we take with pidfd_getfd. install = our sendmsg(SCM_RIGHTS) +
- *        injected recvmsg + injected dup3 at the number.
+ *        injected recvmsg + injected dup3 at the number; when epoll
+ *        instances of the process watch the file at that number, injected
+ *        epoll_ctl(DEL) of each registration before the dup3 and
+ *        epoll_ctl(ADD) of the same events and data for the new file after.
  * GONE   the process ended: every call says so; release only frees.
  * An injection whose outcome is unknown (the process stopped for something
  * else than its end) sets h->failed, a sticky state: installs are refused,
@@ -40,6 +43,9 @@
  *     runs it again and looks its descriptor up again (a restart block, as
  *     for nanosleep or poll with a timeout, stays in the kernel untouched).
  *  4. The scratch bytes are the process's own again before it runs.
+ *  5. An epoll instance of the process that watched the file at an installed
+ *     number watches the new file there instead, with the same events and
+ *     data, and nothing of the old one.
  *
  * Transitions: HELD -> ARMED arm(), -> GONE gone(), ARMED -> ARMED
  * install_one(), any -> as found or freed ghost_hold_release().
@@ -61,9 +67,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -117,6 +125,7 @@ struct scratch {
 		char buf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
 	} ctl;
 	int pair[2];
+	struct epoll_event ev; /* for an injected EPOLL_CTL_ADD */
 };
 _Static_assert(sizeof(struct scratch) <= SCRATCH_LEN, "scratch fits");
 
@@ -591,8 +600,8 @@ static int receive_fd(struct ghost_hold *h, int *ret_got, char *why, size_t why_
 }
 
 /* Put newfd at fd in the process. On failure the process's fd is as found. */
-static int install_one(struct ghost_hold *h, int fd, int newfd, int fd_flags, char *why,
-		       size_t why_len)
+static int swap_in(struct ghost_hold *h, int fd, int newfd, int fd_flags, char *why,
+		   size_t why_len)
 {
 	bool was_ours = false; /* fd was free and held one of our channel's ends */
 	int got = -1, r;
@@ -667,6 +676,174 @@ undo:
 	}
 	if (h->gone)
 		return gone_msg(h, why, why_len);
+	return r;
+}
+
+/* --- epoll registrations of a swapped fd -------------------------------------------- */
+
+/* The registrations of the file now at fd, in every epoll instance of the
+ * process; none when fd is free. */
+static int find_watchers(struct ghost_hold *h, int fd, struct ep_watch **ret, size_t *ret_n,
+			 char *why, size_t why_len)
+{
+	struct stat sb;
+	char path[64];
+	int r;
+
+	*ret = NULL;
+	*ret_n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", h->pid, fd);
+	if (stat(path, &sb) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return failf(why, why_len, -errno, "cannot stat fd %d of process %d: %m", fd,
+			     h->pid);
+	}
+	r = ep_watchers_of(h->pid, fd, &sb, ret, ret_n);
+	if (r < 0)
+		return failf(why, why_len, r,
+			     "cannot read the epoll registrations of fd %d of process %d: %s", fd,
+			     h->pid, ghost_strerror(r));
+	return 0;
+}
+
+/* Whether epoll can watch newfd as each registration asks (a pipe can be
+ * watched, a regular file cannot; EPOLLEXCLUSIVE cannot watch an epoll
+ * instance): asked of an instance of ours, before the process is touched. */
+static int check_watchable(struct ghost_hold *h, int fd, int newfd, const struct ep_watch *w,
+			   size_t n, char *why, size_t why_len)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct epoll_event ev = { .events = w[i].events, .data.u64 = w[i].data };
+		_cleanup_close_ int ep = epoll_create1(EPOLL_CLOEXEC);
+
+		if (ep < 0)
+			return failf(why, why_len, -errno, "cannot create an epoll instance: %m");
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, newfd, &ev) < 0)
+			return failf(why, why_len, -errno,
+				     "epoll cannot watch the new file for fd %d of process %d as epoll fd %d watched the old one (events %#x): %m",
+				     fd, h->pid, w[i].epfd, w[i].events);
+	}
+	return 0;
+}
+
+/* epoll_ctl(op) of fd in each instance of w[0..n) in the process, in order;
+ * *ret_done: how many succeeded. */
+static int ctl_all(struct ghost_hold *h, int op, int fd, const struct ep_watch *w, size_t n,
+		   size_t *ret_done, char *why, size_t why_len)
+{
+	uint64_t at = h->scratch + offsetof(struct scratch, ev);
+
+	*ret_done = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct epoll_event ev = { .events = w[i].events, .data.u64 = w[i].data };
+		long ret;
+		int r;
+
+		if (op == EPOLL_CTL_ADD) {
+			r = tracee_write_mem(&h->t, at, &ev, sizeof(ev));
+			if (r < 0)
+				return failf(why, why_len, r,
+					     "cannot write scratch memory of process %d: %s", h->pid,
+					     ghost_strerror(r));
+		}
+		r = inject(h, SYS_epoll_ctl, (uint64_t)w[i].epfd, (uint64_t)op, (uint64_t)fd,
+			   op == EPOLL_CTL_ADD ? at : 0, &ret);
+		if (r < 0)
+			return inject_failed(h, r, "epoll_ctl", why, why_len);
+		if (ret < 0)
+			return failf(why, why_len, (int)ret,
+				     "cannot %s fd %d %s epoll fd %d of process %d: %s",
+				     op == EPOLL_CTL_ADD ? "register" : "unregister", fd,
+				     op == EPOLL_CTL_ADD ? "with" : "from", w[i].epfd, h->pid,
+				     ghost_strerror((int)ret));
+		(*ret_done)++;
+	}
+	return 0;
+}
+
+/* After a failure: put back what was undone, keeping the first message. A
+ * failure here leaves the process's registrations unknown: sticky. */
+static void redo(struct ghost_hold *h, int op, int fd, const struct ep_watch *w, size_t n)
+{
+	char ignored[128];
+	size_t done;
+
+	if (!h->gone && ctl_all(h, op, fd, w, n, &done, ignored, sizeof(ignored)) < 0) {
+		log_warn("process %d: cannot put the epoll registrations of fd %d back: %s", h->pid,
+			 fd, ignored);
+		h->failed = true;
+	}
+}
+
+/*
+ * Put newfd at fd in the process, and make every epoll instance of the
+ * process that watched the file at fd watch newfd there instead.
+ *
+ * The kernel keys a registration by file and fd number, so after the dup3 the
+ * instances still watch the old file under fd, and nothing of the new one.
+ * Each registration is removed first, while the old file is still at fd: it
+ * can only be named by fd number, and the old file lives on after the swap
+ * (its caller keeps a copy: the old end of a stream, drained), so left alone
+ * the registration would report the old file's events (its peer's end or
+ * hangup) under the data the process gave, as if they were the new file's,
+ * until the caller closes the copy; the process could never remove it; and
+ * an export would refuse it as stale. Then each is made again for the new
+ * file with the same events and data. A registration the process had let
+ * fire as EPOLLONESHOT comes back armed for EPOLLERR and EPOLLHUP, which every
+ * EPOLL_CTL_ADD adds: firing it here, as an import does, would take events
+ * from the instance's other registrations. On failure the old file is put
+ * back at fd with its registrations.
+ */
+static int install_one(struct ghost_hold *h, int fd, int newfd, int fd_flags, char *why,
+		       size_t why_len)
+{
+	_cleanup_free_ struct ep_watch *w = NULL;
+	_cleanup_close_ int old = -1;
+	unsigned old_flags = 0;
+	size_t nw, done;
+	int r;
+
+	r = find_watchers(h, fd, &w, &nw, why, why_len);
+	if (r < 0 || nw == 0)
+		return r < 0 ? r : swap_in(h, fd, newfd, fd_flags, why, why_len);
+	r = check_watchable(h, fd, newfd, w, nw, why, why_len);
+	if (r < 0)
+		return r;
+	/* To put the old file back if the new one cannot be registered. */
+	old = (int)syscall(SYS_pidfd_getfd, h->pidfd, fd, 0);
+	if (old < 0)
+		return failf(why, why_len, -errno, "cannot take fd %d of process %d: %m", fd,
+			     h->pid);
+	r = read_fd_flags(h->pid, fd, &old_flags);
+	if (r < 0)
+		return failf(why, why_len, r, "cannot read fdinfo %d of process %d: %s", fd, h->pid,
+			     ghost_strerror(r));
+
+	r = ctl_all(h, EPOLL_CTL_DEL, fd, w, nw, &done, why, why_len);
+	if (r < 0) {
+		redo(h, EPOLL_CTL_ADD, fd, w, done);
+		return r;
+	}
+	r = swap_in(h, fd, newfd, fd_flags, why, why_len);
+	if (r < 0) {
+		redo(h, EPOLL_CTL_ADD, fd, w, nw);
+		return r;
+	}
+	r = ctl_all(h, EPOLL_CTL_ADD, fd, w, nw, &done, why, why_len);
+	if (r < 0 && !h->gone) {
+		char ignored[128];
+
+		redo(h, EPOLL_CTL_DEL, fd, w, done);
+		if (swap_in(h, fd, old, (old_flags & O_CLOEXEC) ? FD_CLOEXEC : 0, ignored,
+			    sizeof(ignored)) < 0) {
+			log_warn("process %d: cannot put the old file back at fd %d: %s", h->pid, fd,
+				 ignored);
+			h->failed = true;
+		} else {
+			redo(h, EPOLL_CTL_ADD, fd, w, nw);
+		}
+	}
 	return r;
 }
 

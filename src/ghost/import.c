@@ -74,6 +74,7 @@ struct ksigaction {
 struct stub_status {
 	int step;
 	int err;
+	int fd, tfd; /* STUB_EPOLL: the epoll fd and the fd it failed to register */
 };
 
 enum stub_step {
@@ -86,6 +87,7 @@ enum stub_step {
 	STUB_ALTSTACK,
 	STUB_SIGQUEUE,
 	STUB_SESSION,
+	STUB_EPOLL,
 };
 
 static const char *const stub_step_name[] = {
@@ -98,6 +100,7 @@ static const char *const stub_step_name[] = {
 	[STUB_ALTSTACK] = "setting the signal stack",
 	[STUB_SIGQUEUE] = "queueing pending signals",
 	[STUB_SESSION] = "starting its session",
+	[STUB_EPOLL] = "registering its fds with epoll",
 };
 
 /*
@@ -290,6 +293,7 @@ static int take_record(struct import_ctx *c, const struct img_record *rec)
 	case IMG_REC_FILE:
 	case IMG_REC_FILE_DATA:
 	case IMG_REC_FD:
+	case IMG_REC_EPOLL:
 		r = files_restore_add_record(c->g, &c->fr, rec);
 		if (r == -ENOMEM)
 			return ghost_fail(c->g, r, "out of memory");
@@ -390,6 +394,9 @@ static int check_image(struct import_ctx *c)
 	if (r < 0)
 		return r;
 	r = files_restore_check_carried(c->g, &c->fr, c->flags & GHOST_IMPORT_CARRIED);
+	if (r < 0)
+		return r;
+	r = files_restore_plan_epoll(c->g, &c->fr);
 	if (r < 0)
 		return r;
 	r = check_file(c, c->exe, c->proc.exe_size, c->proc.exe_mtime_ns, "executable");
@@ -525,9 +532,9 @@ pipes:
 
 /* --- the stub: runs in the new process, before it is taken over ----------------------- */
 
-static void stub_report(struct import_ctx *c, int step, int err)
+static void stub_report(struct import_ctx *c, int step, int err, int fd, int tfd)
 {
-	struct stub_status st = { step, err };
+	struct stub_status st = { step, err, fd, tfd };
 
 	(void)!write(c->ready[1], &st, sizeof(st));
 }
@@ -543,7 +550,7 @@ static bool is_target_fd(const struct import_ctx *c, int fd)
 static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 {
 	uint64_t all = ~0ull;
-	int step = STUB_FDS;
+	int step = STUB_FDS, epfd = -1, tfd = -1;
 	char byte;
 
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
@@ -564,6 +571,18 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 	for (int fd = 0; fd < c->base; fd++)
 		if (!is_target_fd(c, fd))
 			close(fd);
+
+	/* The kernel keys a registration by file and fd number: only now, with
+	 * every fd at its number, can the process make them again. */
+	step = STUB_EPOLL;
+	{
+		int k = ep_restore(c->fr.regs, c->fr.nregs, &epfd, &tfd);
+
+		if (k < 0) {
+			errno = -k;
+			goto fail;
+		}
+	}
 
 	/* A session leader (a process ghostd started) leads a session again,
 	 * with its terminal, if it had one, as controlling terminal. */
@@ -640,13 +659,13 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 			goto fail;
 	}
 
-	stub_report(c, STUB_OK, 0);
+	stub_report(c, STUB_OK, 0, -1, -1);
 	/* Wait to be taken over; EOF means the engine is gone. */
 	while (read(c->go[0], &byte, 1) < 0 && errno == EINTR)
 		;
 	_exit(127);
 fail:
-	stub_report(c, step, errno);
+	stub_report(c, step, errno, epfd, tfd);
 	_exit(127);
 }
 
@@ -781,6 +800,10 @@ static int wait_stub_ready(struct import_ctx *c)
 	n = read_full(c->ready[0], &st, sizeof(st));
 	if (n != sizeof(st))
 		return ghost_fail(c->g, -EIO, "the new process died while being set up");
+	if (st.step == STUB_EPOLL)
+		return ghost_fail(c->g, -st.err,
+				  "new process failed registering fd %d with epoll fd %d: %s", st.tfd,
+				  st.fd, ghost_strerror(-st.err));
 	if (st.step != STUB_OK)
 		return ghost_fail(c->g, -st.err, "new process failed %s: %s",
 				  st.step < (int)ARRAY_SIZE(stub_step_name) ? stub_step_name[st.step]

@@ -80,6 +80,7 @@ static const struct {
 	[IMG_REC_PAGES] = { "pages", sizeof(struct img_pages) },
 	[IMG_REC_END] = { "end", sizeof(struct img_end) },
 	[IMG_REC_PAGEMAP] = { "pagemap", sizeof(struct img_pagemap) },
+	[IMG_REC_EPOLL] = { "epoll", sizeof(struct img_epoll) },
 };
 
 static bool known(uint32_t type)
@@ -153,7 +154,7 @@ static int check_file(const struct img_file *p, size_t len)
 		return GHOST_ECORRUPT;
 	if (p->id == 0 || p->peer_id == p->id || p->kind >= _IMG_FILE_KIND_MAX || p->stdio_fd > 2)
 		return GHOST_ECORRUPT;
-	if (p->kind == IMG_FILE_CARRIED && p->peer_id)
+	if ((p->kind == IMG_FILE_CARRIED || p->kind == IMG_FILE_EPOLL) && p->peer_id)
 		return GHOST_ECORRUPT;
 	return 0;
 }
@@ -198,6 +199,24 @@ static int check_pagemap(const struct img_pagemap *p, size_t len)
 		    __builtin_add_overflow(r.vaddr, r.npages * IMG_PAGE_SIZE, &end))
 			return GHOST_ECORRUPT;
 		next = end;
+	}
+	return 0;
+}
+
+static int check_epoll(const struct img_epoll *p, size_t len)
+{
+	const uint8_t *tfd = (const uint8_t *)(p + 1);
+
+	if (p->file_id == 0 ||
+	    !var_is(len, sizeof(*p), (uint64_t)p->count * sizeof(struct img_epoll_tfd)))
+		return GHOST_ECORRUPT;
+	for (uint32_t i = 0; i < p->count; i++) {
+		struct img_epoll_tfd t;
+
+		memcpy(&t, tfd + (size_t)i * sizeof(t), sizeof(t));
+		/* An instance cannot watch itself (the kernel refuses it). */
+		if (t.tfd > INT_MAX || t.file_id == 0 || t.file_id == p->file_id)
+			return GHOST_ECORRUPT;
 	}
 	return 0;
 }
@@ -272,6 +291,8 @@ int img_rec_check(uint32_t type, const void *payload, size_t len)
 		return 0;
 	case IMG_REC_PAGEMAP:
 		return check_pagemap(payload, len);
+	case IMG_REC_EPOLL:
+		return check_epoll(payload, len);
 	}
 	return 0;
 }

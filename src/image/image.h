@@ -22,7 +22,7 @@
  *
  * Order written by the engine (and required by streaming importers): PROCESS,
  * then the per-process records (CREDS, RLIMITS, SCHED, MM, VMA..., FILE...,
- * FILE_DATA..., FD..., SIGACTIONS, SIGPENDING, ITIMERS), then one THREAD per
+ * FILE_DATA..., FD..., EPOLL..., SIGACTIONS, SIGPENDING, ITIMERS), then one THREAD per
  * thread, then PAGEMAP... (optional), then PAGES..., then END. A later format with several processes
  * repeats the PROCESS group; shared objects (FILE) carry ids that several
  * processes' FD records may name.
@@ -81,6 +81,7 @@ enum img_rec_type {
 	IMG_REC_PAGES = 14,
 	IMG_REC_END = 15,
 	IMG_REC_PAGEMAP = 16, /* written with IMG_RECF_OPTIONAL: older readers skip it */
+	IMG_REC_EPOLL = 17,
 	_IMG_REC_MAX,
 };
 
@@ -210,6 +211,12 @@ enum img_file_kind {
 	 * without it are unchanged).
 	 */
 	IMG_FILE_CARRIED,
+	/*
+	 * An epoll instance (anon_inode:[eventpoll]): flags hold its O_NONBLOCK,
+	 * no path, no data; its registrations are in EPOLL records. Added within
+	 * version 1, as CARRIED was.
+	 */
+	IMG_FILE_EPOLL,
 	_IMG_FILE_KIND_MAX,
 };
 
@@ -310,6 +317,38 @@ struct img_page_run {
 
 /* Runs per PAGEMAP record the engine writes (1 MiB of runs). */
 #define IMG_PAGEMAP_RUNS_PER_REC 65536u
+
+/*
+ * Registrations of one epoll instance (an IMG_FILE_EPOLL file), written after
+ * the FD records: one record per IMG_EPOLL_TFDS_PER_REC registrations, so an
+ * instance with more has several, and one without any has none. A
+ * registration is the kernel's key, a file and the fd number it was
+ * registered under, as /proc/PID/fdinfo shows it: fd tfd of the process held
+ * file_id when it was exported (the exporter refuses a registration whose fd
+ * was closed or replaced since), and an importer registers the file it puts
+ * at tfd. events is what the kernel keeps: the event bits asked for, EPOLLERR
+ * and EPOLLHUP (which every EPOLL_CTL_ADD adds), and EPOLLET, EPOLLONESHOT,
+ * EPOLLEXCLUSIVE, EPOLLWAKEUP; an EPOLLONESHOT registration that has fired
+ * (disarmed) has no event bit left. Added within version 1: a new record
+ * type, no struct of version 1 grew, so IMG_VERSION stays; a reader that
+ * predates it refuses such an image as malformed (an unknown type that is
+ * not optional), and images without epoll are unchanged.
+ */
+struct img_epoll {
+	uint32_t file_id; /* the IMG_FILE_EPOLL file */
+	uint32_t count;   /* struct img_epoll_tfd after the struct */
+} __attribute__((packed));
+
+struct img_epoll_tfd {
+	uint32_t tfd;     /* the watched fd number */
+	uint32_t file_id; /* the FILE at tfd */
+	uint32_t events;  /* struct epoll_event.events as the kernel keeps it */
+	uint32_t pad;
+	uint64_t data;    /* struct epoll_event.data */
+} __attribute__((packed));
+
+/* Registrations per EPOLL record the engine writes (1.5 MiB). */
+#define IMG_EPOLL_TFDS_PER_REC 65536u
 
 struct img_end {
 	uint64_t nrecords; /* records before this one */
@@ -412,7 +451,7 @@ const char *img_rec_type_name(uint32_t type);
  *  - MM: auxv_len a multiple of 16;
  *  - VMA: start < end, both and pgoff page aligned, kind < _IMG_VMA_KIND_MAX;
  *  - FILE: id != 0, peer_id != id, kind < _IMG_FILE_KIND_MAX, stdio_fd <= 2,
- *    CARRIED: peer_id == 0;
+ *    CARRIED and EPOLL: peer_id == 0;
  *  - FILE_DATA, FD: file_id != 0, FD: fd <= INT_MAX;
  *  - SIGPENDING: shared <= 1, count siginfos of IMG_SIGINFO_SIZE bytes;
  *  - ITIMERS: seconds >= 0, microseconds in 0..999999;
@@ -420,7 +459,9 @@ const char *img_rec_type_name(uint32_t type);
  *  - PAGES: npages in 1..IMG_PAGES_PER_REC, vaddr page aligned and the range
  *    does not wrap, len exactly sizeof + npages * IMG_PAGE_SIZE;
  *  - PAGEMAP: count runs, each page aligned, npages >= 1, not wrapping, in
- *    ascending order without overlap.
+ *    ascending order without overlap;
+ *  - EPOLL: file_id != 0, count registrations, each with tfd <= INT_MAX and
+ *    a file_id that is not 0 and not the instance's own.
  */
 int img_rec_check(uint32_t type, const void *payload, size_t len);
 

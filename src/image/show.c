@@ -10,12 +10,15 @@
  * non-printable bytes as \xNN. JSON: {"header": {...} or null, "records":
  * [...], "pages": [...], "sizes": [...], "totals": {...}, "error": null or
  * "text"}; addresses are "0x..." strings, other numbers are numbers.
+ * An EPOLL record becomes an "epoll" object naming the instance and its
+ * lowest fd, then one "epoll_tfd" object per registration.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -33,6 +36,10 @@ struct show_file {
 	size_t path_len;
 };
 
+struct show_fd {
+	uint32_t fd, file_id;
+};
+
 struct show_vma {
 	uint64_t start, end;
 	uint64_t recs, pages;
@@ -46,6 +53,8 @@ struct show {
 
 	struct show_file *files;
 	size_t nfiles, cfiles;
+	struct show_fd *fds;
+	size_t nfds, cfds;
 	struct show_vma *vmas;
 	size_t nvmas, cvmas;
 	size_t last_vma;
@@ -219,8 +228,23 @@ static const char *const vma_flags[] = {
 };
 
 static const char *const file_kinds[_IMG_FILE_KIND_MAX] = {
-	"reg", "reg-deleted", "dir", "chr", "pipe", "sockpair", "stdio", "carried",
+	"reg", "reg-deleted", "dir", "chr", "pipe", "sockpair", "stdio", "carried", "epoll",
 };
+
+/* struct epoll_event.events bits, as epoll_ctl(2) names them. */
+static const struct {
+	uint32_t bit;
+	const char *name;
+} epoll_bits[] = {
+	{ EPOLLIN, "in" },	     { EPOLLPRI, "pri" },	{ EPOLLOUT, "out" },
+	{ EPOLLERR, "err" },	     { EPOLLHUP, "hup" },	{ EPOLLRDNORM, "rdnorm" },
+	{ EPOLLRDBAND, "rdband" },   { EPOLLWRNORM, "wrnorm" }, { EPOLLWRBAND, "wrband" },
+	{ EPOLLMSG, "msg" },	     { EPOLLRDHUP, "rdhup" },	{ EPOLLEXCLUSIVE, "exclusive" },
+	{ EPOLLWAKEUP, "wakeup" },   { EPOLLONESHOT, "oneshot" }, { EPOLLET, "et" },
+};
+
+/* The bits that say how a registration behaves rather than what it waits for. */
+#define EPOLL_MODE_BITS ((uint32_t)(EPOLLEXCLUSIVE | EPOLLWAKEUP | EPOLLONESHOT | EPOLLET))
 
 const char *img_carried_what(const struct img_file *f, const char *path, size_t path_len)
 {
@@ -320,6 +344,16 @@ static void *grow(struct show *s, void *arr, size_t *cap, size_t n, size_t size)
 	}
 	*cap = c;
 	return p;
+}
+
+static const struct show_fd *fd_by_file(const struct show *s, uint32_t file_id)
+{
+	const struct show_fd *lowest = NULL;
+
+	for (size_t i = 0; i < s->nfds; i++)
+		if (s->fds[i].file_id == file_id && (!lowest || s->fds[i].fd < lowest->fd))
+			lowest = &s->fds[i];
+	return lowest;
 }
 
 static const struct show_file *file_find(const struct show *s, uint32_t id)
@@ -611,6 +645,65 @@ static void show_fd(struct show *s, const struct img_fd *p)
 		f_word(s, "kind", "missing");
 	}
 	obj_end(s);
+
+	{
+		struct show_fd *nf = grow(s, s->fds, &s->cfds, s->nfds, sizeof(*s->fds));
+
+		if (!nf)
+			return;
+		s->fds = nf;
+		s->fds[s->nfds++] = (struct show_fd){ .fd = p->fd, .file_id = p->file_id };
+	}
+}
+
+static void f_epoll_events(struct show *s, const char *k, uint32_t events)
+{
+	uint32_t rest = events;
+	bool first = true;
+
+	list_begin(s, k);
+	for (size_t i = 0; i < ARRAY_SIZE(epoll_bits); i++)
+		if (events & epoll_bits[i].bit) {
+			list_item(s, &first, "%s", epoll_bits[i].name);
+			rest &= ~epoll_bits[i].bit;
+		}
+	if (rest)
+		list_item(s, &first, "0x%" PRIx32, rest);
+	/* A one-shot registration that fired waits for nothing until re-armed. */
+	if ((events & EPOLLONESHOT) && !(events & ~EPOLL_MODE_BITS))
+		list_item(s, &first, "disarmed");
+	list_end(s, first);
+}
+
+static void show_epoll(struct show *s, const struct img_epoll *p)
+{
+	const uint8_t *tfd = (const uint8_t *)(p + 1);
+	const struct show_fd *fd = fd_by_file(s, p->file_id);
+
+	obj_begin(s, "epoll");
+	f_u64(s, "file", p->file_id);
+	if (fd)
+		f_u64(s, "fd", fd->fd);
+	else
+		f_word(s, "fd", "missing");
+	f_u64(s, "registrations", p->count);
+	obj_end(s);
+	for (uint32_t i = 0; i < p->count; i++) {
+		const struct show_file *f;
+		struct img_epoll_tfd t;
+
+		memcpy(&t, tfd + (size_t)i * sizeof(t), sizeof(t));
+		f = file_find(s, t.file_id);
+		obj_begin(s, "epoll_tfd");
+		f_u64(s, "file", p->file_id);
+		f_u64(s, "tfd", t.tfd);
+		f_u64(s, "target", t.file_id);
+		f_word(s, "kind", f ? file_kinds[f->kind] : "missing");
+		f_hex(s, "events", t.events);
+		f_epoll_events(s, "flags", t.events);
+		f_hex(s, "data", t.data);
+		obj_end(s);
+	}
 }
 
 static void show_sigactions(struct show *s, const struct img_sigactions *p)
@@ -796,6 +889,9 @@ static void show_record(struct show *s, const struct img_record *rec)
 	case IMG_REC_PAGEMAP:
 		show_pagemap(s, p);
 		break;
+	case IMG_REC_EPOLL:
+		show_epoll(s, p);
+		break;
 	case IMG_REC_END:
 		show_end(s, p);
 		break;
@@ -932,6 +1028,7 @@ int img_show(struct ghost_io *io, enum img_reader_flags flags, bool json, struct
 	for (size_t i = 0; i < s.nfiles; i++)
 		free(s.files[i].path);
 	free(s.files);
+	free(s.fds);
 	free(s.vmas);
 	img_reader_free(r);
 	return err < 0 ? err : s.r;

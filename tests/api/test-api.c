@@ -7,7 +7,9 @@
  * process made to run another program in its place; a process held while it
  * is blocked in a system call (or stopped) whose descriptor is swapped for
  * another one under it; an export that leaves some descriptors to its caller
- * (carried), and an import that puts placeholders at their numbers.
+ * (carried), and an import that puts placeholders at their numbers; epoll
+ * instances through a checkpoint and restart, a registration that cannot be
+ * carried, a swap under an epoll_wait(), and a carried fd an instance watches.
  *
  * The target also holds a sparse mapping of runs of several sizes: the
  * importer allocates memory ahead of the page data (from the runs the image
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -1215,6 +1218,546 @@ static void test_export_carried_import_placeholders(void **state)
 	close(run.report_rd);
 }
 
+/* --- epoll instances ----------------------------------------------------------------- */
+
+/* Children started by the epoll tests, ended by teardown even when a test fails. */
+static pid_t epoll_children[8];
+
+static void track(pid_t pid)
+{
+	for (size_t i = 0; i < sizeof(epoll_children) / sizeof(epoll_children[0]); i++)
+		if (epoll_children[i] <= 0) {
+			epoll_children[i] = pid;
+			return;
+		}
+	fail_msg("too many children");
+}
+
+static int end_children(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(epoll_children) / sizeof(epoll_children[0]); i++) {
+		pid_t pid = epoll_children[i];
+
+		epoll_children[i] = 0;
+		/* Only a child of ours not reaped yet (WNOHANG says 0): a PID the
+		 * test reaped may belong to someone else by now. */
+		if (pid > 0 && waitpid(pid, NULL, WNOHANG | __WALL) == 0 && kill(pid, SIGKILL) == 0)
+			while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+				;
+	}
+	return 0;
+}
+
+#define READY_FD 9   /* a target's end of the pipe it says it is ready on */
+#define EP_FD 10     /* the instance the checkpointed target checks */
+#define EP_LEVEL 11  /* a pipe with a byte, level-triggered */
+#define EP_EDGE 13   /* a socketpair end with bytes sent after it was registered, EPOLLET */
+#define EP_ONESHOT 15 /* a pipe with a byte, EPOLLONESHOT, fired before the checkpoint */
+
+static int level_tag, edge_tag;
+static const uint64_t oneshot_data = 0x0123456789abcdefull;
+
+static void must(bool ok)
+{
+	if (!ok)
+		_exit(40);
+}
+
+/* Move fd to want, with its FD_CLOEXEC. */
+static void place_at(int fd, int want)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	must(fl >= 0);
+	if (fd == want)
+		return;
+	must(dup3(fd, want, (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) == want);
+	close(fd);
+}
+
+static void ep_add(int ep, int fd, uint32_t events, uint64_t data)
+{
+	struct epoll_event ev = { .events = events, .data.u64 = data };
+
+	must(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0);
+}
+
+/* epoll_wait(ep, timeout 0) reports exactly n events, each with its data and
+ * events in want[] (data, events pairs); code otherwise. */
+static int expect_epoll(int ep, const uint64_t (*want)[2], int n, int code)
+{
+	struct epoll_event got[8];
+	bool seen[8] = { false };
+	int k = epoll_wait(ep, got, 8, 0);
+
+	if (k != n)
+		return code;
+	for (int i = 0; i < k; i++) {
+		int j;
+
+		for (j = 0; j < n && (seen[j] || want[j][0] != got[i].data.u64); j++)
+			;
+		if (j == n || want[j][1] != got[i].events)
+			return code + 1;
+		seen[j] = true;
+	}
+	return 0;
+}
+
+/* Sets up its instance, says it is ready, waits for SIGUSR1, then checks
+ * what its instance reports: exit 0, or the number of the check that failed. */
+static __attribute__((noreturn)) void epoll_target_main(int ready_fd)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	const uint64_t level = (uint64_t)(uintptr_t)&level_tag;
+	const uint64_t edge = (uint64_t)(uintptr_t)&edge_tag;
+	const uint64_t both[][2] = { { level, EPOLLIN }, { edge, EPOLLIN } };
+	const uint64_t level_only[][2] = { { level, EPOLLIN } };
+	const uint64_t rearmed[][2] = { { level, EPOLLIN }, { oneshot_data, EPOLLIN } };
+	struct epoll_event ev;
+	int p[2], devnull, r;
+	char c = 'r';
+
+	sigaction(SIGUSR1, &sa, NULL);
+	devnull = open("/dev/null", O_RDWR);
+	must(devnull >= 0 && dup2(devnull, 0) == 0 && dup2(devnull, 1) == 1 &&
+	     dup2(devnull, 2) == 2);
+	/* Nothing but its own fds: what the test runner left open would lead
+	 * outside. */
+	place_at(ready_fd, READY_FD);
+	syscall(SYS_close_range, 3, READY_FD - 1, 0);
+	syscall(SYS_close_range, READY_FD + 1, ~0u, 0);
+	place_at(epoll_create1(EPOLL_CLOEXEC), EP_FD);
+	must(pipe(p) == 0);
+	place_at(p[0], EP_ONESHOT);
+	place_at(p[1], EP_ONESHOT + 1);
+	must(pipe(p) == 0);
+	place_at(p[0], EP_LEVEL);
+	place_at(p[1], EP_LEVEL + 1);
+	must(socketpair(AF_UNIX, SOCK_STREAM, 0, p) == 0);
+	place_at(p[0], EP_EDGE);
+	place_at(p[1], EP_EDGE + 1);
+	/* The one-shot fires while it is the only registration: disarmed. */
+	must(write(EP_ONESHOT + 1, "o", 1) == 1);
+	ep_add(EP_FD, EP_ONESHOT, EPOLLIN | EPOLLONESHOT, oneshot_data);
+	must(epoll_wait(EP_FD, &ev, 1, 0) == 1 && ev.data.u64 == oneshot_data);
+	must(write(EP_LEVEL + 1, "l", 1) == 1);
+	ep_add(EP_FD, EP_LEVEL, EPOLLIN, level);
+	ep_add(EP_FD, EP_EDGE, EPOLLIN | EPOLLET, edge);
+	must(write(EP_EDGE + 1, "e", 1) == 1); /* an edge pending */
+
+	if (write(READY_FD, &c, 1) != 1)
+		_exit(4);
+	close(READY_FD);
+	while (!go)
+		pause();
+	r = expect_epoll(EP_FD, both, 2, 10); /* level, edge; not the disarmed one-shot */
+	if (!r)
+		r = expect_epoll(EP_FD, level_only, 1, 20); /* the edge was reported */
+	if (!r) {
+		ev = (struct epoll_event){ .events = EPOLLIN | EPOLLONESHOT,
+					   .data.u64 = oneshot_data };
+		r = epoll_ctl(EP_FD, EPOLL_CTL_MOD, EP_ONESHOT, &ev) == 0 ? 0 : 30;
+	}
+	if (!r)
+		r = expect_epoll(EP_FD, rearmed, 2, 40); /* re-armed: once */
+	if (!r)
+		r = expect_epoll(EP_FD, level_only, 1, 50);
+	if (!r && (write(EP_EDGE + 1, "E", 1) != 1 || expect_epoll(EP_FD, both, 2, 60)))
+		r = 60; /* a new edge */
+	_exit(r);
+}
+
+/* Fork main(ready_fd) and wait until it said it is ready and closed the fd. */
+static pid_t start_child(void (*main_fn)(int), long blocked_in)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		main_fn(p[1]);
+		_exit(99);
+	}
+	track(pid);
+	close(p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	assert_int_equal(read(p[0], &c, 1), 0);
+	close(p[0]);
+	wait_blocked_nr(pid, blocked_in);
+	return pid;
+}
+
+/* The registrations of epoll fd epfd of pid: "tfd events data" lines,
+ * sorted (the kernel lists them by file address). With ino, the target's
+ * inode too. */
+static void epoll_lines(pid_t pid, int epfd, bool ino, char *out, size_t size)
+{
+	char path[64], buf[4096], lines[16][96];
+	size_t n = 0, len = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, epfd);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(buf, sizeof(buf), f) && n < 16) {
+		unsigned long long data, i;
+		unsigned events;
+		int tfd;
+
+		if (sscanf(buf, "tfd: %d events: %x data: %llx pos:%*d ino:%llx", &tfd, &events,
+			   &data, &i) != 4)
+			continue;
+		if (ino)
+			snprintf(lines[n++], sizeof(lines[0]), "%d %x %llx ino %llu\n", tfd, events,
+				 data, i);
+		else
+			snprintf(lines[n++], sizeof(lines[0]), "%d %x %llx\n", tfd, events, data);
+	}
+	fclose(f);
+	qsort(lines, n, sizeof(lines[0]), (int (*)(const void *, const void *))strcmp);
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		size_t k = strlen(lines[i]);
+
+		assert_true(len + k < size);
+		memcpy(out + len, lines[i], k + 1);
+		len += k;
+	}
+}
+
+static void test_epoll_checkpoint_restart(void **state)
+{
+	struct ghost_export_opts eo = { .flags = GHOST_EXPORT_KILL };
+	pid_t pid = start_child(epoll_target_main, SYS_pause), restored = 0;
+	struct ghost_buffer *buf = NULL;
+	char before[1024], after[1024];
+	struct ghost *g = NULL;
+	int status;
+
+	(void)state;
+	epoll_lines(pid, EP_FD, false, before, sizeof(before));
+	assert_non_null(strstr(before, "15 40000000 123456789abcdef\n")); /* disarmed */
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_export(g, pid, &eo) < 0)
+		fail_msg("export: %s", ghost_errmsg(g));
+	g = ghost_free(g);
+
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_import(g, &import_opts, &restored) < 0)
+		fail_msg("import: %s", ghost_errmsg(g));
+	assert_int_equal(restored, pid);
+	g = ghost_free(g);
+	ghost_buffer_unref(buf);
+	/* Every registration as it was: fd, events (the one-shot disarmed), data. */
+	epoll_lines(pid, EP_FD, false, after, sizeof(after));
+	assert_string_equal(after, before);
+	assert_int_equal(fdinfo_flags(pid, EP_FD) & O_CLOEXEC, O_CLOEXEC);
+	status = finish_and_status(pid);
+	if (status != 0)
+		fail_msg("the restored process's check %d failed (see epoll_target_main)", status);
+}
+
+#define STALE_FD 5
+
+static __attribute__((noreturn)) void stale_target_main(int ready_fd)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	struct epoll_event ev;
+	int p[2], other[2], devnull = open("/dev/null", O_RDWR);
+	char c = 'r';
+
+	sigaction(SIGUSR1, &sa, NULL);
+	must(devnull >= 0 && dup2(devnull, 0) == 0 && dup2(devnull, 1) == 1 &&
+	     dup2(devnull, 2) == 2);
+	place_at(ready_fd, READY_FD);
+	syscall(SYS_close_range, 3, READY_FD - 1, 0);
+	syscall(SYS_close_range, READY_FD + 1, ~0u, 0);
+	place_at(epoll_create1(EPOLL_CLOEXEC), 3);
+	must(pipe(p) == 0 && pipe(other) == 0);
+	place_at(p[0], 20);
+	place_at(p[1], 21);
+	place_at(other[0], 22);
+	place_at(other[1], 23);
+	must(dup2(20, STALE_FD) == STALE_FD);
+	ep_add(3, STALE_FD, EPOLLIN, 0x5555);
+	/* fd 5 holds another pipe now; the registered one lives on at fd 20. */
+	must(dup2(22, STALE_FD) == STALE_FD);
+	if (write(READY_FD, &c, 1) != 1)
+		_exit(4);
+	close(READY_FD);
+	while (!go)
+		pause();
+	/* Left as it was: the registration still reports the pipe at fd 20. */
+	if (write(21, "s", 1) != 1 || epoll_wait(3, &ev, 1, 1000) != 1 || ev.data.u64 != 0x5555)
+		_exit(10);
+	_exit(0);
+}
+
+static void test_epoll_export_refuses_stale(void **state)
+{
+	pid_t pid = start_child(stale_target_main, SYS_pause);
+	struct ghost_buffer *buf = NULL;
+	struct ghost *g = NULL;
+	char want[160];
+
+	(void)state;
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	assert_int_equal(ghost_export(g, pid, NULL), GHOST_EUNSUPPORTED);
+	snprintf(want, sizeof(want), "epoll fd 3 of process %d watches fd 5, which holds another file",
+		 pid);
+	if (!strstr(ghost_errmsg(g), want))
+		fail_msg("'%s' does not say '%s'", ghost_errmsg(g), want);
+	assert_null(strchr(ghost_errmsg(g), '\n'));
+	printf("# refused: %s\n", ghost_errmsg(g));
+	ghost_free(g);
+	ghost_buffer_unref(buf);
+	/* The original runs on, its registration intact. */
+	wait_state(pid, 'S');
+	assert_int_equal(finish_and_status(pid), 0);
+}
+
+/* A process blocked in epoll_wait() on STREAM_FD through an instance at fd 22
+ * (also at 23), and a second instance at 24 watching it edge-triggered; when
+ * woken, it reads STREAM_FD and writes "DATA:bytes" on REPORT_FD. */
+#define EP_WAIT_FD 22
+#define EP_SECOND_FD 24
+#define EP_WAIT_DATA 0xd00dfeed12345678ull
+#define EP_SECOND_DATA 0xe7ull
+#define EP_SECOND_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+static __attribute__((noreturn)) void epoll_waiter_main(int ready_fd)
+{
+	struct epoll_event ev;
+	char buf[64], out[128];
+	ssize_t n;
+	int k, len;
+	char c = 'r';
+
+	place_at(epoll_create1(EPOLL_CLOEXEC), EP_WAIT_FD);
+	must(dup2(EP_WAIT_FD, EP_WAIT_FD + 1) == EP_WAIT_FD + 1);
+	place_at(epoll_create1(EPOLL_CLOEXEC), EP_SECOND_FD);
+	ep_add(EP_WAIT_FD, STREAM_FD, EPOLLIN, EP_WAIT_DATA);
+	ep_add(EP_SECOND_FD, STREAM_FD, EP_SECOND_EVENTS, EP_SECOND_DATA);
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(4);
+	close(ready_fd);
+	/* A hold makes epoll_wait return EINTR, as any stop does (signal(7)). */
+	do
+		k = epoll_wait(EP_WAIT_FD, &ev, 1, -1);
+	while (k < 0 && errno == EINTR);
+	if (k != 1)
+		_exit(10);
+	n = read(STREAM_FD, buf, sizeof(buf));
+	if (n < 0)
+		_exit(11);
+	len = snprintf(out, sizeof(out), "%llx:%.*s", (unsigned long long)ev.data.u64, (int)n,
+		       buf);
+	_exit(write(REPORT_FD, out, (size_t)len) == len ? 0 : 12);
+}
+
+struct epoll_run {
+	pid_t pid;
+	int stream_wr; /* the write end of the pipe at its STREAM_FD */
+	int report_rd;
+};
+
+static struct epoll_run start_epoll_waiter(void)
+{
+	struct epoll_run run;
+	int a[2], rep[2], p[2];
+	char c;
+
+	assert_int_equal(pipe2(a, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	run.pid = fork();
+	assert_true(run.pid >= 0);
+	if (run.pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		if (dup2(a[0], STREAM_FD) < 0 || dup2(rep[1], REPORT_FD) < 0 ||
+		    dup2(p[1], 30) < 0 || devnull < 0 || dup2(devnull, 0) < 0 ||
+		    dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
+			_exit(35);
+		syscall(SYS_close_range, 3, STREAM_FD - 1, 0);
+		syscall(SYS_close_range, REPORT_FD + 1, 29, 0);
+		syscall(SYS_close_range, 31, ~0u, 0);
+		epoll_waiter_main(30);
+	}
+	track(run.pid);
+	close(a[0]);
+	close(rep[1]);
+	close(p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	assert_int_equal(read(p[0], &c, 1), 0);
+	close(p[0]);
+	run.stream_wr = a[1];
+	run.report_rd = rep[0];
+	wait_blocked_nr(run.pid, SYS_epoll_wait);
+	return run;
+}
+
+/* The registrations of both instances of the waiter, for the file of inode ino at STREAM_FD. */
+static void expect_waiter_watches(pid_t pid, ino_t ino)
+{
+	char want[256], got[256];
+
+	snprintf(want, sizeof(want), "%d %x %llx ino %llu\n", STREAM_FD, EPOLLIN | EPOLLERR | EPOLLHUP,
+		 EP_WAIT_DATA, (unsigned long long)ino);
+	epoll_lines(pid, EP_WAIT_FD, true, got, sizeof(got));
+	assert_string_equal(got, want);
+	snprintf(want, sizeof(want), "%d %x %llx ino %llu\n", STREAM_FD,
+		 (unsigned)(EP_SECOND_EVENTS | EPOLLERR | EPOLLHUP), EP_SECOND_DATA,
+		 (unsigned long long)ino);
+	epoll_lines(pid, EP_SECOND_FD, true, got, sizeof(got));
+	assert_string_equal(got, want);
+}
+
+static void test_hold_swap_keeps_epoll(void **state)
+{
+	struct epoll_run run = start_epoll_waiter();
+	struct ghost_hold *h = NULL;
+	int old = -1, fd_flags = -1, status = -1, b[2], mfd;
+	char why[256], report[128], want[128];
+	struct pollfd p;
+	struct stat sb;
+
+	(void)state;
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	assert_int_equal(fstat(b[0], &sb), 0);
+	expect_waiter_watches(run.pid, fd_ino(run.pid, STREAM_FD));
+
+	/* A file epoll cannot watch: refused before anything changes. */
+	mfd = memfd_create("not-pollable", MFD_CLOEXEC);
+	assert_true(mfd >= 0);
+	if (ghost_hold_new(run.pid, &h, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	assert_int_equal(ghost_hold_install(h, STREAM_FD, mfd, 0, why, sizeof(why)), -EPERM);
+	assert_non_null(strstr(why, "epoll cannot"));
+	printf("# refused install: %s\n", why);
+	close(mfd);
+	expect_waiter_watches(run.pid, fd_ino(run.pid, STREAM_FD));
+
+	/* The swap: both instances watch the new pipe, with their events and data. */
+	if (ghost_hold_take(h, STREAM_FD, &old, &fd_flags, &status, why, sizeof(why)) < 0)
+		fail_msg("take: %s", why);
+	assert_int_equal(fcntl(b[0], F_SETFL, status), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[0], fd_flags, why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	h = ghost_hold_release(h);
+	assert_true(fd_ino(run.pid, STREAM_FD) == sb.st_ino);
+	expect_waiter_watches(run.pid, sb.st_ino);
+
+	/* Nothing of the old pipe is left: bytes there wake nobody. */
+	assert_int_equal(write(run.stream_wr, "AAAA", 4), 4);
+	p = (struct pollfd){ .fd = run.report_rd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 300), 0);
+	wait_blocked_nr(run.pid, SYS_epoll_wait);
+
+	/* Bytes in the new one wake it, with the data it registered. */
+	assert_int_equal(write(b[1], "BBBB", 4), 4);
+	read_report(run.report_rd, report, sizeof(report));
+	snprintf(want, sizeof(want), "%llx:BBBB", EP_WAIT_DATA);
+	assert_string_equal(report, want);
+	assert_int_equal(exit_status(run.pid), 0);
+	close(old);
+	close(b[0]);
+	close(b[1]);
+	close(run.stream_wr);
+	close(run.report_rd);
+}
+
+/* What a migration does: the watched stream is carried, the import puts a
+ * placeholder epoll can watch, registered, and the install moves the
+ * registration to the new stream. */
+static void test_export_carried_epoll(void **state)
+{
+	struct epoll_run run = start_epoll_waiter();
+	const int carried[] = { STREAM_FD, REPORT_FD };
+	struct ghost_export_opts eo = { .flags = GHOST_EXPORT_KILL,
+					.carried_fds = carried, .n_carried = 2 };
+	struct ghost_import_opts io = import_opts;
+	struct ghost_buffer *buf = NULL;
+	struct ghost_hold *h = NULL;
+	struct ghost *g = NULL;
+	pid_t pid = run.pid, restored = 0;
+	char why[256], path[64], link[64], report[128], want[128];
+	int b[2], c[2];
+	struct stat sb;
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_export(g, pid, &eo) < 0)
+		fail_msg("export: %s", ghost_errmsg(g));
+	g = ghost_free(g);
+	io.flags = GHOST_IMPORT_CARRIED | GHOST_IMPORT_STOPPED;
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_import(g, &io, &restored) < 0)
+		fail_msg("import: %s", ghost_errmsg(g));
+	assert_int_equal(restored, pid);
+	g = ghost_free(g);
+	ghost_buffer_unref(buf);
+	wait_state(pid, 'T');
+
+	/* The watched one is a pipe placeholder, with its access mode, watched;
+	 * the other one /dev/null. */
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, STREAM_FD);
+	n = readlink(path, link, sizeof(link) - 1);
+	assert_true(n > 0);
+	link[n] = '\0';
+	assert_non_null(strstr(link, "pipe:"));
+	assert_int_equal(fdinfo_flags(pid, STREAM_FD) & O_ACCMODE, O_RDONLY);
+	expect_waiter_watches(pid, fd_ino(pid, STREAM_FD));
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, REPORT_FD);
+	n = readlink(path, link, sizeof(link) - 1);
+	assert_true(n > 0);
+	link[n] = '\0';
+	assert_string_equal(link, "/dev/null");
+
+	/* The caller's part: the new streams, then it runs. */
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(c, O_CLOEXEC), 0);
+	assert_int_equal(fstat(b[0], &sb), 0);
+	if (ghost_hold_new(pid, &h, why, sizeof(why)) < 0 ||
+	    ghost_hold_install(h, STREAM_FD, b[0], 0, why, sizeof(why)) < 0 ||
+	    ghost_hold_install(h, REPORT_FD, c[1], 0, why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	h = ghost_hold_release(h);
+	close(c[1]);
+	expect_waiter_watches(pid, sb.st_ino);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(write(b[1], "CCCC", 4), 4);
+	read_report(c[0], report, sizeof(report));
+	snprintf(want, sizeof(want), "%llx:CCCC", EP_WAIT_DATA);
+	assert_string_equal(report, want);
+	assert_int_equal(exit_status(pid), 0);
+	close(b[0]);
+	close(b[1]);
+	close(c[0]);
+	close(run.stream_wr);
+	close(run.report_rd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1234,6 +1777,10 @@ int main(void)
 		cmocka_unit_test(test_hold_install_free_numbers),
 		cmocka_unit_test(test_hold_failures),
 		cmocka_unit_test(test_export_carried_import_placeholders),
+		cmocka_unit_test_teardown(test_epoll_checkpoint_restart, end_children),
+		cmocka_unit_test_teardown(test_epoll_export_refuses_stale, end_children),
+		cmocka_unit_test_teardown(test_hold_swap_keeps_epoll, end_children),
+		cmocka_unit_test_teardown(test_export_carried_epoll, end_children),
 	};
 
 	if (geteuid() != 0) {

@@ -89,23 +89,31 @@ static void fill_process(struct img_writer *w)
 
 static void fill_files(struct img_writer *w)
 {
-	struct img_file f[5] = {
+	struct img_file f[6] = {
 		{ .id = 1, .kind = IMG_FILE_REG, .flags = 0, .pos = 3, .path_len = 10 },
 		{ .id = 2, .kind = IMG_FILE_PIPE, .peer_id = 3 },
 		{ .id = 3, .kind = IMG_FILE_PIPE, .flags = 1, .peer_id = 2 },
 		{ .id = 4, .kind = IMG_FILE_STDIO, .stdio_fd = 1 },
 		{ .id = 5, .kind = IMG_FILE_CARRIED, .flags = 2, .mode = 0140777, .sock_type = 1,
 		  .path_len = 10 },
+		{ .id = 6, .kind = IMG_FILE_EPOLL, .flags = 2 },
 	};
 	struct img_file_data d = { .file_id = 2 };
-	struct img_fd fds[5] = { { 0, 1, 0, 0 }, { 1, 4, 0, 0 }, { 5, 2, 1, 0 }, { 6, 3, 1, 0 },
-				 { 7, 5, 1, 0 } };
+	struct img_fd fds[6] = { { 0, 1, 0, 0 }, { 1, 4, 0, 0 }, { 5, 2, 1, 0 }, { 6, 3, 1, 0 },
+				 { 7, 5, 1, 0 }, { 8, 6, 1, 0 } };
+	/* level-triggered on the pipe, edge-triggered on the carried socket,
+	 * a one-shot that fired on the pipe's write end */
+	struct img_epoll ep = { .file_id = 6, .count = 3 };
+	struct img_epoll_tfd t[3] = { { 5, 2, 0x19, 0, 0x1122334455667788 },
+				      { 7, 5, 0x80000019, 0, 2 },
+				      { 6, 3, 0x40000000, 0, 3 } };
 
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		rec(w, IMG_REC_FILE, &f[i], sizeof(f[i]), "/etc/hosts", f[i].path_len);
 	rec(w, IMG_REC_FILE_DATA, &d, sizeof(d), "data in the pipe", 16);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		rec(w, IMG_REC_FD, &fds[i], sizeof(fds[i]), NULL, 0);
+	rec(w, IMG_REC_EPOLL, &ep, sizeof(ep), t, sizeof(t));
 }
 
 static void fill_optional(struct img_writer *w)

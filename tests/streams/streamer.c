@@ -35,6 +35,10 @@
  *
  * Options:
  *	--nonblock        O_NONBLOCK and poll() instead of blocking I/O
+ *	--epoll           with --nonblock: wait with epoll_wait() on an instance
+ *	                  watching the stream instead of poll(); a wait that
+ *	                  sees nothing while the stream is ready (its
+ *	                  registration was lost) is a failure
  *	--bidir           the consumer acknowledges every --ack-kib KiB with the
  *	                  count it has checked, and answers the end of the
  *	                  stream with its total; the producer checks both
@@ -63,6 +67,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -73,6 +78,9 @@
 #define PROGRESS_NS     100000000ULL
 #define FINAL_BIT       (1ULL << 63)
 #define POLL_SLICE_MS   100
+/* How long epoll_wait() gets to report a stream that poll() found ready. */
+#define EPOLL_LATE_MS   50
+#define EPOLL_DATA      0x53545245414d0001ULL /* "STREAM" 1 */
 
 enum kind { KIND_PIPE, KIND_SOCKETPAIR, KIND_UNIX, KIND_FIFO, KIND_TCP, _KIND_MAX };
 enum fault { FAULT_NONE, FAULT_FLIP, FAULT_DROP, FAULT_DUP };
@@ -86,7 +94,7 @@ struct opts {
 	bool produce;
 	enum kind kind;
 	const char *rendezvous, *outfile, *progress;
-	bool nonblock, bidir;
+	bool nonblock, epoll, bidir;
 	uint64_t ack_bytes, limit, seed;
 	unsigned timeout_ms;
 	enum fault fault;
@@ -95,6 +103,9 @@ struct opts {
 
 static volatile sig_atomic_t stop_requested;
 static const struct opts *opts;
+/* --epoll: the instance watching the stream, and what it waits for now. */
+static int epoll_fd = -1;
+static uint32_t epoll_events;
 
 static void on_usr1(int sig)
 {
@@ -213,12 +224,56 @@ static int say_ready(void)
 
 /* ---- I/O that survives EINTR, blocking or not ---- */
 
+static int epoll_watch(int fd, uint32_t events, int op)
+{
+	struct epoll_event ev = { .events = events, .data.u64 = EPOLL_DATA };
+
+	if (epoll_ctl(epoll_fd, op, fd, &ev) < 0)
+		return -errno;
+	epoll_events = events;
+	return 0;
+}
+
+/* wait_fd() with epoll_wait(). A migration swaps the stream under the
+ * process, and its registration must follow: if epoll_wait() sees nothing
+ * in a slice while poll() finds the stream ready, and nothing either a
+ * moment later (a wake-up may still be on its way), it is lost. */
+static int wait_epoll(int fd, short events)
+{
+	uint32_t want = (events & POLLIN ? EPOLLIN : 0) | (events & POLLOUT ? EPOLLOUT : 0);
+	struct pollfd p = { .fd = fd, .events = events };
+	struct epoll_event ev;
+	int n, r;
+
+	if (want != epoll_events) {
+		r = epoll_watch(fd, want, EPOLL_CTL_MOD);
+		if (r < 0)
+			return r;
+	}
+	n = epoll_wait(epoll_fd, &ev, 1, POLL_SLICE_MS);
+	if (n == 0 && poll(&p, 1, 0) == 1 && (p.revents & (events | POLLHUP | POLLERR)))
+		n = epoll_wait(epoll_fd, &ev, 1, EPOLL_LATE_MS);
+	else if (n == 0)
+		return 0;
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (n == 0)
+		exit(fail("epoll_wait reports nothing while fd %d is ready (%#x): its registration is lost",
+			  fd, (unsigned)p.revents));
+	if (ev.data.u64 != EPOLL_DATA)
+		exit(fail("epoll_wait reports data %#llx, registered %#llx",
+			  (unsigned long long)ev.data.u64, EPOLL_DATA));
+	return 0;
+}
+
 /* Wait until fd is ready for events; 0, or -errno. EINTR returns 0 so that
  * the caller looks at stop_requested and retries. */
 static int wait_fd(int fd, short events)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 
+	if (opts->epoll)
+		return wait_epoll(fd, events);
 	if (poll(&p, 1, POLL_SLICE_MS) < 0 && errno != EINTR)
 		return -errno;
 	return 0;
@@ -563,8 +618,8 @@ static void write_progress(uint64_t got)
 	(void)rdv_write_file(opts->progress, line);
 }
 
-/* read() that waits with poll() in --nonblock mode and restarts after
- * EINTR; -1 with errno set on failure. */
+/* read() that waits with poll() (or epoll_wait()) in --nonblock mode and
+ * restarts after EINTR; -1 with errno set on failure. */
 static ssize_t read_some(int fd, uint8_t *buf, size_t len)
 {
 	for (;;) {
@@ -641,8 +696,8 @@ static int consume(int fd)
 
 static void usage(FILE *f)
 {
-	fputs("usage: streamer [--nonblock] [--bidir] [--ack-kib N] [--bytes N] [--progress FILE]\n"
-	      "                [--timeout S] [--seed N] [--fault flip|drop|dup@OFFSET]\n"
+	fputs("usage: streamer [--nonblock [--epoll]] [--bidir] [--ack-kib N] [--bytes N]\n"
+	      "                [--progress FILE] [--timeout S] [--seed N] [--fault flip|drop|dup@OFFSET]\n"
 	      "                produce|consume pipe|socketpair|unix|fifo|tcp RENDEZVOUS OUTFILE\n",
 	      f);
 }
@@ -676,10 +731,11 @@ static int parse_fault(const char *s, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_NONBLOCK = 256, OPT_BIDIR, OPT_ACK, OPT_BYTES, OPT_PROGRESS, OPT_TIMEOUT,
-	       OPT_SEED, OPT_FAULT, OPT_HELP };
+	enum { OPT_NONBLOCK = 256, OPT_EPOLL, OPT_BIDIR, OPT_ACK, OPT_BYTES, OPT_PROGRESS,
+	       OPT_TIMEOUT, OPT_SEED, OPT_FAULT, OPT_HELP };
 	static const struct option options[] = {
 		{ "nonblock", no_argument, NULL, OPT_NONBLOCK },
+		{ "epoll", no_argument, NULL, OPT_EPOLL },
 		{ "bidir", no_argument, NULL, OPT_BIDIR },
 		{ "ack-kib", required_argument, NULL, OPT_ACK },
 		{ "bytes", required_argument, NULL, OPT_BYTES },
@@ -699,6 +755,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case OPT_NONBLOCK:
 			o.nonblock = true;
+			break;
+		case OPT_EPOLL:
+			o.epoll = true;
 			break;
 		case OPT_BIDIR:
 			o.bidir = true;
@@ -746,6 +805,10 @@ int main(int argc, char **argv)
 			break;
 	if (o.kind == _KIND_MAX)
 		goto bad;
+	if (o.epoll && !o.nonblock) {
+		fprintf(stderr, "streamer: --epoll needs --nonblock\n");
+		return 2;
+	}
 	if (o.bidir && !is_socket(o.kind)) {
 		fprintf(stderr, "streamer: --bidir needs a socket (socketpair, unix, tcp)\n");
 		return 2;
@@ -766,6 +829,13 @@ int main(int argc, char **argv)
 		return fail("cannot connect through '%s': %s", o.rendezvous, strerror(-r));
 	if (o.nonblock && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
 		return fail("O_NONBLOCK: %s", strerror(errno));
+	if (o.epoll) {
+		epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+		r = epoll_fd < 0 ? -errno : epoll_watch(fd, o.produce ? EPOLLOUT : EPOLLIN,
+							 EPOLL_CTL_ADD);
+		if (r < 0)
+			return fail("epoll: %s", strerror(-r));
+	}
 	r = say_ready();
 	if (r < 0)
 		return fail("cannot write the ready file: %s", strerror(-r));

@@ -29,8 +29,9 @@ done
 # run_kind KIND WHO N [OPTIONS]: both ends on node 1, move WHO (producer or
 # consumer) N times, finish, compare.
 run_kind() {
-	local kind=$1 who=$2 n=$3 d=$TEST_TMP/$1${4:-} mover i to ok_moves=0 not_direct=0
-	local failed="" name=$kind${4:+ $4}
+	local opts="${*:4}"
+	local kind=$1 who=$2 n=$3 d=$TEST_TMP/$1${opts// /} mover i to ok_moves=0 not_direct=0
+	local failed="" name=$kind${opts:+ $opts}
 	shift 3
 	if ! start_pair "$kind" "$d" "$@"; then
 		not_ok "$name: the two ends connect"
@@ -63,7 +64,8 @@ run_kind() {
 }
 
 # Every kind with MOVES moves of one end; then the other end, both
-# directions at once and non-blocking I/O with poll() with fewer.
+# directions at once, non-blocking I/O with poll() and with epoll_wait()
+# (the registrations follow each swap of the stream) with fewer.
 VARIANT_MOVES=$(( MOVES < 10 ? MOVES : 10 ))
 run_kind pipe consumer "$MOVES"
 run_kind socketpair producer "$MOVES"
@@ -73,6 +75,7 @@ run_kind tcp consumer "$MOVES"
 run_kind pipe producer "$VARIANT_MOVES"
 run_kind socketpair consumer "$VARIANT_MOVES" --bidir
 run_kind unix producer "$VARIANT_MOVES" --nonblock
+run_kind pipe consumer "$VARIANT_MOVES" --nonblock --epoll
 run_kind tcp producer "$VARIANT_MOVES" --bidir
 
 # A pipeline of unmodified programs: the middle one moves while data flows.

@@ -5,7 +5,7 @@
  * small image is refused; header checks (magic, version, arch, kernel,
  * checksum); record length, END counts, unknown types, payload checks;
  * img_show() in text and JSON on sound and damaged images, carried streams
- * included.
+ * and epoll instances included.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -124,7 +124,7 @@ static void write_sample(struct img_writer *w, unsigned page_recs)
 		{ .start = 0x7ffffffde000, .end = 0x7ffffffff000, .prot = 3, .kind = IMG_VMA_STACK,
 		  .flags = IMG_VMAF_GROWSDOWN },
 	};
-	struct img_file files[5] = {
+	struct img_file files[6] = {
 		{ .id = 1, .kind = IMG_FILE_REG, .flags = 02, .pos = 77, .size = 1000,
 		  .mode = 0100644, .path_len = 11 },
 		{ .id = 2, .kind = IMG_FILE_PIPE, .flags = 0, .peer_id = 3, .pipe_size = 65536 },
@@ -134,13 +134,23 @@ static void write_sample(struct img_writer *w, unsigned page_recs)
 		  .path_len = 11 },
 		{ .id = 5, .kind = IMG_FILE_CARRIED, .flags = 04002, .mode = 0140777,
 		  .sock_type = 1, .ino = 99, .path_len = 11 },
+		/* an epoll instance (O_RDWR | O_NONBLOCK) */
+		{ .id = 6, .kind = IMG_FILE_EPOLL, .flags = 04002 },
 	};
 	struct img_file_data fdata = { .file_id = 2 };
-	struct img_fd fds[5] = { { .fd = 0, .file_id = 1 },
+	struct img_fd fds[6] = { { .fd = 0, .file_id = 1 },
 				 { .fd = 3, .file_id = 2 },
 				 { .fd = 4, .file_id = 3, .fd_flags = 1 },
 				 { .fd = 20, .file_id = 4 },
-				 { .fd = 21, .file_id = 5, .fd_flags = 1 } };
+				 { .fd = 21, .file_id = 5, .fd_flags = 1 },
+				 { .fd = 7, .file_id = 6, .fd_flags = 1 } };
+	/* level-triggered, edge-triggered, a one-shot that fired */
+	struct img_epoll ep = { .file_id = 6, .count = 3 };
+	struct img_epoll_tfd tfds[3] = {
+		{ .tfd = 3, .file_id = 2, .events = 0x19, .data = 0x1122334455667788 },
+		{ .tfd = 21, .file_id = 5, .events = 0x80000019, .data = 2 },
+		{ .tfd = 4, .file_id = 3, .events = 0x40000000, .data = 3 },
+	};
 	struct img_sigactions *acts = calloc(1, sizeof(*acts));
 	struct img_sigpending pend = { .shared = 1, .count = 1 };
 	uint8_t siginfo[IMG_SIGINFO_SIZE] = { 10 }; /* SIGUSR1 */
@@ -173,9 +183,11 @@ static void write_sample(struct img_writer *w, unsigned page_recs)
 	put(w, IMG_REC_FILE, &files[2], sizeof(files[2]), NULL, 0);
 	put(w, IMG_REC_FILE, &files[3], sizeof(files[3]), "pipe:[4242]", 11);
 	put(w, IMG_REC_FILE, &files[4], sizeof(files[4]), "socket:[99]", 11);
+	put(w, IMG_REC_FILE, &files[5], sizeof(files[5]), NULL, 0);
 	put(w, IMG_REC_FILE_DATA, &fdata, sizeof(fdata), "queued", 6);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		put(w, IMG_REC_FD, &fds[i], sizeof(fds[i]), NULL, 0);
+	put(w, IMG_REC_EPOLL, &ep, sizeof(ep), tfds, sizeof(tfds));
 	put(w, IMG_REC_SIGACTIONS, acts, sizeof(*acts), NULL, 0);
 	put(w, IMG_REC_SIGPENDING, &pend, sizeof(pend), siginfo, sizeof(siginfo));
 	put(w, IMG_REC_ITIMERS, &timers, sizeof(timers), NULL, 0);
@@ -1038,6 +1050,10 @@ static void test_rec_check(void **state)
 		assert_int_equal(img_rec_check(IMG_REC_FILE, p, sizeof(*x)), 0);
 		x->peer_id = 2; /* a carried stream has no peer in the image */
 		assert_int_equal(img_rec_check(IMG_REC_FILE, p, sizeof(*x)), GHOST_ECORRUPT);
+		x->kind = IMG_FILE_EPOLL; /* nor has an epoll instance */
+		assert_int_equal(img_rec_check(IMG_REC_FILE, p, sizeof(*x)), GHOST_ECORRUPT);
+		x->peer_id = 0;
+		assert_int_equal(img_rec_check(IMG_REC_FILE, p, sizeof(*x)), 0);
 
 		memset(p, 0, sizeof(p));
 		assert_int_equal(img_rec_check(IMG_REC_FILE_DATA, p, sizeof(*d) + 9), GHOST_ECORRUPT);
@@ -1129,6 +1145,36 @@ static void test_rec_check(void **state)
 		x->count = UINT32_MAX; /* count * 16 must not wrap into a match */
 		assert_int_equal(img_rec_check(IMG_REC_PAGEMAP, p, sizeof(*x)), GHOST_ECORRUPT);
 	}
+	/* epoll */
+	{
+		struct img_epoll *x = (void *)p;
+		struct img_epoll_tfd *t = (void *)(x + 1);
+		size_t two = sizeof(*x) + 2 * sizeof(*t);
+
+		memset(p, 0, sizeof(p));
+		x->file_id = 7;
+		x->count = 2;
+		t[0] = (struct img_epoll_tfd){ .tfd = 3, .file_id = 1, .events = 0x19, .data = 1 };
+		t[1] = (struct img_epoll_tfd){ .tfd = 9, .file_id = 8, .events = 0x40000000 };
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, two), 0);
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, two - 1), GHOST_ECORRUPT);
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, two + sizeof(*t)), GHOST_ECORRUPT);
+		x->file_id = 0;
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, two), GHOST_ECORRUPT);
+		x->file_id = 8; /* watching itself */
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, two), GHOST_ECORRUPT);
+		x->file_id = 7;
+		t[1].file_id = 0;
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, two), GHOST_ECORRUPT);
+		t[1].file_id = 8;
+		t[1].tfd = 0x80000000u;
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, two), GHOST_ECORRUPT);
+		t[1].tfd = 9;
+		x->count = 0;
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, sizeof(*x)), 0);
+		x->count = UINT32_MAX; /* count * 24 must not wrap into a match */
+		assert_int_equal(img_rec_check(IMG_REC_EPOLL, p, sizeof(*x)), GHOST_ECORRUPT);
+	}
 	/* record seeds differ in every field */
 	assert_true(img_rec_seed(1, 0, 10) != img_rec_seed(2, 0, 10));
 	assert_true(img_rec_seed(1, 0, 10) != img_rec_seed(1, 1, 10));
@@ -1166,6 +1212,16 @@ static void test_show(void **state)
 		"fd fd=20 file=4 cloexec=no kind=carried access=r flags=0x0 pos=0 "
 		"stream='the read end of a pipe' path='pipe:[4242]'",
 		"fd fd=21 file=5 cloexec=yes kind=carried access=rw",
+		"file id=6 kind=epoll access=rw flags=0x802",
+		"fd fd=7 file=6 cloexec=yes kind=epoll access=rw flags=0x802",
+		"epoll file=6 fd=7 registrations=3",
+		"epoll_tfd file=6 tfd=3 target=2 kind=pipe events=0x19 flags=in,err,hup "
+		"data=0x1122334455667788",
+		"epoll_tfd file=6 tfd=21 target=5 kind=carried events=0x80000019 "
+		"flags=in,err,hup,et data=0x2",
+		"epoll_tfd file=6 tfd=4 target=3 kind=pipe events=0x40000000 "
+		"flags=oneshot,disarmed data=0x3",
+		"size record=epoll count=1",
 		"sigaction signal=SIGINT handler=0x401000",
 		"mask=SIGTERM",
 		"sigaction signal=SIGPIPE handler=ignore",
@@ -1200,6 +1256,12 @@ static void test_show(void **state)
 					 "\"pos\":0,\"stream\":\"the read end of a pipe\""));
 	assert_non_null(strstr(out.data, "\"stream\":\"a stream socket\",\"sock_type\":1,"
 					 "\"ino\":99,\"path\":\"socket:[99]\""));
+	assert_non_null(strstr(out.data, "{\"type\":\"epoll\",\"file\":6,\"fd\":7,"
+					 "\"registrations\":3}"));
+	assert_non_null(strstr(out.data, "{\"type\":\"epoll_tfd\",\"file\":6,\"tfd\":21,"
+					 "\"target\":5,\"kind\":\"carried\","
+					 "\"events\":\"0x80000019\","
+					 "\"flags\":[\"in\",\"err\",\"hup\",\"et\"],\"data\":\"0x2\"}"));
 
 	/* damaged: what was sound is printed, then the error */
 	img[len - 30] ^= 4;
