@@ -574,6 +574,13 @@ struct proc_view {
 
 #define MAX_VIEW_FDS 32
 
+/* A socket fd of a viewed process: views[who] holds it. */
+struct view_fd {
+	int fd;
+	unsigned long ino;
+	size_t who;
+};
+
 /* "a.b.c.d:port" */
 static void format_addr(uint32_t addr, unsigned port, char *buf, size_t len)
 {
@@ -609,11 +616,7 @@ static int view_procs(const struct config *c, int node, const pid_t *pids, size_
 	const char *argv[16] = { c->ghost, "cluster", "exec", nodestr, "--", "sh", "-c", script,
 				 "sh" };
 	_cleanup_free_ char *out = NULL;
-	struct {
-		int fd;
-		unsigned long ino;
-		size_t who;
-	} fds[MAX_VIEW_FDS];
+	struct view_fd fds[MAX_VIEW_FDS];
 	size_t nfds = 0, cur = SIZE_MAX, na = 9;
 	int r;
 
@@ -657,7 +660,7 @@ static int view_procs(const struct config *c, int node, const pid_t *pids, size_
 			/* not ours */
 		} else if (sscanf(p, "fd %d socket:[%lu]", &fd, &ino) == 2) {
 			if (nfds < ARRAY_SIZE(fds))
-				fds[nfds++] = (typeof(fds[0])){ .fd = fd, .ino = ino, .who = cur };
+				fds[nfds++] = (struct view_fd){ .fd = fd, .ino = ino, .who = cur };
 		} else if (!views[cur].seen && !strncmp(p, "running", 7)) {
 			views[cur].seen = true;
 		} else if (!views[cur].seen && sscanf(p, "%ld 0x%lx", &sys, &arg0) == 2) {
@@ -779,7 +782,7 @@ static int read_fifo(const struct config *c, const char *path, pid_t pid, char *
 		return bench_err_r(-errno, "cannot open '%s': %s", path, strerror(errno));
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		char chunk[4096];
+		char chunk[4096], *grown;
 		ssize_t n;
 		int r;
 
@@ -806,15 +809,12 @@ static int read_fifo(const struct config *c, const char *path, pid_t pid, char *
 		}
 		if (n == 0)
 			break;
-		{
-			char *grown = realloc(buf, len + (size_t)n + 1);
-
-			if (!grown) {
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = grown;
+		grown = realloc(buf, len + (size_t)n + 1);
+		if (!grown) {
+			free(buf);
+			return -ENOMEM;
 		}
+		buf = grown;
 		memcpy(buf + len, chunk, (size_t)n);
 		len += (size_t)n;
 		buf[len] = '\0';
@@ -1422,22 +1422,23 @@ static double median_ratio(const struct curve *w, size_t from, size_t to, const 
 
 /*
  * Figure 9 with NPtcp: the bandwidth NPtcp printed at each size, next to
- * the vanilla NPtcp row of the same placement: both on node 1 (2) before
- * the move, across the nodes (1) after it.
+ * the vanilla NPtcp row of the same placement measured in the same run,
+ * right before and after it: both on node 1 (2) before the move, across
+ * the nodes (1) after it.
  */
 static void print_figure9a(const struct config *c, const struct np_series *ns,
-			   const struct curve *cv)
+			   const struct curve runs[][MAX_REPS])
 {
-	const struct curve *lo = &cv[C_NP_LO], *apart = &cv[C_NP_NODES];
+	const struct curve *lo = &runs[C_NP_LO][0], *apart = &runs[C_NP_NODES][0];
 	const struct np_series *w = &ns[0];
 
 	printf("\nFigure 9a: NPtcp over a Ghost TCP stream, both ends on node 1; halfway through its\n"
 	       "sizes the transmitter moves to node 2. MB/s as in Figure 8, run 1, next to the\n"
-	       "vanilla NPtcp row of the same placement: %s (both on node 1) before the move, %s\n"
-	       "(node 2 -> node 1) after it; * sizes in progress while the move ran\n\n",
+	       "vanilla NPtcp row of the same placement and run: %s (both on node 1) before the\n"
+	       "move, %s (node 2 -> node 1) after it; * sizes in progress while the move ran\n\n",
 	       lo->id, apart->id);
 	if (!w->ran) {
-		printf("  %s%s\n", w->na[0] ? "n/a: " : "failed (see above)", w->na);
+		printf("  %s%s\n", c->nptcp_na[0] ? "n/a: " : "failed (see above)", c->nptcp_na);
 	} else {
 		printf("%10s %9s  %-3s %9s %7s\n", "bytes", "N MB/s", "vs", "MB/s", "ratio");
 		for (size_t i = 0; i < w->cv.n; i++) {
@@ -1456,27 +1457,35 @@ static void print_figure9a(const struct config *c, const struct np_series *ns,
 	printf("\n");
 	for (unsigned r = 0; r < c->reps; r++) {
 		const struct np_series *x = &ns[r];
+		const struct curve *lo_r = &runs[C_NP_LO][r], *apart_r = &runs[C_NP_NODES][r];
+		unsigned long long first, last;
 		size_t nb, na;
 		double before, after;
 
 		printf("N run %u: ", r + 1);
 		if (!x->ran) {
-			printf("%s%s\n", x->na[0] ? "n/a: " : "failed (see above)", x->na);
+			printf("%s%s\n", c->nptcp_na[0] ? "n/a: " : "failed (see above)",
+			       c->nptcp_na);
 			continue;
 		}
-		before = median_ratio(&x->cv, 0, x->move_first, lo, &nb);
 		if (x->na[0]) {
-			printf("the move was refused (n/a: %s); %.3fx of %s over all %zu sizes\n",
-			       x->na, before, lo->id, nb);
+			before = median_ratio(&x->cv, 0, x->cv.n, lo_r, &nb);
+			printf("the move was refused (n/a: %s); %.3fx of %s (median over all %zu "
+			       "sizes, on node 1)\n",
+			       x->na, before, lo_r->id, nb);
 			continue;
 		}
-		after = median_ratio(&x->cv, x->move_last + 1, x->cv.n, apart, &na);
-		printf("the move ran during the %llu- to %llu-byte sizes, frozen %.1f ms; before it\n"
-		       "  %.3fx of %s (median over %zu sizes), after it %.3fx of %s (median over %zu "
-		       "sizes)\n",
-		       (unsigned long long)x->cv.size[MIN(x->move_first, x->cv.n - 1)],
-		       (unsigned long long)x->cv.size[MIN(x->move_last, x->cv.n - 1)], x->frozen_ms,
-		       before, lo->id, nb, after, apart->id, na);
+		before = median_ratio(&x->cv, 0, x->move_first, lo_r, &nb);
+		after = median_ratio(&x->cv, x->move_last + 1, x->cv.n, apart_r, &na);
+		first = x->cv.size[MIN(x->move_first, x->cv.n - 1)];
+		last = x->cv.size[MIN(x->move_last, x->cv.n - 1)];
+		if (first == last)
+			printf("the move ran during the %llu-byte size", first);
+		else
+			printf("the move ran during the %llu- to %llu-byte sizes", first, last);
+		printf(", frozen %.1f ms; before it\n  %.3fx of %s (median over %zu sizes), after "
+		       "it %.3fx of %s (median over %zu sizes)\n",
+		       x->frozen_ms, before, lo_r->id, nb, after, apart_r->id, na);
 	}
 	printf("NPtcp is not the tool for the pause or the throughput over time: it prints one\n"
 	       "line per message size, the best of 3 trials of the size (after one calibration\n"
@@ -1689,8 +1698,9 @@ static int driver(struct config *c)
 	double idle_frozen;
 
 	node_addresses(c);
-	printf("Figure 8 (latency and bandwidth), %u run%s of every row, interleaved:\n", c->reps,
-	       c->reps == 1 ? "" : "s");
+	printf("Figure 8 (latency and bandwidth) and 9a (NPtcp, a move halfway), %u run%s of\n"
+	       "every row, each Ghost row next to its baseline:\n",
+	       c->reps, c->reps == 1 ? "" : "s");
 	for (unsigned r = 0; r < c->reps; r++) {
 		if (c->reps > 1)
 			printf(" run %u of %u\n", r + 1, c->reps);
@@ -1698,26 +1708,28 @@ static int driver(struct config *c)
 			runs[i][r] = rows[i];
 			runs[i][r].frozen[0] = runs[i][r].frozen[1] = NAN;
 		}
-		measure_nptcp(c, &runs[C_NP_NODES][r], NP_NODES);
+		ns[r] = (struct np_series){ .cv = np_kind };
+		/* A Ghost row and its baseline follow each other: on a shared
+		 * machine the load moves within a run of several minutes. */
 		measure_pingpong(c, &runs[C_PP_NODES][r], true, 2, 0);
-		measure_nptcp(c, &runs[C_NP_LO][r], NP_LO);
-		measure_pingpong(c, &runs[C_PP_LO][r], true, 1, 0);
-		measure_pingpong(c, &runs[C_PP_UNIX][r], false, 1, 0);
-		measure_nptcp(c, &runs[C_TCP_MOVED][r], NP_MOVED);
 		measure_pingpong(c, &runs[C_UNIX_MOVED][r], false, 1, 1);
-		measure_nptcp(c, &runs[C_TCP_BACK][r], NP_BACK);
+		measure_pingpong(c, &runs[C_PP_UNIX][r], false, 1, 0);
 		measure_pingpong(c, &runs[C_UNIX_BACK][r], false, 1, 2);
+		measure_pingpong(c, &runs[C_PP_LO][r], true, 1, 0);
+		measure_nptcp(c, &runs[C_TCP_BACK][r], NP_BACK);
+		measure_nptcp(c, &runs[C_NP_LO][r], NP_LO);
+		measure_np_series(c, &ns[r]);
+		measure_nptcp(c, &runs[C_NP_NODES][r], NP_NODES);
+		measure_nptcp(c, &runs[C_TCP_MOVED][r], NP_MOVED);
 	}
 	for (int i = 0; i < _C_MAX; i++) {
 		cv[i] = rows[i];
 		combine_curves(&cv[i], runs[i], c->reps);
 	}
-	printf("Figure 9 (a migration in the middle of a stream), %u run%s of every series:\n",
+	printf("Figure 9b (a migration in the middle of a stream), %u run%s of every series:\n",
 	       c->reps, c->reps == 1 ? "" : "s");
 	idle_frozen = measure_idle_freeze(c);
 	for (unsigned r = 0; r < c->reps; r++) {
-		ns[r] = (struct np_series){ .cv = np_kind };
-		measure_np_series(c, &ns[r]);
 		for (int k = 0; k < N_SERIES; k++)
 			s[k][r] = kinds[k];
 		measure_series(c, &s[0][r], true, 2, EV_STOP);
@@ -1727,7 +1739,7 @@ static int driver(struct config *c)
 	kill_all_managed(c);
 
 	print_figure8(c, cv);
-	print_figure9a(c, ns, cv);
+	print_figure9a(c, ns, runs);
 	print_figure9(c, s, idle_frozen);
 	fflush(stdout);
 	return failures ? -EIO : 0;
