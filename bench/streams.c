@@ -793,9 +793,11 @@ static int read_fifo(const struct config *c, const char *path, pid_t pid, char *
 			return bench_err_r(r, "poll: %s", strerror(-r));
 		}
 		if (r <= 0) {
-			if (bench_now_ns() > deadline || !still_alive(c, pid, "the NPtcp transmitter")) {
+			if (bench_now_ns() > deadline ||
+			    !still_alive(c, pid, "the NPtcp transmitter")) {
 				free(buf);
-				return bench_err_r(-ETIMEDOUT, "no end of the output in '%s'", path);
+				return bench_err_r(-ETIMEDOUT, "no end of the output in '%s'",
+						   path);
 			}
 			continue;
 		}
@@ -1404,8 +1406,8 @@ static bool in_event(const struct series *s, size_t b)
 
 /* The median ratio of w's bandwidth to base's over w's sizes from to to,
  * the sizes base has; their number in *ret_n. */
-static double median_ratio(const struct curve *w, size_t from, size_t to, const struct curve *base,
-			   size_t *ret_n)
+static double median_ratio(const struct curve *w, size_t from, size_t to,
+			   const struct curve *base, size_t *ret_n)
 {
 	double v[MAX_POINTS];
 	size_t n = 0;
@@ -1432,10 +1434,11 @@ static void print_figure9a(const struct config *c, const struct np_series *ns,
 	const struct curve *lo = &runs[C_NP_LO][0], *apart = &runs[C_NP_NODES][0];
 	const struct np_series *w = &ns[0];
 
-	printf("\nFigure 9a: NPtcp over a Ghost TCP stream, both ends on node 1; halfway through its\n"
-	       "sizes the transmitter moves to node 2. MB/s as in Figure 8, run 1, next to the\n"
-	       "vanilla NPtcp row of the same placement and run: %s (both on node 1) before the\n"
-	       "move, %s (node 2 -> node 1) after it; * sizes in progress while the move ran\n\n",
+	printf("\nFigure 9a: NPtcp over a Ghost TCP stream, both ends on node 1; halfway\n"
+	       "through its sizes the transmitter moves to node 2. MB/s as in Figure 8, run 1,\n"
+	       "next to the vanilla NPtcp row of the same placement and run: %s (both on node\n"
+	       "1) before the move, %s (node 2 -> node 1) after it; * sizes in progress while\n"
+	       "the move ran\n\n",
 	       lo->id, apart->id);
 	if (!w->ran) {
 		printf("  %s%s\n", c->nptcp_na[0] ? "n/a: " : "failed (see above)", c->nptcp_na);
@@ -1487,10 +1490,11 @@ static void print_figure9a(const struct config *c, const struct np_series *ns,
 		       "it %.3fx of %s (median over %zu sizes)\n",
 		       x->frozen_ms, before, lo_r->id, nb, after, apart_r->id, na);
 	}
-	printf("NPtcp is not the tool for the pause or the throughput over time: it prints one\n"
-	       "line per message size, the best of 3 trials of the size (after one calibration\n"
-	       "of 100 round trips at the start), so a pause inside a trial never reaches its\n"
-	       "output, and it prints no times. Figure 9b measures those with pingpong --series.\n");
+	printf("NPtcp is not the tool for the pause or the throughput over time: it prints\n"
+	       "one line per message size, the best of 3 trials of the size (after one\n"
+	       "calibration of 100 round trips at the start), so a pause inside a trial never\n"
+	       "reaches its output, and it prints no times. Figure 9b measures those with\n"
+	       "pingpong --series.\n");
 }
 
 static void print_figure9(const struct config *c, struct series s[][MAX_REPS], double idle_frozen)
