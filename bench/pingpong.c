@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A NetPIPE-style ping-pong over a TCP connection or a Unix stream socket,
- * for bench/streams: NPtcp cannot use a Unix socket, and cannot wait for a
- * migration between connecting and measuring. Usage:
+ * for bench/streams: NPtcp cannot use a Unix socket, and prints one line,
+ * the best of 3 trials, per message size, never a time series or a pause
+ * (--series). Usage:
  *
  *	pingpong serve tcp|unix RENDEZVOUS OUTFILE
  *	pingpong ping tcp|unix RENDEZVOUS OUTFILE [--go FILE] [--sizes LIST]

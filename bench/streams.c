@@ -5,39 +5,47 @@
  * across message sizes between two managed processes: vanilla TCP between
  * two nodes and over loopback (Debian's unmodified NPtcp, and
  * bench/pingpong), a vanilla Unix socket (pingpong), and Ghost streams
- * after one end was moved to another node and after it was brought back;
- * then the throughput over time of a stream whose end moves in the middle,
- * and the pause that adds. Every Ghost number is printed next to its
- * baseline from the same run and the issue's target. A migration Ghost
- * refuses makes its row "n/a: <the reason ghost gave>", never a number.
+ * after one end was moved to another node and after it was brought back
+ * (TCP: NPtcp; Unix: pingpong, as NPtcp speaks TCP only); then an NPtcp run
+ * whose transmitter moves halfway through its sizes, and the throughput
+ * over time of a stream whose end moves in the middle, and the pause that
+ * adds (pingpong). Every Ghost number is printed next to its baseline from
+ * the same run and the issue's target. A migration Ghost refuses makes its
+ * row "n/a: <the reason ghost gave>", never a number.
  *
  * The program is the supervisor and the driver: the supervisor installs
  * NPtcp if it is missing, brings a 2-node cluster up, forks the driver,
  * which measures and prints, and takes the cluster down whatever happened
  * to the driver (a failure, a crash, SIGINT, SIGTERM, SIGHUP).
  */
+#include <arpa/inet.h>
+#include <assert.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/limits.h> /* PATH_MAX; <limits.h> would find bench/limits.h */
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
 #include "bench.h"
 #include "base/banned.h"
 
-#define NODE2_ADDR       "10.77.0.2" /* when cluster status does not say */
+#define NODE_ADDR_FMT    "10.77.0.%d" /* when cluster status does not say */
 #define NP_PORT          7751
 #define CMD_TIMEOUT_MS   120000U /* one ghost command */
 #define READY_TIMEOUT_MS 30000U  /* both ends connected */
 #define GONE_TIMEOUT_MS  30000U  /* a killed process leaving */
 #define LISTEN_TIMEOUT_MS 15000U /* NPtcp's receiver listening */
+#define HELD_TIMEOUT_MS  5000U  /* NPtcp's transmitter seen held after a move */
 #define MAX_POINTS       64
 #define MAX_BINS         4096
 #define MAX_MANAGED      16
@@ -55,7 +63,8 @@ struct config {
 	char *ghost, *pingpong, *nptcp;
 	char nptcp_na[WHY_MAX]; /* why there are no NPtcp rows */
 	char *work;		/* ghost-bench-streams.XXXXXX: rendezvous, outputs */
-	char node2[64];		/* node 2's address */
+	char addr_str[3][64];	/* node 1's and node 2's addresses */
+	uint32_t addr[3];	/* the same, network byte order */
 	uint64_t max_size;
 	unsigned series_ms, interval_ms, series_size, freeze_reps;
 	unsigned reps; /* runs of every row and series, interleaved */
@@ -74,6 +83,17 @@ struct curve {
 	bool failed;	  /* a measurement failed (stderr says why) */
 	double frozen[2]; /* the migrations before the measurement */
 	unsigned runs;	  /* combined: how many runs measured it */
+	char channel[WHY_MAX]; /* NPtcp: its connection just before it measured */
+};
+
+/* Figure 9 with NPtcp: a run during which the transmitter moves. */
+struct np_series {
+	bool ran;
+	char na[WHY_MAX];    /* the migration was refused: why (the run still ran) */
+	struct curve cv;     /* what NPtcp printed */
+	size_t move_first;   /* cv's sizes from move_first to move_last were in */
+	size_t move_last;    /* progress while the move ran */
+	double frozen_ms;
 };
 
 /* One throughput-over-time series. */
@@ -536,84 +556,498 @@ static int wait_listening(const struct config *c, int node, unsigned port, pid_t
 	}
 }
 
-/* NPtcp: the receiver managed on node 2 (loopback: node 1), the
- * transmitter managed on node 1, attached, until it ends. */
-static void measure_nptcp(const struct config *c, struct curve *cv, bool loopback)
+/* ---- NPtcp, held between its connect() and its first measurement ---- */
+
+/*
+ * What a process of a node is doing, and its TCP connection, from the
+ * node's own /proc (its PIDs and its network namespace).
+ */
+struct proc_view {
+	bool seen;		    /* its /proc/PID/syscall was read */
+	long sys;		    /* the system call it sleeps in; -1: running */
+	unsigned long arg0;	    /* that call's first argument (an fd for read) */
+	int conns;		    /* its established TCP connections */
+	int conn_fd;		    /* the first one's fd */
+	uint32_t laddr, raddr;	    /* its addresses, network byte order */
+	unsigned lport, rport;
+};
+
+#define MAX_VIEW_FDS 32
+
+/* A socket fd of a viewed process: views[who] holds it. */
+struct view_fd {
+	int fd;
+	unsigned long ino;
+	size_t who;
+};
+
+/* "a.b.c.d:port" */
+static void format_addr(uint32_t addr, unsigned port, char *buf, size_t len)
 {
-	static unsigned seq;
-	char port[12], maxstr[24], rxout[PATH_MAX], txout[PATH_MAX], cpustr[12];
-	const char *host = loopback ? "127.0.0.1" : c->node2;
-	const char *rx[16], *tx[32];
-	_cleanup_free_ char *text = NULL, *out = NULL, *err = NULL;
-	int rx_node = loopback ? 1 : 2, r;
-	size_t nr = 0, nt = 0;
-	pid_t rpid = 0;
+	struct in_addr a = { .s_addr = addr };
+	char ip[INET_ADDRSTRLEN];
+
+	if (!inet_ntop(AF_INET, &a, ip, sizeof(ip)))
+		snprintf(ip, sizeof(ip), "?");
+	snprintf(buf, len, "%s:%u", ip, port);
+}
+
+/* An IPv4 address in text, network byte order; 0 if it is not one. */
+static uint32_t parse_addr(const char *s)
+{
+	struct in_addr a;
+
+	return inet_pton(AF_INET, s, &a) == 1 ? a.s_addr : 0;
+}
+
+/*
+ * views[i] for pids[i], all on node: one `ghost cluster exec` prints, for
+ * each, the system call it sleeps in (/proc/PID/syscall), its socket fds,
+ * then the node's /proc/net/tcp, whose inodes name the fds' connections.
+ */
+static int view_procs(const struct config *c, int node, const pid_t *pids, size_t n,
+		      struct proc_view *views)
+{
+	static const char script[] =
+		"for p; do echo \"pid $p\"; cat /proc/$p/syscall;"
+		" for f in /proc/$p/fd/*; do echo \"fd ${f##*/} $(readlink \"$f\")\"; done;"
+		" done 2>/dev/null; cat /proc/net/tcp";
+	char nodestr[12], pidstr[2][16];
+	const char *argv[16] = { c->ghost, "cluster", "exec", nodestr, "--", "sh", "-c", script,
+				 "sh" };
+	_cleanup_free_ char *out = NULL;
+	struct view_fd fds[MAX_VIEW_FDS];
+	size_t nfds = 0, cur = SIZE_MAX, na = 9;
+	int r;
+
+	assert(n <= ARRAY_SIZE(pidstr));
+	snprintf(nodestr, sizeof(nodestr), "%d", node);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(pidstr[i], sizeof(pidstr[i]), "%d", (int)pids[i]);
+		argv[na++] = pidstr[i];
+		views[i] = (struct proc_view){ .sys = -1, .conn_fd = -1 };
+	}
+	argv[na] = NULL;
+	r = bench_cmd(argv, 0, CMD_TIMEOUT_MS, &out, NULL, NULL);
+	if (r != 0)
+		return bench_err_r(r < 0 ? r : -EPROTO, "cannot look into node %d", node);
+	for (char *p = out; *p; p = strchr(p, '\n') + 1) {
+		unsigned la, lp, ra, rp, st;
+		unsigned long ino, arg0;
+		long sys;
+		int pid, fd;
+
+		if (sscanf(p, " %*u: %x:%x %x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &la, &lp, &ra,
+			   &rp, &st, &ino) == 6) {
+			/* state 1 is ESTABLISHED; the addresses are in network order */
+			for (size_t k = 0; k < nfds && st == 1; k++) {
+				struct proc_view *v = &views[fds[k].who];
+
+				if (fds[k].ino != ino || v->conns++)
+					continue;
+				v->conn_fd = fds[k].fd;
+				v->laddr = la;
+				v->lport = lp;
+				v->raddr = ra;
+				v->rport = rp;
+			}
+		} else if (sscanf(p, "pid %d", &pid) == 1) {
+			cur = SIZE_MAX;
+			for (size_t i = 0; i < n; i++)
+				if (pids[i] == pid)
+					cur = i;
+		} else if (cur == SIZE_MAX) {
+			/* not ours */
+		} else if (sscanf(p, "fd %d socket:[%lu]", &fd, &ino) == 2) {
+			if (nfds < ARRAY_SIZE(fds))
+				fds[nfds++] = (struct view_fd){ .fd = fd, .ino = ino, .who = cur };
+		} else if (!views[cur].seen && !strncmp(p, "running", 7)) {
+			views[cur].seen = true;
+		} else if (!views[cur].seen && sscanf(p, "%ld 0x%lx", &sys, &arg0) == 2) {
+			views[cur].seen = true;
+			views[cur].sys = sys;
+			views[cur].arg0 = arg0;
+		}
+		if (!strchr(p, '\n'))
+			break;
+	}
+	return 0;
+}
+
+/* Is sys open() or openat()? The C library may use either. */
+static bool sys_is_open(long sys)
+{
+#ifdef SYS_open
+	if (sys == SYS_open)
+		return true;
+#endif
+	return sys == SYS_openat;
+}
+
+/*
+ * Where an NPtcp pair stands, the transmitter tpid on tnode and the
+ * receiver rpid on node 1: 1 when the transmitter sleeps in open() (of its
+ * output: it has connected and measured nothing), the receiver sleeps in
+ * read() on its accepted connection, and the two hold the two ends of one
+ * TCP connection; 0 when not (yet); -errno. *ret_direct: that connection is
+ * what the placement calls for, over loopback when the two share a node,
+ * else straight between their two nodes' addresses. desc says what it is.
+ */
+static int np_look(const struct config *c, int tnode, pid_t tpid, pid_t rpid, bool *ret_direct,
+		   char *desc, size_t len)
+{
+	const pid_t both[2] = { tpid, rpid };
+	struct proc_view v[2], *t = &v[0], *rv = &v[1];
+	char ta[64], tr[64], ra[64];
+	bool held, same;
+	int r;
+
+	*ret_direct = false;
+	if (tnode == 1) {
+		r = view_procs(c, 1, both, 2, v);
+	} else {
+		r = view_procs(c, tnode, &tpid, 1, t);
+		if (r >= 0)
+			r = view_procs(c, 1, &rpid, 1, rv);
+	}
+	if (r < 0)
+		return r;
+	format_addr(t->laddr, t->lport, ta, sizeof(ta));
+	format_addr(t->raddr, t->rport, tr, sizeof(tr));
+	format_addr(rv->laddr, rv->lport, ra, sizeof(ra));
+	held = sys_is_open(t->sys) && t->conns == 1 && rv->sys == SYS_read &&
+	       rv->conns == 1 && rv->arg0 == (unsigned long)rv->conn_fd;
+	same = held && t->laddr == rv->raddr && t->lport == rv->rport &&
+	       t->raddr == rv->laddr && t->rport == rv->lport;
+	if (!same) {
+		snprintf(desc, len,
+			 "transmitter on node %d: %s, %d TCP connection%s (%s -> %s); receiver on "
+			 "node 1: %s, %d TCP connection%s (%s)",
+			 tnode, sys_is_open(t->sys) ? "in open()" : "not in open()", t->conns,
+			 t->conns == 1 ? "" : "s", ta, tr,
+			 rv->sys == SYS_read ? "in read()" : "not in read()", rv->conns,
+			 rv->conns == 1 ? "" : "s", ra);
+		return 0;
+	}
+	if (tnode == 1) {
+		/* one node: the pair is in its /proc/net/tcp, so over lo */
+		*ret_direct = t->laddr == t->raddr;
+		snprintf(desc, len, "TCP over loopback on node 1, transmitter %s, receiver %s", ta,
+			 ra);
+	} else {
+		*ret_direct = t->laddr == c->addr[tnode] && rv->laddr == c->addr[1];
+		snprintf(desc, len,
+			 "one TCP connection %s between the nodes, transmitter on node %d at %s, "
+			 "receiver on node 1 at %s",
+			 *ret_direct ? "straight" : "NOT straight", tnode, ta, ra);
+	}
+	return 1;
+}
+
+/* np_look() until the pair is held, up to timeout_ms; -ETIMEDOUT with
+ * the last look in desc. */
+static int np_wait(const struct config *c, int tnode, pid_t tpid, pid_t rpid,
+		   unsigned timeout_ms, bool *ret_direct, char *desc, size_t len)
+{
+	uint64_t deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+
+	for (unsigned i = 1;; i++) {
+		int r = np_look(c, tnode, tpid, rpid, ret_direct, desc, len);
+
+		if (r != 0)
+			return r;
+		if (bench_now_ns() > deadline)
+			return -ETIMEDOUT;
+		if (i % 20 == 0 && (!still_alive(c, tpid, "the NPtcp transmitter") ||
+				    !still_alive(c, rpid, "the NPtcp receiver")))
+			return -ECHILD;
+		sleep_ms(10);
+	}
+}
+
+/*
+ * Open the FIFO the transmitter writes its output to, which lets its
+ * open() return, and read until it closes it. A FIFO read end reports
+ * POLLHUP only once a writer has come and gone since it was opened, so
+ * poll() does not take "no writer yet" for the end.
+ */
+static int read_fifo(const struct config *c, const char *path, pid_t pid, char **ret)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	uint64_t deadline = bench_now_ns() + (uint64_t)c->wait_ms * 1000000ULL;
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (fd < 0)
+		return bench_err_r(-errno, "cannot open '%s': %s", path, strerror(errno));
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		char chunk[4096], *grown;
+		ssize_t n;
+		int r;
+
+		r = poll(&pfd, 1, 1000);
+		if (r < 0 && errno != EINTR) {
+			r = -errno;
+			free(buf);
+			return bench_err_r(r, "poll: %s", strerror(-r));
+		}
+		if (r <= 0) {
+			if (bench_now_ns() > deadline ||
+			    !still_alive(c, pid, "the NPtcp transmitter")) {
+				free(buf);
+				return bench_err_r(-ETIMEDOUT, "no end of the output in '%s'",
+						   path);
+			}
+			continue;
+		}
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0) {
+			r = -errno;
+			free(buf);
+			return bench_err_r(r, "cannot read '%s': %s", path, strerror(-r));
+		}
+		if (n == 0)
+			break;
+		grown = realloc(buf, len + (size_t)n + 1);
+		if (!grown) {
+			free(buf);
+			return -ENOMEM;
+		}
+		buf = grown;
+		memcpy(buf + len, chunk, (size_t)n);
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	if (!buf)
+		return bench_err_r(-EPROTO, "the NPtcp transmitter wrote nothing");
+	*ret = buf;
+	return 0;
+}
+
+enum np_place {
+	NP_NODES, /* receiver on node 1, transmitter on node 2, to node 1's address */
+	NP_LO,	  /* both on node 1, to 127.0.0.1 */
+	NP_MOVED, /* as NP_LO, then the transmitter moved to node 2 */
+	NP_BACK,  /* as NP_MOVED, then the transmitter moved back to node 1 */
+};
+
+static unsigned np_seq; /* NP_PORT + np_seq: a port of its own for every NPtcp run */
+
+/* The NPtcp command line of the receiver (host NULL) or the transmitter. */
+static void np_argv(const struct config *c, const char **argv, const char *host,
+		    const char *port, const char *maxstr, const char *out)
+{
+	size_t n = 0;
+
+	argv[n++] = c->nptcp;
+	if (host) {
+		argv[n++] = "-h";
+		argv[n++] = host;
+	}
+	/* No perturbations (-p 0): powers of two and 1.5 times them; quick:
+	 * 100 repeats a size, else NetPIPE's adaptive count. */
+	argv[n++] = "-P";
+	argv[n++] = port;
+	argv[n++] = "-p";
+	argv[n++] = "0";
+	argv[n++] = "-u";
+	argv[n++] = maxstr;
+	if (c->quick) {
+		argv[n++] = "-n";
+		argv[n++] = "100";
+	}
+	if (out) {
+		argv[n++] = "-o";
+		argv[n++] = out;
+	}
+	argv[n] = NULL;
+}
+
+/*
+ * One NPtcp curve. The receiver always runs on node 1, as a managed
+ * process; it keeps its listening socket, which Ghost does not move, so
+ * the transmitter is the end that moves.
+ *
+ * NPtcp measures the moment it is connected, so the transmitter is held
+ * at the one point between the two: its output (-o) is a FIFO, which
+ * NPtcp opens right after connect() returns and before it sends a byte,
+ * and open() of a FIFO for writing sleeps until a reader comes. While it
+ * sleeps there, the connection exists, the receiver sleeps in read() on
+ * it (its first sync message waits in the connection, and moves with it),
+ * and nothing has been measured; a migration interrupts the open(), and
+ * the copy restarts it where it lands. So the transmitter can be moved
+ * (NP_MOVED, NP_BACK), and then the driver opens the FIFO, which lets it
+ * go, and reads the output. The vanilla rows go the same way without the
+ * moves, so that a Ghost row and its baseline differ in the moves only.
+ */
+static void measure_nptcp(const struct config *c, struct curve *cv, enum np_place place)
+{
+	char port[12], maxstr[24], fifo[PATH_MAX], host[64];
+	const char *rx[16], *tx[16];
+	_cleanup_free_ char *text = NULL;
+	int tnode = place == NP_NODES ? 2 : 1;
+	int moves = place == NP_MOVED ? 1 : place == NP_BACK ? 2 : 0;
+	pid_t rpid = 0, tpid = 0;
+	bool direct = false;
+	int r;
 
 	if (c->nptcp_na[0]) {
 		snprintf(cv->na, sizeof(cv->na), "%s", c->nptcp_na);
 		return;
 	}
-	seq++;
-	snprintf(port, sizeof(port), "%u", NP_PORT + seq);
+	np_seq++;
+	snprintf(port, sizeof(port), "%u", NP_PORT + np_seq);
 	snprintf(maxstr, sizeof(maxstr), "%llu", (unsigned long long)c->max_size);
-	work_path(c, rxout, sizeof(rxout), "np", seq, ".rx");
-	work_path(c, txout, sizeof(txout), "np", seq, ".out");
-	snprintf(cpustr, sizeof(cpustr), "%d", c->cpu_client);
-	/* The receiver, and the transmitter attached to a ghost run on node 1,
-	 * pinned as the pingpong ends are. No perturbations (-p 0): powers of
-	 * two and 1.5 times them; quick: 100 repeats a size, else NetPIPE's
-	 * adaptive count. */
-	tx[nt++] = c->ghost;
-	tx[nt++] = "run";
-	tx[nt++] = "--node";
-	tx[nt++] = "1";
-	tx[nt++] = "--";
-	if (c->cpu_client >= 0) {
-		tx[nt++] = "taskset";
-		tx[nt++] = "-c";
-		tx[nt++] = cpustr;
-	}
-	tx[nt++] = c->nptcp;
-	tx[nt++] = "-h";
-	tx[nt++] = host;
-	rx[nr++] = c->nptcp;
-	{
-		const char *common[] = { "-P", port, "-p", "0", "-u", maxstr, "-n", "100" };
-		size_t n = c->quick ? ARRAY_SIZE(common) : ARRAY_SIZE(common) - 2;
-
-		for (size_t i = 0; i < n; i++)
-			rx[nr++] = tx[nt++] = common[i];
-	}
-	rx[nr++] = "-o";
-	rx[nr++] = rxout;
-	rx[nr] = NULL;
-	tx[nt++] = "-o";
-	tx[nt++] = txout;
-	tx[nt] = NULL;
+	snprintf(host, sizeof(host), "%s", place == NP_NODES ? c->addr_str[1] : "127.0.0.1");
+	work_path(c, fifo, sizeof(fifo), "np", np_seq, ".out");
+	np_argv(c, rx, NULL, port, maxstr, NULL);
+	np_argv(c, tx, host, port, maxstr, fifo);
 	printf("  %-3s %s (%s) ...\n", cv->id, cv->what, cv->tool);
 	fflush(stdout);
 
-	r = start_managed(c, rx_node, c->cpu_server, rx, &rpid);
+	r = mkfifo(fifo, 0600) < 0 ? -errno : 0;
+	if (r < 0)
+		bench_err("cannot make the FIFO '%s': %s", fifo, strerror(-r));
 	if (r >= 0)
-		r = wait_listening(c, rx_node, NP_PORT + seq, rpid);
+		r = start_managed(c, 1, c->cpu_server, rx, &rpid);
+	if (r >= 0)
+		r = wait_listening(c, 1, NP_PORT + np_seq, rpid);
+	if (r >= 0)
+		r = start_managed(c, tnode, c->cpu_client, tx, &tpid);
 	if (r >= 0) {
-		r = bench_cmd(tx, 0, c->wait_ms, &out, &err, NULL);
-		if (r != 0) {
-			char why[WHY_MAX];
-
-			first_line(err ? err : "", why, sizeof(why));
-			r = bench_err_r(-EPROTO, "the NPtcp transmitter: %s",
-					r < 0 ? strerror(-r) : why);
-		}
+		r = np_wait(c, tnode, tpid, rpid, READY_TIMEOUT_MS, &direct, cv->channel,
+			    sizeof(cv->channel));
+		if (r == -ETIMEDOUT)
+			bench_err("NPtcp did not connect: %s", cv->channel);
+	}
+	for (int m = 0; m < moves && r >= 0; m++) {
+		r = migrate(c, tpid, m == 0 ? 2 : 1, &cv->frozen[m], cv->na, sizeof(cv->na));
+		if (r == 1)
+			goto out; /* refused: n/a, with ghost's reason */
+		if (r < 0)
+			break;
+		tnode = m == 0 ? 2 : 1;
+		/* still held, and on the channel the new placement calls for */
+		r = np_wait(c, tnode, tpid, rpid, HELD_TIMEOUT_MS, &direct, cv->channel,
+			    sizeof(cv->channel));
+		if (r == -ETIMEDOUT)
+			bench_err("after the move to node %d: %s", tnode, cv->channel);
+	}
+	if (r >= 0) {
+		printf("      %s: %s\n", direct ? "channel" : "WRONG channel", cv->channel);
+		if (!direct)
+			r = bench_err_r(-EPROTO, "%s %s: not the channel its placement calls for",
+					cv->id, cv->what);
 	}
 	if (r >= 0)
-		r = read_file(txout, &text);
+		r = read_fifo(c, fifo, tpid, &text);
 	if (r >= 0 && parse_nptcp(text, cv) < 0)
-		r = bench_err_r(-EPROTO, "nothing to read in '%s'", txout);
+		r = bench_err_r(-EPROTO, "nothing to read in NPtcp's output '%s'", fifo);
 	if (r < 0) {
 		cv->failed = true;
 		fail_msg("%s %s: the measurement failed", cv->id, cv->what);
 	}
+out:
+	kill_managed(c, tpid);
+	kill_managed(c, rpid);
+}
+
+/*
+ * Wait until NPtcp's output file holds the line of a size of at least size
+ * (0: now); *ret_lines, unless NULL, is how many lines it had then.
+ */
+static int wait_np_size(const struct config *c, const char *path, uint64_t size, pid_t pid,
+			size_t *ret_lines)
+{
+	uint64_t deadline = bench_now_ns() + (uint64_t)c->wait_ms * 1000000ULL;
+
+	for (unsigned i = 1;; i++) {
+		_cleanup_free_ char *text = NULL;
+		size_t lines = 0;
+		double last = 0;
+
+		if (read_file(path, &text) >= 0)
+			for (char *p = text, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+				double v;
+
+				lines++;
+				if (sscanf(p, "%lf", &v) == 1)
+					last = v;
+			}
+		if (last >= (double)size) {
+			if (ret_lines)
+				*ret_lines = lines;
+			return 0;
+		}
+		if (bench_now_ns() > deadline)
+			return bench_err_r(-ETIMEDOUT, "no line for %llu bytes in '%s'",
+					   (unsigned long long)size, path);
+		if (i % 100 == 0 && !still_alive(c, pid, "the NPtcp transmitter"))
+			return -ECHILD;
+		sleep_ms(10);
+	}
+}
+
+/*
+ * Figure 9 with NPtcp: a run of all its sizes over a Ghost TCP stream,
+ * both ends on node 1, during which the transmitter moves to node 2,
+ * halfway through its sizes (once it has written the line of the size
+ * nearest the square root of the largest). Its output is a plain file
+ * here: a FIFO whose reader is not a managed process is not something
+ * Ghost moves, and nothing needs holding, as it measures from the start.
+ * The channel after the move is not looked at here (row 4t checks the same
+ * move): looking into the nodes would take CPU from the run.
+ */
+static void measure_np_series(const struct config *c, struct np_series *ns)
+{
+	char port[12], maxstr[24], out[PATH_MAX];
+	const char *rx[16], *tx[16];
+	_cleanup_free_ char *text = NULL;
+	uint64_t trigger = 1;
+	pid_t rpid = 0, tpid = 0;
+	int r;
+
+	ns->frozen_ms = NAN;
+	if (c->nptcp_na[0]) {
+		snprintf(ns->na, sizeof(ns->na), "%s", c->nptcp_na);
+		return;
+	}
+	while (trigger * trigger < c->max_size)
+		trigger *= 2;
+	np_seq++;
+	snprintf(port, sizeof(port), "%u", NP_PORT + np_seq);
+	snprintf(maxstr, sizeof(maxstr), "%llu", (unsigned long long)c->max_size);
+	work_path(c, out, sizeof(out), "np", np_seq, ".out");
+	np_argv(c, rx, NULL, port, maxstr, NULL);
+	np_argv(c, tx, "127.0.0.1", port, maxstr, out);
+	printf("  %-3s %s ...\n", ns->cv.id, ns->cv.what);
+	fflush(stdout);
+
+	r = start_managed(c, 1, c->cpu_server, rx, &rpid);
+	if (r >= 0)
+		r = wait_listening(c, 1, NP_PORT + np_seq, rpid);
+	if (r >= 0)
+		r = start_managed(c, 1, c->cpu_client, tx, &tpid);
+	if (r >= 0)
+		r = wait_np_size(c, out, trigger, tpid, &ns->move_first);
+	if (r >= 0)
+		r = migrate(c, tpid, 2, &ns->frozen_ms, ns->na, sizeof(ns->na));
+	if (r >= 0)
+		r = wait_np_size(c, out, 0, tpid, &ns->move_last);
+	if (r >= 0)
+		r = wait_np_size(c, out, c->max_size, tpid, NULL);
+	if (r >= 0)
+		r = read_file(out, &text);
+	if (r >= 0 && parse_nptcp(text, &ns->cv) < 0)
+		r = bench_err_r(-EPROTO, "nothing to read in NPtcp's output '%s'", out);
+	if (r >= 0)
+		ns->ran = true;
+	else
+		fail_msg("%s %s: the run failed", ns->cv.id, ns->cv.what);
+	kill_managed(c, tpid);
 	kill_managed(c, rpid);
 }
 
@@ -803,8 +1237,8 @@ enum {
 
 /* Each Ghost row's baseline. */
 static const int baseline_of[_C_MAX] = {
-	[C_TCP_MOVED] = C_PP_NODES, [C_UNIX_MOVED] = C_PP_NODES,
-	[C_TCP_BACK] = C_PP_LO,	    [C_UNIX_BACK] = C_PP_UNIX,
+	[C_TCP_MOVED] = C_NP_NODES, [C_UNIX_MOVED] = C_PP_NODES,
+	[C_TCP_BACK] = C_NP_LO,	    [C_UNIX_BACK] = C_PP_UNIX,
 };
 
 static bool is_ghost_row(int i)
@@ -862,7 +1296,9 @@ static void print_figure8(const struct config *c, const struct curve *cv)
 	printf("\nFigure 8: NetPIPE ping-pong between two managed processes (medians of %u run%s)\n"
 	       "lat us: median half round trip of 1-%d byte messages; MB/s (10^6 B/s): message\n"
 	       "bytes per half round trip, at a size and the peak over all sizes; vs: the row\n"
-	       "a Ghost row is held to (target: latency at most %.2fx, peak at least %.2fx)\n\n",
+	       "of the same run a Ghost row is held to (target: latency at most %.2fx, peak at\n"
+	       "least %.2fx). The Ghost TCP rows and their baselines are NPtcp; NPtcp speaks TCP\n"
+	       "only, so the Ghost Unix rows and theirs are pingpong.\n\n",
 	       c->reps, c->reps == 1 ? "" : "s", SMALL_MSG, TARGET_RATIO, 2.0 - TARGET_RATIO);
 	printf("%-3s %-34s %-8s %8s %8s %8s %8s %8s %8s | %-3s %6s %6s %s\n", "row", "stream",
 	       "tool", "lat us", "1 KiB", "64 KiB", "1 MiB", "4 MiB", "peak", "vs", "lat x",
@@ -934,6 +1370,14 @@ static void print_figure8(const struct config *c, const struct curve *cv)
 			       lw, lb, lw / lb, pw, pb, pw / pb, w->frozen[0],
 			       i >= C_TCP_BACK ? " (and back)" : "");
 	}
+
+	/* what each NPtcp pair was connected by when it started measuring */
+	printf("\n");
+	for (int i = 0; i < _C_MAX; i++)
+		if (cv[i].channel[0])
+			printf("channel %s (%s), as NPtcp started%s: %s\n", cv[i].id, cv[i].what,
+			       c->reps > 1 ? " in the first run that measured it" : "",
+			       cv[i].channel);
 }
 
 /* Mean MB/s of the bins wholly before from_ms, or wholly after to_ms. */
@@ -960,11 +1404,105 @@ static bool in_event(const struct series *s, size_t b)
 	return s->ran && start < s->ev_end_ms && end > s->ev_start_ms;
 }
 
+/* The median ratio of w's bandwidth to base's over w's sizes from to to,
+ * the sizes base has; their number in *ret_n. */
+static double median_ratio(const struct curve *w, size_t from, size_t to,
+			   const struct curve *base, size_t *ret_n)
+{
+	double v[MAX_POINTS];
+	size_t n = 0;
+
+	for (size_t i = from; i < to && i < w->n; i++) {
+		double b = curve_at(base, w->size[i]);
+
+		if (!isnan(b) && b > 0)
+			v[n++] = w->mbps[i] / b;
+	}
+	*ret_n = n;
+	return bench_median(v, n);
+}
+
+/*
+ * Figure 9 with NPtcp: the bandwidth NPtcp printed at each size, next to
+ * the vanilla NPtcp row of the same placement measured in the same run,
+ * right before and after it: both on node 1 (2) before the move, across
+ * the nodes (1) after it.
+ */
+static void print_figure9a(const struct config *c, const struct np_series *ns,
+			   const struct curve runs[][MAX_REPS])
+{
+	const struct curve *lo = &runs[C_NP_LO][0], *apart = &runs[C_NP_NODES][0];
+	const struct np_series *w = &ns[0];
+
+	printf("\nFigure 9a: NPtcp over a Ghost TCP stream, both ends on node 1; halfway\n"
+	       "through its sizes the transmitter moves to node 2. MB/s as in Figure 8, run 1,\n"
+	       "next to the vanilla NPtcp row of the same placement and run: %s (both on node\n"
+	       "1) before the move, %s (node 2 -> node 1) after it; * sizes in progress while\n"
+	       "the move ran\n\n",
+	       lo->id, apart->id);
+	if (!w->ran) {
+		printf("  %s%s\n", c->nptcp_na[0] ? "n/a: " : "failed (see above)", c->nptcp_na);
+	} else {
+		printf("%10s %9s  %-3s %9s %7s\n", "bytes", "N MB/s", "vs", "MB/s", "ratio");
+		for (size_t i = 0; i < w->cv.n; i++) {
+			bool during = i >= w->move_first && i <= w->move_last && !w->na[0];
+			const struct curve *b = i < w->move_first || w->na[0] ? lo : apart;
+			double base = during ? NAN : curve_at(b, w->cv.size[i]);
+
+			printf("%9llu%c", (unsigned long long)w->cv.size[i], during ? '*' : ' ');
+			cell(w->cv.mbps[i], 9, 1);
+			printf("  %-3s", during ? "" : b->id);
+			cell(base, 9, 1);
+			cell(w->cv.mbps[i] / base, 7, 3);
+			printf("\n");
+		}
+	}
+	printf("\n");
+	for (unsigned r = 0; r < c->reps; r++) {
+		const struct np_series *x = &ns[r];
+		const struct curve *lo_r = &runs[C_NP_LO][r], *apart_r = &runs[C_NP_NODES][r];
+		unsigned long long first, last;
+		size_t nb, na;
+		double before, after;
+
+		printf("N run %u: ", r + 1);
+		if (!x->ran) {
+			printf("%s%s\n", c->nptcp_na[0] ? "n/a: " : "failed (see above)",
+			       c->nptcp_na);
+			continue;
+		}
+		if (x->na[0]) {
+			before = median_ratio(&x->cv, 0, x->cv.n, lo_r, &nb);
+			printf("the move was refused (n/a: %s); %.3fx of %s (median over all %zu "
+			       "sizes, on node 1)\n",
+			       x->na, before, lo_r->id, nb);
+			continue;
+		}
+		before = median_ratio(&x->cv, 0, x->move_first, lo_r, &nb);
+		after = median_ratio(&x->cv, x->move_last + 1, x->cv.n, apart_r, &na);
+		first = x->cv.size[MIN(x->move_first, x->cv.n - 1)];
+		last = x->cv.size[MIN(x->move_last, x->cv.n - 1)];
+		if (first == last)
+			printf("the move ran during the %llu-byte size", first);
+		else
+			printf("the move ran during the %llu- to %llu-byte sizes", first, last);
+		printf(", frozen %.1f ms; before it\n  %.3fx of %s (median over %zu sizes), after "
+		       "it %.3fx of %s (median over %zu sizes)\n",
+		       x->frozen_ms, before, lo_r->id, nb, after, apart_r->id, na);
+	}
+	printf("NPtcp is not the tool for the pause or the throughput over time: it prints\n"
+	       "one line per message size, the best of 3 trials of the size (after one\n"
+	       "calibration of 100 round trips at the start), so a pause inside a trial never\n"
+	       "reaches its output, and it prints no times. Figure 9b measures those with\n"
+	       "pingpong --series.\n");
+}
+
 static void print_figure9(const struct config *c, struct series s[][MAX_REPS], double idle_frozen)
 {
 	size_t bins = 0;
 
-	printf("\nFigure 9: throughput over time of a ping-pong of %u-byte messages, MB/s per %u ms\n"
+	printf("\nFigure 9b: throughput over time of a ping-pong of %u-byte messages (pingpong\n"
+	       "--series), MB/s per %u ms\n"
 	       "(run 1 of each series; * the stop or the migration ran in that interval)\n\n%8s",
 	       c->series_size, c->interval_ms, "t ms");
 	for (size_t k = 0; k < N_SERIES; k++) {
@@ -1059,18 +1597,24 @@ static void print_figure9(const struct config *c, struct series s[][MAX_REPS], d
 
 /* ---- the driver ---- */
 
-static void node2_address(struct config *c)
+/* Node 1's and node 2's addresses, from ghost cluster status. */
+static void node_addresses(struct config *c)
 {
 	const char *argv[] = { c->ghost, "cluster", "status", "--json", NULL };
 	_cleanup_free_ char *out = NULL;
-	char *p;
 
-	snprintf(c->node2, sizeof(c->node2), "%s", NODE2_ADDR);
 	if (bench_cmd(argv, 0, CMD_TIMEOUT_MS, &out, NULL, NULL) != 0)
-		return;
-	p = strstr(out, "\"id\":2,");
-	if (p && json_string(p, "address", c->node2, sizeof(c->node2)) < 0)
-		snprintf(c->node2, sizeof(c->node2), "%s", NODE2_ADDR);
+		out = NULL;
+	for (int n = 1; n <= 2; n++) {
+		char *buf = c->addr_str[n], pat[16];
+		const char *p;
+
+		snprintf(pat, sizeof(pat), "\"id\":%d,", n);
+		p = out ? strstr(out, pat) : NULL;
+		if (!p || json_string(p, "address", buf, sizeof(c->addr_str[n])) < 0)
+			snprintf(buf, sizeof(c->addr_str[n]), NODE_ADDR_FMT, n);
+		c->addr[n] = parse_addr(buf);
+	}
 }
 
 /*
@@ -1091,8 +1635,10 @@ static void combine_curves(struct curve *out, const struct curve *runs, unsigned
 			snprintf(out->na, sizeof(out->na), "%s", runs[r].na);
 		if (!measured(&runs[r]))
 			continue;
-		if (!first)
+		if (!first) {
 			first = &runs[r];
+			snprintf(out->channel, sizeof(out->channel), "%s", first->channel);
+		}
 		fz[0][nf] = runs[r].frozen[0];
 		fz[1][nf++] = runs[r].frozen[1];
 		out->runs++;
@@ -1128,16 +1674,16 @@ static void combine_curves(struct curve *out, const struct curve *runs, unsigned
 static int driver(struct config *c)
 {
 	static const struct curve rows[_C_MAX] = {
-		[C_NP_NODES] = { .id = "1", .what = "vanilla TCP, node 1 -> node 2", .tool = "NPtcp" },
+		[C_NP_NODES] = { .id = "1", .what = "vanilla TCP, node 2 -> node 1", .tool = "NPtcp" },
 		[C_PP_NODES] = { .id = "1p", .what = "vanilla TCP, node 1 -> node 2", .tool = "pingpong" },
 		[C_NP_LO] = { .id = "2", .what = "vanilla TCP loopback, node 1", .tool = "NPtcp" },
 		[C_PP_LO] = { .id = "2p", .what = "vanilla TCP loopback, node 1", .tool = "pingpong" },
 		[C_PP_UNIX] = { .id = "3", .what = "vanilla Unix socket, node 1", .tool = "pingpong" },
 		[C_TCP_MOVED] = { .id = "4t", .what = "Ghost TCP, one end moved 1 -> 2",
-				  .tool = "pingpong" },
+				  .tool = "NPtcp" },
 		[C_UNIX_MOVED] = { .id = "4u", .what = "Ghost Unix, one end moved 1 -> 2",
 				   .tool = "pingpong" },
-		[C_TCP_BACK] = { .id = "5t", .what = "Ghost TCP, moved 1 -> 2 -> 1", .tool = "pingpong" },
+		[C_TCP_BACK] = { .id = "5t", .what = "Ghost TCP, moved 1 -> 2 -> 1", .tool = "NPtcp" },
 		[C_UNIX_BACK] = { .id = "5u", .what = "Ghost Unix, moved 1 -> 2 -> 1",
 				  .tool = "pingpong" },
 	};
@@ -1146,13 +1692,19 @@ static int driver(struct config *c)
 		{ .id = "Gt", .what = "Ghost TCP, both on node 1, the server moved to node 2 halfway" },
 		{ .id = "Gu", .what = "Ghost Unix, both on node 1, the server moved to node 2 halfway" },
 	};
+	static const struct curve np_kind = {
+		.id = "N", .what = "Ghost TCP, both on node 1, the transmitter moved to node 2 "
+				   "halfway", .tool = "NPtcp",
+	};
 	static struct curve runs[_C_MAX][MAX_REPS], cv[_C_MAX];
 	static struct series s[N_SERIES][MAX_REPS];
+	static struct np_series ns[MAX_REPS];
 	double idle_frozen;
 
-	node2_address(c);
-	printf("Figure 8 (latency and bandwidth), %u run%s of every row, interleaved:\n", c->reps,
-	       c->reps == 1 ? "" : "s");
+	node_addresses(c);
+	printf("Figure 8 (latency and bandwidth) and 9a (NPtcp, a move halfway), %u run%s of\n"
+	       "every row, each Ghost row next to its baseline:\n",
+	       c->reps, c->reps == 1 ? "" : "s");
 	for (unsigned r = 0; r < c->reps; r++) {
 		if (c->reps > 1)
 			printf(" run %u of %u\n", r + 1, c->reps);
@@ -1160,21 +1712,25 @@ static int driver(struct config *c)
 			runs[i][r] = rows[i];
 			runs[i][r].frozen[0] = runs[i][r].frozen[1] = NAN;
 		}
-		measure_nptcp(c, &runs[C_NP_NODES][r], false);
+		ns[r] = (struct np_series){ .cv = np_kind };
+		/* A Ghost row and its baseline follow each other: on a shared
+		 * machine the load moves within a run of several minutes. */
 		measure_pingpong(c, &runs[C_PP_NODES][r], true, 2, 0);
-		measure_nptcp(c, &runs[C_NP_LO][r], true);
-		measure_pingpong(c, &runs[C_PP_LO][r], true, 1, 0);
-		measure_pingpong(c, &runs[C_PP_UNIX][r], false, 1, 0);
-		measure_pingpong(c, &runs[C_TCP_MOVED][r], true, 1, 1);
 		measure_pingpong(c, &runs[C_UNIX_MOVED][r], false, 1, 1);
-		measure_pingpong(c, &runs[C_TCP_BACK][r], true, 1, 2);
+		measure_pingpong(c, &runs[C_PP_UNIX][r], false, 1, 0);
 		measure_pingpong(c, &runs[C_UNIX_BACK][r], false, 1, 2);
+		measure_pingpong(c, &runs[C_PP_LO][r], true, 1, 0);
+		measure_nptcp(c, &runs[C_TCP_BACK][r], NP_BACK);
+		measure_nptcp(c, &runs[C_NP_LO][r], NP_LO);
+		measure_np_series(c, &ns[r]);
+		measure_nptcp(c, &runs[C_NP_NODES][r], NP_NODES);
+		measure_nptcp(c, &runs[C_TCP_MOVED][r], NP_MOVED);
 	}
 	for (int i = 0; i < _C_MAX; i++) {
 		cv[i] = rows[i];
 		combine_curves(&cv[i], runs[i], c->reps);
 	}
-	printf("Figure 9 (a migration in the middle of a stream), %u run%s of every series:\n",
+	printf("Figure 9b (a migration in the middle of a stream), %u run%s of every series:\n",
 	       c->reps, c->reps == 1 ? "" : "s");
 	idle_frozen = measure_idle_freeze(c);
 	for (unsigned r = 0; r < c->reps; r++) {
@@ -1187,6 +1743,7 @@ static int driver(struct config *c)
 	kill_all_managed(c);
 
 	print_figure8(c, cv);
+	print_figure9a(c, ns, runs);
 	print_figure9(c, s, idle_frozen);
 	fflush(stdout);
 	return failures ? -EIO : 0;
@@ -1367,9 +1924,10 @@ static void usage(FILE *f)
 	      "Figures 8 and 9 of the Dynamic Streams report on a 2-node local cluster:\n"
 	      "NetPIPE latency and bandwidth of vanilla TCP between the nodes and over\n"
 	      "loopback (NPtcp and pingpong), of a vanilla Unix socket, and of Ghost\n"
-	      "streams after one end moved to node 2 and back; then the throughput over\n"
-	      "time of a stream whose end moves halfway. Rows Ghost cannot measure say\n"
-	      "n/a and why.\n"
+	      "streams after one end moved to node 2 and back (TCP: NPtcp; Unix:\n"
+	      "pingpong); then an NPtcp run whose transmitter moves halfway through its\n"
+	      "sizes, and the throughput over time of a stream whose end moves halfway\n"
+	      "(pingpong). Rows Ghost cannot measure say n/a and why.\n"
 	      "  --quick          100 round trips per size up to 1 MiB, 1 s series\n"
 	      "                   (default: NetPIPE's adaptive repeats up to 4 MiB, 4 s)\n"
 	      "  --ghost PATH     the ghost CLI (default: next to this program, or\n"
@@ -1378,7 +1936,7 @@ static void usage(FILE *f)
 	      "  --nptcp PATH     NPtcp (default: from PATH; installed with apt-get if missing)\n"
 	      "  --no-install     never run apt-get\n"
 	      "  --encrypt yes|no the cluster's encryption (default: ghost cluster up's)\n"
-	      "  --series-ms MS   the length of each Figure 9 series\n"
+	      "  --series-ms MS   the length of each Figure 9b series\n"
 	      "  --reps N         runs of every row and series, medians reported (default 3,\n"
 	      "                   quick 1)\n"
 	      "  --cpus MODE      both ends of a stream on one CPU (same, the default), on\n"
