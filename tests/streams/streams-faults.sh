@@ -43,6 +43,23 @@ wait_log() {
 	return 1
 }
 
+# move_and_act PID TO NODE TEXT CMD...: migrate PID to node TO (stderr in
+# $d/err, exit status in $st) while, as soon as NODE's daemon logs TEXT
+# once more, CMD runs ("yes" in $d/killed if it succeeded).
+move_and_act() {
+	local pid=$1 to=$2 node=$3 text=$4 seen actor
+	shift 4
+	: > "$d/killed"
+	seen=$(logged "$node" "$text")
+	(
+		wait_log "$node" "$text" "$seen" && "$@" > /dev/null 2>&1 && echo yes > "$d/killed"
+	) &
+	actor=$!
+	"$GHOST" migrate "$pid" "$to" > /dev/null 2> "$d/err"
+	st=$?
+	wait $actor
+}
+
 # consumed DIR: the consumer checked every byte it got and saw the end
 # of the stream (twice, as streamer checks); prints the count.
 consumed() {
@@ -101,16 +118,8 @@ fi
 d=$TEST_TMP/exits
 if start_pair unix "$d"; then
 	"$GHOST" migrate "$prod" 2 > /dev/null || not_ok "exits: move the producer to node 2"
-	: > "$d/killed"
-	seen=$(logged 2 "holding the drain")
-	(
-		wait_log 2 "holding the drain from node 1 back" "$seen" &&
-			"$GHOST" kill -KILL "$prod" > /dev/null 2>&1 && echo yes > "$d/killed"
-	) &
-	killer=$!
-	"$GHOST" migrate "$cons" 3 > /dev/null 2> "$d/err"
-	st=$?
-	wait $killer
+	move_and_act "$cons" 3 2 "holding the drain from node 1 back" \
+		"$GHOST" kill -KILL "$prod"
 	check_eq "exits: the producer was killed while frozen for the switch" yes \
 		"$(cat "$d/killed")"
 	check "exits: the move is refused, with one line saying why" \
@@ -131,17 +140,8 @@ fi
 d=$TEST_TMP/node-fails
 if start_pair tcp "$d"; then
 	"$GHOST" migrate "$prod" 3 > /dev/null || not_ok "node fails: move the producer to node 3"
-	: > "$d/killed"
-	daemon3=$(children "$(node_init 3)")
-	seen=$(logged 3 "holding the wake")
-	(
-		wait_log 3 "holding the wake from node 1 back" "$seen" &&
-			kill -KILL $daemon3 && echo yes > "$d/killed"
-	) &
-	killer=$!
-	"$GHOST" migrate "$cons" 2 > /dev/null 2> "$d/err"
-	st=$?
-	wait $killer
+	move_and_act "$cons" 2 3 "holding the wake from node 1 back" \
+		kill -KILL "$(children "$(node_init 3)")"
 	check_eq "node fails: node 3's daemon was killed during the wakeup" yes \
 		"$(cat "$d/killed")"
 	check "node fails: the move is refused, with one line saying why" \
