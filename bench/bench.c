@@ -453,7 +453,7 @@ int bench_spawn_target(const char *const *argv, const char *ready_path, pid_t *r
 	return 0;
 }
 
-static void sleep_ms(unsigned ms)
+void bench_sleep_ms(unsigned ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
 
@@ -485,7 +485,7 @@ int bench_wait_ready(pid_t pid, const char *ready_path, unsigned timeout_ms)
 		}
 		if (bench_now_ns() > deadline)
 			return -ETIMEDOUT;
-		sleep_ms(1);
+		bench_sleep_ms(1);
 	}
 }
 
@@ -513,7 +513,7 @@ int bench_wait_exit(pid_t pid, unsigned timeout_ms, int *ret_status)
 			bench_kill_reap(pid);
 			return -ETIMEDOUT;
 		}
-		sleep_ms(1);
+		bench_sleep_ms(1);
 	}
 }
 
@@ -746,4 +746,44 @@ fail_pipes:
 		safe_close(p[i][1]);
 	}
 	return r;
+}
+
+int bench_json_number(const char *json, const char *key, double *ret)
+{
+	char pat[64];
+	const char *p;
+	char *end;
+	double v;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	p = strstr(json, pat);
+	if (!p)
+		return -ENOENT;
+	p += strlen(pat);
+	while (*p == ' ' || *p == ':')
+		p++;
+	v = strtod(p, &end);
+	if (end == p)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+void bench_cell(double v, int width, int prec)
+{
+	if (isnan(v))
+		printf(" %*s", width, "-");
+	else
+		printf(" %*.*f", width, prec, v);
+}
+
+char *bench_exe_path(const char *path)
+{
+	char *abs = realpath(path, NULL);
+
+	if (abs && access(abs, X_OK) < 0) {
+		free(abs);
+		return NULL;
+	}
+	return abs;
 }

@@ -27,6 +27,16 @@ double bench_ms(uint64_t ns);
 /* Median of n values (sorts v in place); NAN when n == 0. NANs are skipped. */
 double bench_median(double *v, size_t n);
 
+/* Sleep ms milliseconds, whatever signals come. */
+void bench_sleep_ms(unsigned ms);
+/* The number after "key": in a JSON text (the CLI's --json output); -ENOENT
+ * if absent, -EINVAL if no number follows. */
+int bench_json_number(const char *json, const char *key, double *ret);
+/* One table cell: " %*.*f", or "-" right-aligned for NAN. */
+void bench_cell(double v, int width, int prec);
+/* The absolute path of an executable file, malloc()ed; NULL if it is not one. */
+char *bench_exe_path(const char *path);
+
 /* Parse "16,256,1024" into at most max values. -EINVAL on junk or overflow. */
 int bench_parse_list(const char *s, uint64_t *v, size_t max, size_t *ret_n);
 

@@ -103,24 +103,6 @@ static void nan_fill(double *v, size_t n)
 
 /* ---- the ghost CLI ---- */
 
-/* The number after "key": in a one-line JSON object; -ENOENT if absent. */
-static int json_number(const char *json, const char *key, double *ret)
-{
-	char pat[64];
-	const char *p;
-	char *end;
-
-	snprintf(pat, sizeof(pat), "\"%s\"", key);
-	p = strstr(json, pat);
-	if (!p)
-		return -ENOENT;
-	p += strlen(pat);
-	while (*p == ' ' || *p == ':')
-		p++;
-	*ret = strtod(p, &end);
-	return end == p ? -EINVAL : 0;
-}
-
 static int cli_run(const char *const *argv, char **ret_out)
 {
 	int r, status;
@@ -191,9 +173,9 @@ static int ckpt_file_cli(const struct config *c, pid_t pid, const struct image *
 	r = cli_run(argv, &out);
 	if (r < 0)
 		return r;
-	if (json_number(out, "frozen_ms", ret_frozen_ms) < 0)
+	if (bench_json_number(out, "frozen_ms", ret_frozen_ms) < 0)
 		*ret_frozen_ms = NAN;
-	*ret_bytes = json_number(out, "image_bytes", &bytes) < 0 ? 0 : (uint64_t)bytes;
+	*ret_bytes = bench_json_number(out, "image_bytes", &bytes) < 0 ? 0 : (uint64_t)bytes;
 	return 0;
 }
 
@@ -342,7 +324,7 @@ static int restart_file_cli(const struct config *c, const struct image *img, pid
 	r = cli_run(argv, &out);
 	if (r < 0)
 		return r;
-	if (json_number(out, "pid", &pid) < 0 || pid < 1) {
+	if (bench_json_number(out, "pid", &pid) < 0 || pid < 1) {
 		bench_err("no PID in the output of '%s restart'", c->cli);
 		return -EPROTO;
 	}
@@ -674,14 +656,6 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 
 /* ---- tables ---- */
 
-static void cell(double v, int width, int prec)
-{
-	if (isnan(v))
-		printf(" %*s", width, "-");
-	else
-		printf(" %*.*f", width, prec, v);
-}
-
 static void print_main_header(const struct config *c)
 {
 	printf("\n%6s %7s | %30s %8s | %30s | %17s | %17s", "size", "image", "checkpoint ms",
@@ -702,27 +676,27 @@ static void print_main_row(const struct config *c, uint64_t mib, const struct ro
 	double ckpt_lim = limits_ckpt_tmpfs_ms(l);
 
 	printf("%6llu", (unsigned long long)mib);
-	cell(w->image_bytes / (double)MIB, 7, 1);
+	bench_cell(w->image_bytes / (double)MIB, 7, 1);
 	printf(" |");
-	cell(w->ckpt_tmpfs, 9, 1);
-	cell(w->ckpt_disk, 9, 1);
-	cell(w->ckpt_mem, 9, 1);
+	bench_cell(w->ckpt_tmpfs, 9, 1);
+	bench_cell(w->ckpt_disk, 9, 1);
+	bench_cell(w->ckpt_mem, 9, 1);
 	printf(" ");
-	cell(w->frozen, 8, 1);
+	bench_cell(w->frozen, 8, 1);
 	printf(" |");
-	cell(w->rst_tmpfs, 9, 1);
-	cell(w->rst_disk, 9, 1);
-	cell(w->rst_mem, 9, 1);
+	bench_cell(w->rst_tmpfs, 9, 1);
+	bench_cell(w->rst_disk, 9, 1);
+	bench_cell(w->rst_mem, 9, 1);
 	printf(" |");
-	cell(ckpt_lim, 8, 1);
-	cell(l->restore_ms, 8, 1);
+	bench_cell(ckpt_lim, 8, 1);
+	bench_cell(l->restore_ms, 8, 1);
 	printf(" |");
-	cell(w->ckpt_tmpfs / ckpt_lim, 8, 2);
-	cell(w->rst_tmpfs / l->restore_ms, 8, 2);
+	bench_cell(w->ckpt_tmpfs / ckpt_lim, 8, 2);
+	bench_cell(w->rst_tmpfs / l->restore_ms, 8, 2);
 	if (c->criu) {
 		printf(" |");
-		cell(w->criu_ckpt, 8, 1);
-		cell(w->criu_rst, 8, 1);
+		bench_cell(w->criu_ckpt, 8, 1);
+		bench_cell(w->criu_rst, 8, 1);
 	}
 	printf("\n");
 	fflush(stdout);
@@ -820,17 +794,17 @@ static void mgs_table(const struct config *c)
 				report = report_table1[k].kib;
 		measure_target(c, argv, 12 * c->mgs[i] * c->mgs[i] + 4 * MIB, false, &w);
 		printf("%6llu", (unsigned long long)c->mgs[i]);
-		cell(w.image_bytes / 1024, 9, 0);
-		cell(report, 9, 0);
+		bench_cell(w.image_bytes / 1024, 9, 0);
+		bench_cell(report, 9, 0);
 		printf(" |");
-		cell(w.ckpt_mem, 9, 1);
-		cell(w.ckpt_tmpfs, 9, 1);
-		cell(w.ckpt_disk, 9, 1);
-		cell(w.frozen, 8, 1);
+		bench_cell(w.ckpt_mem, 9, 1);
+		bench_cell(w.ckpt_tmpfs, 9, 1);
+		bench_cell(w.ckpt_disk, 9, 1);
+		bench_cell(w.frozen, 8, 1);
 		printf(" |");
-		cell(w.rst_mem, 9, 1);
-		cell(w.rst_tmpfs, 9, 1);
-		cell(w.rst_disk, 9, 1);
+		bench_cell(w.rst_mem, 9, 1);
+		bench_cell(w.rst_tmpfs, 9, 1);
+		bench_cell(w.rst_disk, 9, 1);
 		printf("\n");
 		fflush(stdout);
 	}

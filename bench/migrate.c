@@ -79,36 +79,6 @@ struct row {
 
 /* ---- small helpers ---- */
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* The number after "key": in a JSON object; -ENOENT if absent. */
-static int json_number(const char *json, const char *key, double *ret)
-{
-	char pat[64];
-	const char *p;
-	char *end;
-	double v;
-
-	snprintf(pat, sizeof(pat), "\"%s\"", key);
-	p = strstr(json, pat);
-	if (!p)
-		return -ENOENT;
-	p += strlen(pat);
-	while (*p == ' ' || *p == ':')
-		p++;
-	v = strtod(p, &end);
-	if (end == p)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
 static double max2(double a, double b)
 {
 	if (isnan(a) || isnan(b))
@@ -546,7 +516,7 @@ static int managed_alive(const struct config *c, pid_t pid)
 		if (!end)
 			break;
 		*end = '\0';
-		r = json_number(p, "pid", &v);
+		r = bench_json_number(p, "pid", &v);
 		*end = '}';
 		if (r >= 0 && (pid_t)v == pid)
 			return 1;
@@ -565,7 +535,7 @@ static int wait_managed_gone(const struct config *c, pid_t pid)
 		if (bench_now_ns() > deadline)
 			return bench_err_r(-ETIMEDOUT, "process %d is still there after SIGKILL",
 					   (int)pid);
-		sleep_ms(10);
+		bench_sleep_ms(10);
 	}
 	return r;
 }
@@ -650,7 +620,7 @@ static int start_memhog(const struct config *c, uint64_t mib, pid_t *ret_pid)
 				break;
 			next_check = bench_now_ns() + 500000000ULL;
 		}
-		sleep_ms(2);
+		bench_sleep_ms(2);
 	}
 	kill_managed(c, (pid_t)pid);
 	*ret_pid = 0;
@@ -675,13 +645,13 @@ static int measure_migrate(const struct config *c, uint64_t mib, struct mig_samp
 		return r;
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
 	r = run_ok("'ghost migrate --json PID 2'", argv, 0, &out, &s->command);
-	if (r >= 0 && (json_number(out, "image_bytes", &s->image_bytes) < 0 ||
-		       json_number(out, "total_ms", &s->total) < 0 ||
-		       json_number(out, "frozen_ms", &s->frozen) < 0))
+	if (r >= 0 && (bench_json_number(out, "image_bytes", &s->image_bytes) < 0 ||
+		       bench_json_number(out, "total_ms", &s->total) < 0 ||
+		       bench_json_number(out, "frozen_ms", &s->frozen) < 0))
 		r = bench_err_r(-EPROTO, "unexpected output of 'ghost migrate --json': '%s'", out);
 	if (r >= 0) {
-		json_number(out, "export_ms", &s->export_ms);
-		json_number(out, "import_ms", &s->import_ms);
+		bench_json_number(out, "export_ms", &s->export_ms);
+		bench_json_number(out, "import_ms", &s->import_ms);
 	}
 	q = kill_managed(c, pid);
 	return r < 0 ? r : q;
@@ -703,7 +673,7 @@ static int kill_in_node2(const struct config *c, pid_t pid)
 		if (bench_now_ns() > deadline)
 			return bench_err_r(-ETIMEDOUT, "restored process %d on node 2 does not end",
 					   (int)pid);
-		sleep_ms(10);
+		bench_sleep_ms(10);
 	}
 	return 0;
 }
@@ -773,16 +743,16 @@ static int measure_ckpt_restart(const struct config *c, uint64_t mib, double *re
 		r = run_ok("'ghost restart -d' on node 2", rst, 0, &out2, NULL);
 	if (r >= 0) {
 		*ret_ms = bench_ms(bench_now_ns() - t0);
-		if (json_number(out2, "pid", &rpid) < 0 || rpid < 1)
+		if (bench_json_number(out2, "pid", &rpid) < 0 || rpid < 1)
 			r = bench_err_r(-EPROTO, "no PID in the output of 'ghost restart'");
 	}
 	if (out1) {
-		json_number(out1, "total_ms", &ck_total);
-		json_number(out1, "frozen_ms", &ck_frozen);
-		json_number(out1, "image_bytes", ret_image_bytes);
+		bench_json_number(out1, "total_ms", &ck_total);
+		bench_json_number(out1, "frozen_ms", &ck_frozen);
+		bench_json_number(out1, "image_bytes", ret_image_bytes);
 	}
 	if (out2)
-		json_number(out2, "total_ms", &rs_total);
+		bench_json_number(out2, "total_ms", &rs_total);
 	if (r >= 0)
 		fprintf(stderr,
 			"raw:   ckpt+restart %.1f ms: checkpoint %.1f ms (frozen %.1f), "
@@ -1057,14 +1027,6 @@ down:
 	return r;
 }
 
-static void cell(double v, int width, int prec)
-{
-	if (isnan(v))
-		printf(" %*s", width, "-");
-	else
-		printf(" %*.*f", width, prec, v);
-}
-
 static const char *verdict(bool pass, bool unknown, const char *yes, const char *no)
 {
 	if (unknown)
@@ -1101,19 +1063,19 @@ static void print_table(const struct config *c, const struct row *rows, size_t n
 		double ratio = w->total / max2(row_link(w), w->restore);
 
 		printf("%-7s %6llu", w->encrypt ? "yes" : "no", (unsigned long long)w->size_mib);
-		cell(w->image_bytes / (double)MIB, 8, 1);
+		bench_cell(w->image_bytes / (double)MIB, 8, 1);
 		printf(" |");
-		cell(w->total, 8, 1);
-		cell(w->frozen, 8, 1);
-		cell(w->command, 8, 1);
+		bench_cell(w->total, 8, 1);
+		bench_cell(w->frozen, 8, 1);
+		bench_cell(w->command, 8, 1);
 		printf(" |");
-		cell(w->link, 8, 1);
-		cell(w->sealed_link, 8, 1);
-		cell(w->restore, 8, 1);
+		bench_cell(w->link, 8, 1);
+		bench_cell(w->sealed_link, 8, 1);
+		bench_cell(w->restore, 8, 1);
 		printf(" |");
-		cell(ratio, 6, 2);
+		bench_cell(ratio, 6, 2);
 		printf(" |");
-		cell(w->ckpt_rst, 8, 1);
+		bench_cell(w->ckpt_rst, 8, 1);
 		printf(" |");
 		if (w->size_mib == TARGET_MIB)
 			printf(" %-11s %s",
@@ -1215,18 +1177,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-/* An absolute path of an executable, malloc()ed, or NULL. */
-static char *exe_path(const char *path)
-{
-	char *abs = realpath(path, NULL);
-
-	if (abs && access(abs, X_OK) < 0) {
-		free(abs);
-		return NULL;
-	}
-	return abs;
-}
-
 static int find_programs(struct config *c)
 {
 	_cleanup_free_ char *dir = NULL, *p2 = NULL, *p3 = NULL;
@@ -1235,7 +1185,7 @@ static int find_programs(struct config *c)
 	r = bench_self_dir(&dir);
 	if (r < 0)
 		return bench_err_r(r, "cannot find my own directory: %s", strerror(-r));
-	c->self = exe_path("/proc/self/exe");
+	c->self = bench_exe_path("/proc/self/exe");
 	if (!c->self)
 		return bench_err_r(-ENOENT, "cannot find my own executable");
 	if (!c->ghost) {
@@ -1243,13 +1193,13 @@ static int find_programs(struct config *c)
 		p3 = bench_path_join(dir, "../cmd/ghost/ghost");
 		if (!p2 || !p3)
 			return -ENOMEM;
-		c->ghost = exe_path(p2);
+		c->ghost = bench_exe_path(p2);
 		if (!c->ghost)
-			c->ghost = exe_path(p3);
+			c->ghost = bench_exe_path(p3);
 	} else {
 		char *given = c->ghost;
 
-		c->ghost = exe_path(given);
+		c->ghost = bench_exe_path(given);
 		free(given);
 	}
 	if (!c->ghost)
@@ -1259,11 +1209,11 @@ static int find_programs(struct config *c)
 		p2 = bench_path_join(dir, "memhog");
 		if (!p2)
 			return -ENOMEM;
-		c->memhog = exe_path(p2);
+		c->memhog = bench_exe_path(p2);
 	} else {
 		char *given = c->memhog;
 
-		c->memhog = exe_path(given);
+		c->memhog = bench_exe_path(given);
 		free(given);
 	}
 	if (!c->memhog)

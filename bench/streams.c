@@ -116,14 +116,6 @@ static int failures;
 
 /* ---- small helpers ---- */
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static void fail_msg(const char *fmt, ...) _printf_(1, 2);
 static void fail_msg(const char *fmt, ...)
 {
@@ -151,28 +143,6 @@ static void first_line(const char *s, char *buf, size_t len)
 	buf[n] = '\0';
 	if (!n)
 		snprintf(buf, len, "(no reason given)");
-}
-
-/* The number after "key": in a JSON text; -ENOENT if absent. */
-static int json_number(const char *json, const char *key, double *ret)
-{
-	char pat[64];
-	const char *p;
-	char *end;
-	double v;
-
-	snprintf(pat, sizeof(pat), "\"%s\"", key);
-	p = strstr(json, pat);
-	if (!p)
-		return -ENOENT;
-	p += strlen(pat);
-	while (*p == ' ' || *p == ':')
-		p++;
-	v = strtod(p, &end);
-	if (end == p)
-		return -EINVAL;
-	*ret = v;
-	return 0;
 }
 
 /* The string after "key": in a JSON text, into buf; -ENOENT if absent. */
@@ -310,7 +280,7 @@ static void kill_managed(const struct config *c, pid_t pid)
 			fail_msg("process %d is still there after SIGKILL", (int)pid);
 			break;
 		}
-		sleep_ms(10);
+		bench_sleep_ms(10);
 	}
 	for (size_t i = 0; i < MAX_MANAGED; i++)
 		if (managed[i] == pid)
@@ -404,7 +374,7 @@ static int wait_file(const struct config *c, const char *path, const char *end, 
 				return -ECHILD;
 			next_check = bench_now_ns() + 1000000000ULL;
 		}
-		sleep_ms(2);
+		bench_sleep_ms(2);
 	}
 }
 
@@ -430,7 +400,7 @@ static int migrate(const struct config *c, pid_t pid, int node, double *ret_froz
 		first_line(err, why, len);
 		return 1;
 	}
-	if (json_number(out, "frozen_ms", ret_frozen) < 0)
+	if (bench_json_number(out, "frozen_ms", ret_frozen) < 0)
 		*ret_frozen = NAN;
 	return 0;
 }
@@ -552,7 +522,7 @@ static int wait_listening(const struct config *c, int node, unsigned port, pid_t
 					   port, node);
 		if (i % 50 == 49 && !still_alive(c, pid, "the NPtcp receiver"))
 			return -ECHILD;
-		sleep_ms(10);
+		bench_sleep_ms(10);
 	}
 }
 
@@ -761,7 +731,7 @@ static int np_wait(const struct config *c, int tnode, pid_t tpid, pid_t rpid,
 		if (i % 20 == 0 && (!still_alive(c, tpid, "the NPtcp transmitter") ||
 				    !still_alive(c, rpid, "the NPtcp receiver")))
 			return -ECHILD;
-		sleep_ms(10);
+		bench_sleep_ms(10);
 	}
 }
 
@@ -987,7 +957,7 @@ static int wait_np_size(const struct config *c, const char *path, uint64_t size,
 					   (unsigned long long)size, path);
 		if (i % 100 == 0 && !still_alive(c, pid, "the NPtcp transmitter"))
 			return -ECHILD;
-		sleep_ms(10);
+		bench_sleep_ms(10);
 	}
 }
 
@@ -1137,7 +1107,7 @@ static void measure_series(const struct config *c, struct series *s, bool tcp, i
 		r = touch(go);
 	if (r < 0)
 		goto fail;
-	sleep_ms(c->series_ms / 2);
+	bench_sleep_ms(c->series_ms / 2);
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)spid);
 	t1 = bench_now_ns();
 	if (ev == EV_STOP) {
@@ -1145,7 +1115,7 @@ static void measure_series(const struct config *c, struct series *s, bool tcp, i
 
 		r = bench_cmd(stop, 0, CMD_TIMEOUT_MS, NULL, NULL, NULL);
 		stopped = bench_now_ns();
-		sleep_ms(STOP_MS);
+		bench_sleep_ms(STOP_MS);
 		resumed = bench_now_ns();
 		if (bench_cmd(cont, 0, CMD_TIMEOUT_MS, NULL, NULL, NULL) != 0 || r != 0) {
 			r = bench_err_r(-EPROTO, "ghost kill -STOP/-CONT %d failed", (int)spid);
@@ -1281,14 +1251,6 @@ static double curve_peak(const struct curve *cv)
 	return peak;
 }
 
-static void cell(double v, int width, int prec)
-{
-	if (isnan(v))
-		printf(" %*s", width, "-");
-	else
-		printf(" %*.*f", width, prec, v);
-}
-
 static void print_figure8(const struct config *c, const struct curve *cv)
 {
 	static const uint64_t cols[] = { 1024, 65536, 1 << 20, 4 << 20 };
@@ -1315,18 +1277,18 @@ static void print_figure8(const struct config *c, const struct curve *cv)
 			printf(" failed (see above)\n");
 			continue;
 		}
-		cell(curve_latency(w), 8, 2);
+		bench_cell(curve_latency(w), 8, 2);
 		for (size_t k = 0; k < ARRAY_SIZE(cols); k++)
-			cell(cols[k] <= c->max_size ? curve_at(w, cols[k]) : NAN, 8, 1);
-		cell(curve_peak(w), 8, 1);
+			bench_cell(cols[k] <= c->max_size ? curve_at(w, cols[k]) : NAN, 8, 1);
+		bench_cell(curve_peak(w), 8, 1);
 		if (is_ghost_row(i)) {
 			const struct curve *b = &cv[baseline_of[i]];
 			double lx = curve_latency(w) / curve_latency(b);
 			double bx = curve_peak(w) / curve_peak(b);
 
 			printf(" | %-3s", b->id);
-			cell(lx, 6, 3);
-			cell(bx, 6, 3);
+			bench_cell(lx, 6, 3);
+			bench_cell(bx, 6, 3);
 			if (isnan(lx) || isnan(bx))
 				printf(" -");
 			else
@@ -1346,7 +1308,7 @@ static void print_figure8(const struct config *c, const struct curve *cv)
 			if (cv[i].na[0])
 				printf(" %8s", "n/a");
 			else
-				cell(curve_at(&cv[i], size), 8, 1);
+				bench_cell(curve_at(&cv[i], size), 8, 1);
 		}
 		printf("\n");
 	}
@@ -1450,10 +1412,10 @@ static void print_figure9a(const struct config *c, const struct np_series *ns,
 			double base = during ? NAN : curve_at(b, w->cv.size[i]);
 
 			printf("%9llu%c", (unsigned long long)w->cv.size[i], during ? '*' : ' ');
-			cell(w->cv.mbps[i], 9, 1);
+			bench_cell(w->cv.mbps[i], 9, 1);
 			printf("  %-3s", during ? "" : b->id);
-			cell(base, 9, 1);
-			cell(w->cv.mbps[i] / base, 7, 3);
+			bench_cell(base, 9, 1);
+			bench_cell(w->cv.mbps[i] / base, 7, 3);
 			printf("\n");
 		}
 	}
@@ -1981,17 +1943,6 @@ static int choose_cpus(struct config *c)
 	return 0;
 }
 
-static char *exe_path(const char *path)
-{
-	char *abs = realpath(path, NULL);
-
-	if (abs && access(abs, X_OK) < 0) {
-		free(abs);
-		return NULL;
-	}
-	return abs;
-}
-
 /* --ghost and --pingpong, or their places in a build directory. */
 static int find_programs(struct config *c)
 {
@@ -2004,7 +1955,7 @@ static int find_programs(struct config *c)
 		return bench_err_r(r, "cannot find my own directory: %s", strerror(-r));
 	if (c->ghost) {
 		given = c->ghost;
-		c->ghost = exe_path(given);
+		c->ghost = bench_exe_path(given);
 		free(given);
 	} else {
 		_cleanup_free_ char *p2 = bench_path_join(dir, "ghost");
@@ -2012,22 +1963,22 @@ static int find_programs(struct config *c)
 
 		if (!p2 || !p3)
 			return -ENOMEM;
-		c->ghost = exe_path(p2);
+		c->ghost = bench_exe_path(p2);
 		if (!c->ghost)
-			c->ghost = exe_path(p3);
+			c->ghost = bench_exe_path(p3);
 	}
 	if (!c->ghost)
 		return bench_err_r(-ENOENT, "no ghost CLI found (--ghost PATH)");
 	if (c->pingpong) {
 		given = c->pingpong;
-		c->pingpong = exe_path(given);
+		c->pingpong = bench_exe_path(given);
 		free(given);
 	} else {
 		_cleanup_free_ char *p = bench_path_join(dir, "pingpong");
 
 		if (!p)
 			return -ENOMEM;
-		c->pingpong = exe_path(p);
+		c->pingpong = bench_exe_path(p);
 	}
 	if (!c->pingpong)
 		return bench_err_r(-ENOENT, "no pingpong found (--pingpong PATH)");
