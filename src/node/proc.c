@@ -723,12 +723,18 @@ pid_t proc_parent(pid_t pid)
 	return (pid_t)ppid;
 }
 
-bool proc_job_stopped(pid_t pid)
+/* The state letter of /proc/PID/stat ('R', 'S', 'T'...); 0 if unknown. */
+static char stat_state(pid_t pid)
 {
 	char buf[512];
 	const char *f = stat_after_comm(pid, buf, sizeof(buf));
 
-	return f && f[0] == 'T';
+	return f ? f[0] : 0;
+}
+
+bool proc_job_stopped(pid_t pid)
+{
+	return stat_state(pid) == 'T';
 }
 
 pid_t proc_known_child(struct node_daemon *d, pid_t pid, size_t *ret_n)
@@ -1121,7 +1127,6 @@ static const char *proc_state(struct node_daemon *d, const struct mproc *p, uint
 	char path[64];
 	struct buf b = BUF_INIT;
 	const char *state = "running";
-	char *paren;
 	unsigned long long size, rss;
 
 	*ret_rss = 0;
@@ -1131,35 +1136,33 @@ static const char *proc_state(struct node_daemon *d, const struct mproc *p, uint
 		return "starting";
 	if (!d->own_proc)
 		return "running";
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
-	if (read_file_at(AT_FDCWD, path, &b) >= 0 && b.data &&
-	    (paren = strrchr(b.data, ')')) && paren[1] == ' ') {
-		switch (paren[2]) {
-		case 'R':
-			state = "running";
-			break;
-		case 'S':
-			state = "sleeping";
-			break;
-		case 'D':
-			state = "disk-sleep";
-			break;
-		case 'T':
-			state = "stopped";
-			break;
-		case 't':
-			state = "traced";
-			break;
-		case 'Z':
-			state = "zombie";
-			break;
-		case 'I':
-			state = "idle";
-			break;
-		default:
-			state = "unknown";
-			break;
-		}
+	switch (stat_state(p->pid)) {
+	case 'R':
+		state = "running";
+		break;
+	case 'S':
+		state = "sleeping";
+		break;
+	case 'D':
+		state = "disk-sleep";
+		break;
+	case 'T':
+		state = "stopped";
+		break;
+	case 't':
+		state = "traced";
+		break;
+	case 'Z':
+		state = "zombie";
+		break;
+	case 'I':
+		state = "idle";
+		break;
+	case 0:
+		break; /* unreadable (it just exited): left "running" */
+	default:
+		state = "unknown";
+		break;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/statm", (int)p->pid);
 	if (read_file_at(AT_FDCWD, path, &b) >= 0 && b.data &&
