@@ -195,9 +195,7 @@ print(*[p["pid"] for p in json.load(sys.stdin) if p["command"] == "sleep 30"])')
 check_eq "an attached process moves too (migrate-attached.sh has the rest)" "0 " \
 	"$? $(cat "$TEST_TMP/err")"
 check_eq "after all that, the process is still on node 1" 1 "$(node_of "$victim")"
-check_eq "  ... and still sleeping" sleeping "$("$GHOST" ps --json | python3 -c '
-import json, sys
-print(*[p["state"] for p in json.load(sys.stdin) if p["pid"] == '"$victim"'])')"
+check_eq "  ... and still sleeping" sleeping "$(state_of "$victim")"
 "$GHOST" kill -KILL "$victim" "$att"
 
 "$GHOST" cluster down > /dev/null

@@ -96,8 +96,13 @@ start_pair() {
 	wait_file "$d/cons.ready" && wait_file "$d/prod.ready"
 }
 
-# result DIR: "PRODUCED CONSUMED" once both ended.
+# consumed DIR: the bytes the consumer checked, if it saw the end of the
+# stream (twice, as streamer checks); empty otherwise.
+consumed() {
+	grep -o 'consumed [0-9]* ok' "$1/cons" 2>/dev/null | cut -d' ' -f2
+}
+
+# counts DIR: "PRODUCED CONSUMED" once both ended.
 counts() {
-	echo "$(grep -o 'produced [0-9]*' "$1/prod" 2>/dev/null | cut -d' ' -f2)" \
-		"$(grep -o 'consumed [0-9]* ok' "$1/cons" 2>/dev/null | cut -d' ' -f2)"
+	echo "$(grep -o 'produced [0-9]*' "$1/prod" 2>/dev/null | cut -d' ' -f2)" "$(consumed "$1")"
 }

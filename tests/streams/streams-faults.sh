@@ -60,12 +60,6 @@ move_and_act() {
 	wait $actor
 }
 
-# consumed DIR: the consumer checked every byte it got and saw the end
-# of the stream (twice, as streamer checks); prints the count.
-consumed() {
-	grep -o 'consumed [0-9]* ok' "$1/cons" 2>/dev/null | cut -d' ' -f2
-}
-
 # 1. The peer's node stops answering during the suspend.
 d=$TEST_TMP/stopped
 if start_pair tcp "$d"; then
