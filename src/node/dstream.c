@@ -1110,6 +1110,9 @@ static int ep_ask(struct dsep *e, uint32_t type, struct buf *b, int r)
 
 	e->req = node_new_id(d);
 	e->req_node = home_of(d, e->id);
+	/* A node that left is down at once for us, before msg gives up on it. */
+	if (r >= 0 && !node_up(d, e->req_node))
+		r = -EHOSTDOWN;
 	if (r >= 0)
 		r = attr_put_u64(b, A_REQ, e->req);
 	r = dsend(d, e->req_node, type, b, r);
@@ -1234,8 +1237,8 @@ void dstream_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl
 		return ep_fail(e, -EPROTO, "unknown dstream request");
 	}
 	if (r < 0)
-		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s",
-			home_of(d, e->id), e->id, strerror(-r));
+		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the "
+			"stream is lost with it)", home_of(d, e->id), e->id, strerror(-r));
 }
 
 /* The endpoint's process has it; send the attach answer, with the feeds
@@ -1484,8 +1487,8 @@ static void suspend_end(struct dsep *e)
 	putb(&b, &r, A_SECRET, e->secret, sizeof(e->secret));
 	r = ep_ask(e, DSM_SUSPEND, &b, r);
 	if (r < 0)
-		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s",
-			e->home, e->id, strerror(-r));
+		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the "
+			"stream is lost with it)", e->home, e->id, strerror(-r));
 }
 
 void dstream_conn_frame(struct dsep *e, const struct ctl_request *req)

@@ -7,13 +7,18 @@
  * "not ok - WHAT: WHY" lines and exits 1 if one check failed.
  *
  *   dstest fig2-p1|fig2-p2|fig2-p3 DIR       Figure 2 of the report
- *   dstest fifo-reader DIR WRITERS COUNT     a FIFO stream, checked records
+ *   dstest fifo-reader DIR WRITERS COUNT [MOVE-AT]  a FIFO stream, checked
+ *                                            records; with MOVE-AT the reader
+ *                                            suspends after that many and
+ *   dstest fifo-reader-resume DIR WRITERS COUNT  wakes up to read on
  *   dstest fifo-writer DIR COUNT
  *   dstest lifo-reader DIR WRITERS COUNT     a LIFO stream, newest first
  *   dstest lifo-writer DIR COUNT
  *   dstest relay-fixed DIR ROUNDS K          a DIRECT stream whose other end
  *   dstest relay-mover DIR ROUND ROUNDS K    moves every K messages each way
  *   dstest errors DIR                        the errors a caller can meet
+ *   dstest homeless-p1 DIR HOME              a stream whose home node leaves
+ *   dstest homeless-p2 DIR
  *   dstest attach ID                         attach, print the error code
  */
 #include <errno.h>
@@ -301,24 +306,48 @@ static int fig2_p3(void)
 
 /* ---- FIFO and LIFO ---------------------------------------------------------------- */
 
-static int reader(enum ds_type type, unsigned writers, unsigned count)
+/* What a FIFO or LIFO reader has checked so far: it moves with it. */
+struct rstate {
+	unsigned got, bad, order;
+	uint32_t last_writer, last_seq;
+	uint32_t next[DS_MAX_ENDPOINTS];
+};
+
+/* The reader: it creates the stream, or (resume) wakes up the reader that
+ * suspended itself after move_at records, and goes on from its state. */
+static int reader(enum ds_type type, unsigned writers, unsigned count, unsigned move_at,
+		  bool resume)
 {
-	uint32_t *next = calloc(writers + 1, sizeof(*next));
 	uint8_t *buf = malloc(DS_MSG_MAX);
-	unsigned got = 0, bad = 0, order = 0;
+	struct rstate st = { .last_writer = UINT32_MAX };
 	struct ds_ep *ep;
-	uint32_t last_writer = UINT32_MAX, last_seq = 0;
 	uint64_t id;
 	int r;
 
-	if (!next || !buf)
+	if (!buf || writers + 1 > DS_MAX_ENDPOINTS)
 		die("out of memory");
-	if (ds_create(type, writers + 1, &id) < 0 || ds_attach(id, &ep) < 0)
-		die("the reader creates and attaches");
-	check(ds_ep_index(ep) == 0, "the reader has endpoint 0");
-	put_id(id);
-	check(ds_wait(ep, WAIT_MS) == 0, "the reader: all %u writers attached", writers);
-	if (type == DS_LIFO) {
+	if (resume) {
+		char handle[DS_HANDLE_MAX];
+		FILE *f;
+
+		snprintf(handle, sizeof(handle), "%s", get_file("reader.handle"));
+		f = fopen(path("reader.state"), "r");
+		if (!f || fread(&st, sizeof(st), 1, f) != 1)
+			die("no reader state");
+		fclose(f);
+		id = get_id();
+		r = ds_wakeup(handle, &ep);
+		check(r == 0, "the reader wakes up after %u records", st.got);
+		if (r < 0)
+			return 1;
+	} else {
+		if (ds_create(type, writers + 1, &id) < 0 || ds_attach(id, &ep) < 0)
+			die("the reader creates and attaches");
+		check(ds_ep_index(ep) == 0, "the reader has endpoint 0");
+		put_id(id);
+		check(ds_wait(ep, WAIT_MS) == 0, "the reader: all %u writers attached", writers);
+	}
+	if (type == DS_LIFO && !resume) {
 		char name[32];
 
 		/* Everything is sent (and has come: it was sent before the
@@ -329,44 +358,57 @@ static int reader(enum ds_type type, unsigned writers, unsigned count)
 		}
 		usleep(200 * 1000);
 		for (unsigned w = 1; w <= writers; w++)
-			next[w] = count;
+			st.next[w] = count;
 	}
 	for (;;) {
 		struct rec h;
 
+		if (move_at && st.got == move_at) {
+			char handle[DS_HANDLE_MAX];
+			FILE *f = fopen(path("reader.state"), "w");
+
+			if (!f || fwrite(&st, sizeof(st), 1, f) != 1 || fclose(f) != 0)
+				die("cannot save the reader's state");
+			r = ds_suspend(ep, handle, sizeof(handle));
+			check(r == 0, "the reader suspends after %u records", st.got);
+			if (r == 0)
+				put_file("reader.handle", handle);
+			free(buf);
+			return failures ? 1 : 0;
+		}
 		r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
 		if (r <= 0)
 			break;
-		got++;
+		st.got++;
 		if (check_rec(buf, r, &h) < 0 || h.writer < 1 || h.writer > writers) {
-			bad++;
+			st.bad++;
 			continue;
 		}
 		if (type == DS_FIFO) {
 			/* Each writer's in the order sent. */
-			if (h.seq != next[h.writer])
-				order++;
-			next[h.writer] = h.seq + 1;
+			if (h.seq != st.next[h.writer])
+				st.order++;
+			st.next[h.writer] = h.seq + 1;
 		} else {
 			/* Newest first: the last writer's last record first, and so on. */
-			if (h.seq + 1 != next[h.writer] ||
-			    (last_writer != UINT32_MAX && h.writer != last_writer &&
-			     !(h.writer < last_writer && last_seq == 0)))
-				order++;
-			next[h.writer] = h.seq;
-			last_writer = h.writer;
-			last_seq = h.seq;
+			if (h.seq + 1 != st.next[h.writer] ||
+			    (st.last_writer != UINT32_MAX && h.writer != st.last_writer &&
+			     !(h.writer < st.last_writer && st.last_seq == 0)))
+				st.order++;
+			st.next[h.writer] = h.seq;
+			st.last_writer = h.writer;
+			st.last_seq = h.seq;
 		}
 	}
 	check(r == 0, "the reader reads to the end of the stream (%d)", r);
-	check(got == writers * count, "the reader got %u records of %u", got, writers * count);
-	check(bad == 0, "every record is whole and intact (%u not)", bad);
-	check(order == 0, "every record comes in %s order (%u out of it)",
-	      type == DS_FIFO ? "its writer's" : "newest-first", order);
+	check(st.got == writers * count, "the reader got %u records of %u", st.got,
+	      writers * count);
+	check(st.bad == 0, "every record is whole and intact (%u not)", st.bad);
+	check(st.order == 0, "every record comes in %s order (%u out of it)",
+	      type == DS_FIFO ? "its writer's" : "newest-first", st.order);
 	ds_unattach(ep);
 	check(ds_destroy(id) == 0, "the reader destroys the stream");
 	free(buf);
-	free(next);
 	return failures ? 1 : 0;
 }
 
@@ -503,6 +545,75 @@ static int relay_mover(unsigned round, unsigned rounds, unsigned k)
 	return failures ? 1 : 0;
 }
 
+/* ---- a stream whose home node leaves -------------------------------------------- */
+
+/* The home of a stream, as every daemon computes it (docs/ghostd.md): the
+ * local cluster's nodes are 1..n in its configuration's order. */
+static unsigned home_of(uint64_t id, unsigned nodes)
+{
+	uint64_t x = id + 0x9E3779B97F4A7C15ull;
+
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return 1 + (unsigned)((x ^ (x >> 31)) % nodes);
+}
+
+/* P1 and P2 of a DIRECT stream whose home is node `home` (of 3): their
+ * messages still go once the home left; what needs the home fails clearly. */
+static int homeless(bool first, unsigned home)
+{
+	char buf[64], name[32];
+	struct ds_ep *ep;
+	uint64_t id = 0;
+	int r, tries;
+
+	if (first) {
+		for (tries = 0; tries < 200; tries++) {
+			if (ds_create(DS_DIRECT, 2, &id) < 0)
+				die("create a stream");
+			if (home_of(id, 3) == home)
+				break;
+			ds_destroy(id);
+		}
+		check(tries < 200, "a stream whose home is node %u", home);
+		put_id(id);
+	} else {
+		id = get_id();
+	}
+	if (ds_attach(id, &ep) < 0 || ds_wait(ep, WAIT_MS) < 0)
+		die("attach");
+	r = ds_send(ep, first ? "P1 before" : "P2 before", 9);
+	check(r == 0 && ds_recv(ep, buf, sizeof(buf), WAIT_MS) == 9 &&
+		      !memcmp(buf, first ? "P2 before" : "P1 before", 9),
+	      "%s: a message each way", first ? "P1" : "P2");
+	snprintf(name, sizeof(name), "%s.ready", first ? "p1" : "p2");
+	put_file(name, "1");
+	(void)get_file("gone");
+	r = ds_send(ep, first ? "P1 after" : "P2 after", 8);
+	check(r == 0 && ds_recv(ep, buf, sizeof(buf), WAIT_MS) == 8 &&
+		      !memcmp(buf, first ? "P2 after" : "P1 after", 8),
+	      "%s: messages still go once the home node is down", first ? "P1" : "P2");
+	if (first) {
+		struct ds_ep *other = NULL;
+
+		/* P2 tries to suspend first. */
+		(void)get_file("p2.done");
+		r = ds_destroy(id);
+		check(r == -EHOSTDOWN, "destroy: -EHOSTDOWN (%s)", ds_errmsg());
+		r = ds_attach(id, &other);
+		check(r == -EHOSTDOWN, "attach: -EHOSTDOWN (%s)", ds_errmsg());
+		ds_unattach(other);
+		ds_unattach(ep);
+	} else {
+		char handle[DS_HANDLE_MAX];
+
+		r = ds_suspend(ep, handle, sizeof(handle));
+		check(r == -EHOSTDOWN, "suspend: -EHOSTDOWN (%s)", ds_errmsg());
+		put_file("p2.done", "1");
+	}
+	return failures ? 1 : 0;
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static int errors(void)
@@ -600,12 +711,13 @@ int main(int argc, char **argv)
 		return fig2_p2();
 	if (!strcmp(argv[1], "fig2-p3"))
 		return fig2_p3();
-	if (!strcmp(argv[1], "fifo-reader") && argc == 5)
-		return reader(DS_FIFO, (unsigned)strtoul(argv[3], NULL, 10),
-			      (unsigned)strtoul(argv[4], NULL, 10));
-	if (!strcmp(argv[1], "lifo-reader") && argc == 5)
-		return reader(DS_LIFO, (unsigned)strtoul(argv[3], NULL, 10),
-			      (unsigned)strtoul(argv[4], NULL, 10));
+	if ((!strcmp(argv[1], "fifo-reader") || !strcmp(argv[1], "lifo-reader") ||
+	     !strcmp(argv[1], "fifo-reader-resume")) && (argc == 5 || argc == 6))
+		return reader(argv[1][0] == 'f' ? DS_FIFO : DS_LIFO,
+			      (unsigned)strtoul(argv[3], NULL, 10),
+			      (unsigned)strtoul(argv[4], NULL, 10),
+			      argc == 6 ? (unsigned)strtoul(argv[5], NULL, 10) : 0,
+			      !strcmp(argv[1], "fifo-reader-resume"));
 	if ((!strcmp(argv[1], "fifo-writer") || !strcmp(argv[1], "lifo-writer")) && argc == 4)
 		return writer((unsigned)strtoul(argv[3], NULL, 10));
 	if (!strcmp(argv[1], "relay-fixed") && argc == 5)
@@ -617,6 +729,10 @@ int main(int argc, char **argv)
 				   (unsigned)strtoul(argv[5], NULL, 10));
 	if (!strcmp(argv[1], "errors"))
 		return errors();
+	if (!strcmp(argv[1], "homeless-p1") && argc == 4)
+		return homeless(true, (unsigned)strtoul(argv[3], NULL, 10));
+	if (!strcmp(argv[1], "homeless-p2"))
+		return homeless(false, 0);
 	fprintf(stderr, "dstest: unknown role '%s'\n", argv[1]);
 	return 2;
 }

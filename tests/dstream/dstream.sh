@@ -12,9 +12,14 @@
 #     every node, its peer's node and the node it was held on included.
 #  2. FIFO: writers on the three nodes, one reader: every record (16 to
 #     4096 bytes, checksummed) whole, each writer's in order, then the end.
+#     Then the same with the reader suspended halfway on node 1 and woken
+#     up on node 2 while the writers go on.
 #  3. LIFO: the reader gets the newest record first.
 #  4. Errors: forged and used handles, an endpoint too many, a destroyed
 #     stream, another user's stream, a process outside the node.
+#  5. The home node of a stream leaves: the stream's messages still go,
+#     what needs its directory entry (suspend, attach, destroy) fails with
+#     EHOSTDOWN and says why.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 DSTEST=$(realpath "$(dirname "$0")")/dstest
@@ -142,6 +147,20 @@ for r in fifo-writer-1 fifo-writer-2 fifo-writer-3 fifo-reader; do
 	finish_role $r
 done
 
+# ---- 2b. the same, the reader moving from node 1 to node 2 halfway ----
+D=$TEST_TMP/fifo-move
+mkdir -p "$D"
+role fifo-reader 1 fifo-reader "$D" 3 300 450
+wait_file "$D/id" || not_ok "the FIFO reader created its stream"
+role fifo-writer-1 1 fifo-writer "$D" 300
+role fifo-writer-2 2 fifo-writer "$D" 300
+role fifo-writer-3 3 fifo-writer "$D" 300
+finish_role fifo-reader
+role fifo-reader-2 2 fifo-reader-resume "$D" 3 300
+for r in fifo-writer-1 fifo-writer-2 fifo-writer-3 fifo-reader-2; do
+	finish_role $r
+done
+
 # ---- 3. LIFO: one writer after the other ----
 D=$TEST_TMP/lifo
 mkdir -p "$D"
@@ -173,6 +192,32 @@ else
 fi
 echo 1 > "$D/other.done"
 finish_role errors
+
+# ---- 5. the home node leaves: its streams are lost, not their connections ----
+D=$TEST_TMP/homeless
+mkdir -p "$D"
+role homeless-p1 1 homeless-p1 "$D" 3
+wait_file "$D/id" || not_ok "P1 found a stream whose home is node 3"
+role homeless-p2 2 homeless-p2 "$D"
+if wait_file "$D/p1.ready" && wait_file "$D/p2.ready"; then
+	for d in $(children "$(node_init 3)"); do
+		[ "$(cat "/proc/$d/comm" 2>/dev/null)" = ghostd ] && kill -TERM "$d"
+	done
+	for n in 1 2; do
+		for _ in $(seq 100); do
+			GHOST_CONTROL=$GHOST_CLUSTER_DIR/node$n/ghostd.sock "$GHOST" nodes |
+				grep -q '^3 .* down' && break
+			sleep 0.05
+		done
+	done
+	check "nodes 1 and 2 see node 3 down" sh -c \
+		"GHOST_CONTROL='$GHOST_CLUSTER_DIR/node2/ghostd.sock' '$GHOST' nodes | grep -q '^3 .* down'"
+else
+	not_ok "the stream whose home is node 3 works"
+fi
+echo 1 > "$D/gone"
+finish_role homeless-p2
+finish_role homeless-p1
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
