@@ -49,10 +49,12 @@
  *           sends after it follow. While B is suspended A may go on sending
  *           until the kernel's buffers are full; ds_send() then blocks until
  *           the wakeup.
- * A suspended endpoint stays suspended (its held bytes on the node where it
- * was suspended) until it is woken up or the stream is destroyed. A peer
- * must call into the library (any call) for a wakeup to complete: its
- * process switches its sending to the new connection between two messages.
+ * A suspended endpoint stays suspended (held by the ghostd of the node where
+ * it was suspended) until it is woken up or the stream is destroyed. The
+ * woken endpoint reads what a peer sent before the wakeup once that peer's
+ * process has called into the library (any call on its endpoint, or the
+ * one it is blocked in): it switches its sending to the new connection
+ * there, between two messages.
  *
  * ds_unattach() closes an endpoint for good: what it did not receive is
  * lost, its peers read what it sent and then the end of the stream (a
