@@ -158,7 +158,7 @@ int client_send(struct client *cl, uint16_t type, const struct buf *payload, con
 }
 
 int client_take_frame(struct client *cl, uint16_t *ret_type, const void **ret_payload,
-			     size_t *ret_len)
+		      size_t *ret_len)
 {
 	uint32_t len;
 	int r;

@@ -183,10 +183,10 @@ int node_ds_create(const char *path, uint32_t type, uint32_t n, uint64_t *ret_id
 {
 	struct node_ds *c = NULL;
 	struct buf b = BUF_INIT;
-	const void *payload;
+	const void *payload = NULL;
 	struct attr a;
-	uint16_t t;
-	size_t len;
+	uint16_t t = 0;
+	size_t len = 0;
 	int r;
 
 	r = attr_put_u32(&b, A_KIND, type);
@@ -211,9 +211,9 @@ int node_ds_destroy(const char *path, uint64_t id, struct buf *err)
 {
 	struct node_ds *c = NULL;
 	struct buf b = BUF_INIT;
-	const void *payload;
-	uint16_t t;
-	size_t len;
+	const void *payload = NULL;
+	uint16_t t = 0;
+	size_t len = 0;
 	int r;
 
 	r = attr_put_u64(&b, A_STREAM, id);
@@ -233,11 +233,11 @@ int node_ds_destroy(const char *path, uint64_t id, struct buf *err)
 static int attached(struct node_ds *c, struct node_ds **ret, struct node_ds_info *info,
 		    struct buf *err)
 {
-	const void *payload;
+	const void *payload = NULL;
 	struct attr_iter it;
 	struct attr a;
-	uint16_t t;
-	size_t len;
+	uint16_t t = 0;
+	size_t len = 0;
 	int r;
 
 	r = ds_frame(c, true, &t, &payload, &len, err);
@@ -305,10 +305,10 @@ int node_ds_wakeup(const char *path, const char *handle, struct node_ds **ret,
 
 int node_ds_next(struct node_ds *c, struct node_ds_event *ret, struct buf *err)
 {
-	const void *payload;
+	const void *payload = NULL;
 	struct attr a;
-	uint16_t t;
-	size_t len;
+	uint16_t t = 0;
+	size_t len = 0;
 	int r;
 
 	r = ds_frame(c, false, &t, &payload, &len, err);
@@ -376,10 +376,10 @@ int node_ds_hand(struct node_ds *c, uint32_t peer, const void *data, size_t len,
 
 int node_ds_suspend_end(struct node_ds *c, char *handle, size_t size, struct buf *err)
 {
-	const void *payload;
+	const void *payload = NULL;
 	struct attr a;
-	uint16_t t;
-	size_t len;
+	uint16_t t = 0;
+	size_t len = 0;
 	int r;
 
 	r = client_send(&c->cl, CTL_DS_HANDED, NULL, NULL, 0);

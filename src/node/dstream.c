@@ -41,17 +41,42 @@
  * it does between two messages, so a held socket's end is exactly the
  * last message the peer sent on it: nothing is lost or read twice.
  *
- * Node roles per stream: home (dsdir), endpoint node (struct dsep: a
- * process's endpoint, or a held one, or a request waiting for the home),
- * link builder (struct dsbuild).
+ * On an endpoint's node (struct dsep; a link builder is struct dsbuild):
  *
- *   event                              function
- *   CTL_DS_CREATE/DESTROY/ATTACH/WAKEUP dstream_request()
- *   CTL_DS_SUSPEND/HAND/HANDED          dstream_conn_frame()
- *   endpoint connection gone            dstream_conn_gone()
- *   DSM_* at the home                   home_recv()
- *   DSM_* at an endpoint's node         dsm_recv()
- *   node down                           dstream_node_down()
+ *   REQUEST --answer--> ATTACHED --SUSPEND--> SUSPENDING --HANDED--> HELD
+ *      |                   |                      |                  |
+ *      |                   +---- connection gone (unattach) ---+     | DSM_TAKE
+ *      +-- error ----------+---------------------------------+ |     v
+ *                                                            v v   TAKING --all sent--> gone
+ *                                                            gone   (HELD: destroyed, home lost)
+ *
+ * Invariants:
+ *   1. The home runs one attach or wakeup of a stream at a time and starts
+ *      the next only once every end of the links it asked for reported
+ *      DSM_LINKED (or 10 s): a take finds every socket its held endpoint
+ *      will ever get.
+ *   2. A process switches its sending to a new socket only between two
+ *      messages, and ends the old one then: a socket's end, in each
+ *      direction, is a message boundary.
+ *   3. Every reader of a link, a process or a take, reads its sockets in
+ *      order, each to its end: a link's messages come in the order sent.
+ *   4. The watch of an fd is freed before the fd leaves the daemon (closed,
+ *      or handed to a process): epoll watches the file, which outlives our
+ *      fd, and would report events for a freed watch.
+ *   5. Nothing here blocks: handshakes are msg_chan_hs_*, held sockets and
+ *      feeds are read and written as the loop says they may be.
+ *
+ *   event                                function
+ *   CTL_DS_CREATE/DESTROY/ATTACH/WAKEUP  dstream_request() -> ep_ask()
+ *   answer from the home                 ep_reply() -> ep_attached()
+ *   CTL_DS_SUSPEND, _HAND, _HANDED       suspend_begin(), suspend_hand(), suspend_end()
+ *   endpoint connection gone             dstream_conn_gone() -> ep_close()
+ *   DSM_* at the home                    home_recv()
+ *   DSM_LINK, DSM_LINK_CONNECT           on_link(), on_link_connect() -> on_hs_io() -> give()
+ *   DSM_TAKE (S)                         on_take() -> take_step(), on_take_io()
+ *   DSM_FEED, DSM_TAKEN (X)              on_feed(), on_taken() -> feed_flush()
+ *   DSM_PEER_CLOSED, DSM_DESTROYED       on_peer_closed(), on_destroyed()
+ *   node down                            dstream_node_down()
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -850,9 +875,9 @@ static void home_unattach(struct dsdir *x, uint32_t from, const struct dsattrs *
 static void home_linked(struct dsdir *x, uint32_t from, const struct dsattrs *a)
 {
 	if (a->err)
-		log_warn("stream %" PRIx64 ": node %u could not install the link of endpoints "
-			 "%u and %u: %s", x->id, from, a->index, a->peer,
-			 a->message[0] ? a->message : strerror((int)a->err));
+		log_warn_errno(-(int)a->err, "stream %" PRIx64 ": node %u could not install the "
+			       "link of endpoints %u and %u (%s)", x->id, from, a->index, a->peer,
+			       a->message);
 	for (int pass = 0; pass < 2; pass++) {
 		uint32_t node = pass == 0 ? from : a->node;
 
@@ -1836,8 +1861,8 @@ static void linked(struct node_daemon *d, uint64_t id, uint32_t index, uint32_t 
 
 static void build_fail(struct dsbuild *b, int err, const char *why)
 {
-	log_warn("stream %" PRIx64 ": the link of endpoints %u and %u (node %u): %s: %s", b->id,
-		 b->index, b->peer, b->peer_node, why, strerror(-err));
+	log_warn_errno(err, "stream %" PRIx64 ": the link of endpoints %u and %u (node %u): %s",
+		       b->id, b->index, b->peer, b->peer_node, why);
 	linked(b->d, b->id, b->index, b->peer, err, why);
 	build_free(b);
 }

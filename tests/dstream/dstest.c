@@ -234,6 +234,8 @@ static int fig2_p1(void)
 	if (ds_create(DS_DIRECT, 2, &id) < 0 || ds_attach(id, &ep) < 0)
 		die("P1 creates and attaches");
 	check(ds_ep_index(ep) == 0, "P1 has endpoint 0");
+	snprintf(buf, sizeof(buf), "%d", (int)getpid());
+	put_file("p1.pid", buf);
 	put_id(id);
 	r = ds_wait(ep, WAIT_MS);
 	check(r == 0, "P1: the stream is ready once P2 attached");

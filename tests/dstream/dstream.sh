@@ -115,6 +115,9 @@ role P3 3 fig2-p3 "$D"
 if wait_file "$D/p3.ready"; then
 	peers=$(tcp_peers 3 "$(cat "$D/p3.ready")" | sort -u | tr '\n' ' ')
 	check_eq "P3's only TCP connection goes straight to node 1" "${ADDRESS[1]} " "$peers"
+	peers=$(tcp_peers 1 "$(cat "$D/p1.pid")" | sort -u | tr '\n' ' ')
+	check_eq "P1's only TCP connection goes straight to node 3 (none to node 2)" \
+		"${ADDRESS[3]} " "$peers"
 else
 	not_ok "P3 got every message"
 fi
