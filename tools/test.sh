@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Run every test: the unit, integration and streams suites on a -Werror gcc build, then
-# the unit suite again and the fuzzer (libFuzzer, 20 s) on a clang build with
+# Run every test: the unit, integration, streams, dstream and other suites on a -Werror
+# gcc build, then the unit suite again and the fuzzer (libFuzzer, 20 s) on a clang build with
 # AddressSanitizer + UndefinedBehaviorSanitizer. Needs root (ptrace, clone3
 # set_tid, namespaces).
 # Ends with one line "tests: N passed, N failed, N skipped"; exits non-zero if

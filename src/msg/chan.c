@@ -561,6 +561,254 @@ int msg_chan_accept(int listen_fd, const uint8_t key[MSG_CHAN_KEY_SIZE], unsigne
 	return r;
 }
 
+/* ---- the handshake without blocking, for an event loop ---- */
+
+enum hs_state {
+	HS_CONNECTING, /* sender: waiting for the TCP connection */
+	HS_SENDING,    /* sender: hello, or MAC_s, partly written */
+	HS_REPLY_WAIT, /* sender: reading Nr | MAC_r */
+	HS_RECEIVING,  /* receiver: the pending struct reads hello, then MAC_s */
+	HS_DONE,
+	HS_FAILED,
+};
+
+struct msg_chan_hs {
+	enum hs_state state;
+	bool sender;
+	int fd;
+	uint8_t key[MSG_CHAN_KEY_SIZE];
+	/* sender */
+	uint8_t ns[CHAN_NONCE_SIZE];
+	uint8_t out[CHAN_HELLO_SIZE];
+	size_t out_len, out_off;
+	bool mac_sent;      /* out holds MAC_s: DONE once it is written */
+	uint8_t reply[CHAN_REPLY_SIZE];
+	size_t have;
+	uint8_t session_key[MSG_CHAN_KEY_SIZE];
+	/* receiver */
+	struct pending p;
+};
+
+int msg_chan_hs_connect(const char *host, uint16_t port, const uint8_t key[MSG_CHAN_KEY_SIZE],
+			struct msg_chan_hs **ret)
+{
+	struct msg_chan_hs *hs;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int r;
+
+	if (!host || port == 0 || !key || !ret)
+		return -EINVAL;
+	r = parse_host(host, port, &ss, &len);
+	if (r < 0)
+		return r;
+	if (sodium_init() < 0)
+		return -EIO;
+	hs = calloc(1, sizeof(*hs));
+	if (!hs)
+		return -ENOMEM;
+	hs->sender = true;
+	hs->p.fd = -1;
+	memcpy(hs->key, key, MSG_CHAN_KEY_SIZE);
+	hs->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (hs->fd < 0) {
+		r = -errno;
+		msg_chan_hs_free(hs);
+		return r;
+	}
+	set_nodelay(hs->fd);
+	if (connect(hs->fd, (const struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS &&
+	    errno != EINTR) {
+		r = -errno;
+		msg_chan_hs_free(hs);
+		return r;
+	}
+	hs->state = HS_CONNECTING;
+	*ret = hs;
+	return 0;
+}
+
+int msg_chan_hs_accept(int fd, const uint8_t key[MSG_CHAN_KEY_SIZE], struct msg_chan_hs **ret)
+{
+	struct msg_chan_hs *hs;
+	int flags;
+
+	if (fd < 0 || !key || !ret) {
+		safe_close(fd);
+		return -EINVAL;
+	}
+	if (sodium_init() < 0) {
+		safe_close(fd);
+		return -EIO;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
+		int r = -errno;
+
+		safe_close(fd);
+		return r;
+	}
+	hs = calloc(1, sizeof(*hs));
+	if (!hs) {
+		safe_close(fd);
+		return -ENOMEM;
+	}
+	memcpy(hs->key, key, MSG_CHAN_KEY_SIZE);
+	hs->fd = -1;
+	hs->p.fd = fd;
+	set_nodelay(fd);
+	hs->state = HS_RECEIVING;
+	*ret = hs;
+	return 0;
+}
+
+int msg_chan_hs_fd(const struct msg_chan_hs *hs)
+{
+	return hs->sender ? hs->fd : hs->p.fd;
+}
+
+short msg_chan_hs_events(const struct msg_chan_hs *hs)
+{
+	return hs->state == HS_CONNECTING || hs->state == HS_SENDING ? POLLOUT : POLLIN;
+}
+
+/* Write what is left of out[]; 1 once all of it is written, 0 if the socket is full. */
+static int hs_flush(struct msg_chan_hs *hs)
+{
+	while (hs->out_off < hs->out_len) {
+		ssize_t n = send(hs->fd, hs->out + hs->out_off, hs->out_len - hs->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			return -errno;
+		}
+		hs->out_off += (size_t)n;
+	}
+	return 1;
+}
+
+static int hs_sender_step(struct msg_chan_hs *hs)
+{
+	uint8_t mac[CHAN_MAC_SIZE];
+	socklen_t errlen;
+	int r, err;
+
+	switch (hs->state) {
+	case HS_CONNECTING:
+		errlen = sizeof(err);
+		if (getsockopt(hs->fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
+			return -errno;
+		if (err == EINPROGRESS || err == EALREADY)
+			return 0;
+		if (err != 0)
+			return -err;
+		{
+			struct pollfd p = { .fd = hs->fd, .events = POLLOUT };
+
+			/* Still connecting when SO_ERROR is 0 and the socket is not writable. */
+			if (poll(&p, 1, 0) <= 0)
+				return 0;
+		}
+		randombytes_buf(hs->ns, sizeof(hs->ns));
+		memcpy(hs->out, chan_magic, sizeof(chan_magic));
+		put_le32(hs->out + 4, CHAN_VERSION);
+		memcpy(hs->out + 8, hs->ns, sizeof(hs->ns));
+		hs->out_len = CHAN_HELLO_SIZE;
+		hs->out_off = 0;
+		hs->state = HS_SENDING;
+		/* fall through */
+	case HS_SENDING:
+		r = hs_flush(hs);
+		if (r <= 0)
+			return r;
+		if (hs->mac_sent) {
+			hs->state = HS_DONE;
+			return 1;
+		}
+		hs->state = HS_REPLY_WAIT;
+		/* fall through */
+	case HS_REPLY_WAIT:
+		while (hs->have < sizeof(hs->reply)) {
+			ssize_t n = recv(hs->fd, hs->reply + hs->have, sizeof(hs->reply) - hs->have,
+					 MSG_DONTWAIT);
+
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN)
+					return 0;
+				return -errno;
+			}
+			if (n == 0)
+				return -ECONNRESET;
+			hs->have += (size_t)n;
+		}
+		chan_mac(hs->key, LABEL_R, hs->ns, hs->reply, mac);
+		if (sodium_memcmp(mac, hs->reply + CHAN_NONCE_SIZE, CHAN_MAC_SIZE) != 0)
+			return log_debug_errno(-EACCES, "channel peer failed authentication");
+		chan_mac(hs->key, LABEL_S, hs->ns, hs->reply, hs->out);
+		chan_mac(hs->key, LABEL_K, hs->ns, hs->reply, hs->session_key);
+		hs->out_len = CHAN_MAC_SIZE;
+		hs->out_off = 0;
+		hs->mac_sent = true;
+		hs->state = HS_SENDING;
+		r = hs_flush(hs);
+		if (r <= 0)
+			return r;
+		hs->state = HS_DONE;
+		return 1;
+	default:
+		return -EINVAL;
+	}
+}
+
+int msg_chan_hs_step(struct msg_chan_hs *hs, struct msg_chan_session *ret)
+{
+	int r;
+
+	if (!hs || !ret)
+		return -EINVAL;
+	if (hs->state == HS_FAILED || hs->state == HS_DONE)
+		return -EINVAL;
+	if (hs->sender) {
+		r = hs_sender_step(hs);
+		if (r > 0) {
+			ret->fd = TAKE_FD(hs->fd);
+			memcpy(ret->key, hs->session_key, MSG_CHAN_KEY_SIZE);
+		}
+	} else {
+		uint8_t session_key[MSG_CHAN_KEY_SIZE];
+
+		/* The receiver's steps are those of msg_chan_accept(): exactly
+		 * the handshake's bytes are read, never what follows MAC_s. */
+		r = pending_step(&hs->p, hs->key, session_key);
+		if (r > 0) {
+			ret->fd = TAKE_FD(hs->p.fd);
+			memcpy(ret->key, session_key, MSG_CHAN_KEY_SIZE);
+			hs->state = HS_DONE;
+		}
+		sodium_memzero(session_key, sizeof(session_key));
+	}
+	if (r < 0)
+		hs->state = HS_FAILED;
+	return r;
+}
+
+struct msg_chan_hs *msg_chan_hs_free(struct msg_chan_hs *hs)
+{
+	if (!hs)
+		return NULL;
+	safe_close(hs->fd);
+	safe_close(hs->p.fd);
+	sodium_memzero(hs, sizeof(*hs));
+	free(hs);
+	return NULL;
+}
+
 void msg_chan_session_release(struct msg_chan_session *s)
 {
 	if (!s)

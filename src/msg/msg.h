@@ -333,6 +333,34 @@ int msg_chan_connect(const char *host, uint16_t port, const uint8_t key[MSG_CHAN
  * MSG_CHAN_SESSION_INIT. Accepts a session that is already released. */
 void msg_chan_session_release(struct msg_chan_session *s);
 
+/*
+ * The same handshake without blocking, for a caller on an event loop (the
+ * node daemon building a direct connection for a dstream): each side is a
+ * struct msg_chan_hs, stepped whenever its fd has the events
+ * msg_chan_hs_events() names (POLLIN or POLLOUT). The receiver reads exactly
+ * the handshake's bytes, as msg_chan_accept() does. No timeout here: the
+ * caller bounds it with a timer and frees the handshake.
+ */
+struct msg_chan_hs;
+
+/* Sender: start connecting to host (numeric) port. Errors: -EINVAL, -EIO,
+ * socket() and connect() errors that come at once. */
+int msg_chan_hs_connect(const char *host, uint16_t port, const uint8_t key[MSG_CHAN_KEY_SIZE],
+			struct msg_chan_hs **ret);
+/* Receiver: authenticate fd, a connection accepted from a listening socket
+ * (consumed, even on failure; made non-blocking). */
+int msg_chan_hs_accept(int fd, const uint8_t key[MSG_CHAN_KEY_SIZE], struct msg_chan_hs **ret);
+int msg_chan_hs_fd(const struct msg_chan_hs *hs);
+short msg_chan_hs_events(const struct msg_chan_hs *hs);
+/* Go as far as the socket allows: 0 while under way (wait for the events
+ * again; the fd may change only by completion), 1 once authenticated (*ret
+ * gets the session: its fd, now the caller's, stays non-blocking), or the
+ * errors of msg_chan_connect() and msg_chan_accept(). After 1 or an error,
+ * only msg_chan_hs_free() may follow. */
+int msg_chan_hs_step(struct msg_chan_hs *hs, struct msg_chan_session *ret);
+/* Closes the socket unless a session took it. NULL ok; returns NULL. */
+struct msg_chan_hs *msg_chan_hs_free(struct msg_chan_hs *hs);
+
 /* Sender, encryption on: read in_fd (blocking, any kind of fd) until end of
  * file, cut the bytes into records of at most MSG_CHAN_RECORD_MAX data bytes,
  * seal each with the session key and write it to the session's socket; then

@@ -48,13 +48,6 @@ extern char **environ;
 /* Longest wait for an answer to a list request. */
 #define CLIENT_TIMEOUT_SEC 60
 
-struct client {
-	int fd;
-	const char *path;
-	struct buf in;
-	size_t in_off;
-};
-
 static int set_err(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
 static int set_err(struct buf *err, int r, const char *fmt, ...)
 {
@@ -76,13 +69,13 @@ const char *node_control_path(void)
 	return p && *p ? p : NODE_DEFAULT_CONTROL;
 }
 
-static void client_release(struct client *cl)
+void client_release(struct client *cl)
 {
 	cl->fd = safe_close(cl->fd);
 	buf_release(&cl->in);
 }
 
-static int client_connect(struct client *cl, const char *path, struct buf *err)
+int client_connect(struct client *cl, const char *path, struct buf *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_SEC };
@@ -110,18 +103,19 @@ static int client_connect(struct client *cl, const char *path, struct buf *err)
 	return 0;
 }
 
-/* Send one frame, with fds (may be NULL) attached to its first byte. */
-static int client_send(struct client *cl, uint16_t type, const struct buf *payload,
-		       const int *fds, size_t n_fds)
+int client_send(struct client *cl, uint16_t type, const struct buf *payload, const int *fds,
+		size_t n_fds)
 {
 	struct buf f = BUF_INIT;
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(3 * sizeof(int))];
+		char buf[CMSG_SPACE(CTL_FRAME_FDS * sizeof(int))];
 	} cmsg;
 	size_t off = 0;
 	int r;
 
+	if (n_fds > CTL_FRAME_FDS)
+		return -EINVAL;
 	r = ctl_frame_begin(&f, type);
 	if (r >= 0 && payload && payload->len)
 		r = buf_append(&f, payload->data, payload->len);
@@ -163,10 +157,8 @@ static int client_send(struct client *cl, uint16_t type, const struct buf *paylo
 	return r;
 }
 
-/* The next whole frame in the input buffer, if there is one: 1 and the
- * frame, 0, or -errno. The payload is valid until the next call. */
-static int client_take_frame(struct client *cl, uint16_t *ret_type, const void **ret_payload,
-			     size_t *ret_len)
+int client_take_frame(struct client *cl, uint16_t *ret_type, const void **ret_payload,
+		      size_t *ret_len)
 {
 	uint32_t len;
 	int r;
@@ -212,7 +204,7 @@ static ssize_t client_fill(struct client *cl)
 	return n;
 }
 
-static int lost(struct client *cl, int r, struct buf *err)
+int client_lost(struct client *cl, int r, struct buf *err)
 {
 	if (r == -EAGAIN || r == -EWOULDBLOCK)
 		return set_err(err, -ETIMEDOUT, "ghostd at '%s' did not answer in %d s", cl->path,
@@ -236,15 +228,14 @@ static int client_recv(struct client *cl, uint16_t *ret_type, const void **ret_p
 		if (r > 0)
 			return 0;
 		if (r < 0)
-			return lost(cl, r, err);
+			return client_lost(cl, r, err);
 		n = client_fill(cl);
 		if (n <= 0)
-			return lost(cl, (int)n, err);
+			return client_lost(cl, (int)n, err);
 	}
 }
 
-/* Turn a CTL_ERROR into -errno and its message. */
-static int error_frame(const void *payload, size_t len, struct buf *err, uint32_t *ret_flags)
+int client_error_frame(const void *payload, size_t len, struct buf *err, uint32_t *ret_flags)
 {
 	struct attr_iter it;
 	struct attr a;
@@ -302,7 +293,7 @@ int node_client_nodes(const char *path, struct node_info **ret, size_t *ret_n, s
 		if (type == CTL_END)
 			break;
 		if (type == CTL_ERROR) {
-			r = error_frame(payload, len, err, NULL);
+			r = client_error_frame(payload, len, err, NULL);
 			break;
 		}
 		if (type != CTL_NODE) {
@@ -445,7 +436,7 @@ int node_client_ps(const char *path, bool all, struct node_proc_info **ret, size
 		if (r < 0 || type == CTL_END)
 			break;
 		if (type == CTL_ERROR) {
-			r = error_frame(payload, len, err, NULL);
+			r = client_error_frame(payload, len, err, NULL);
 			break;
 		}
 		if (type == CTL_WARNING) {
@@ -509,7 +500,7 @@ int node_client_kill(const char *path, pid_t pid, int sig, struct buf *err)
 	if (r >= 0)
 		r = client_recv(&cl, &type, &payload, &len, err);
 	if (r >= 0 && type == CTL_ERROR)
-		r = error_frame(payload, len, err, NULL);
+		r = client_error_frame(payload, len, err, NULL);
 	else if (r >= 0 && type != CTL_OK)
 		r = unexpected(&cl, type, err);
 	client_release(&cl);
@@ -595,7 +586,7 @@ static int client_move(const char *path, pid_t pid, uint32_t to, uint32_t flags,
 		if (r < 0)
 			break;
 		if (type == CTL_ERROR) {
-			r = error_frame(payload, len, err, NULL);
+			r = client_error_frame(payload, len, err, NULL);
 			break;
 		}
 		if (type == CTL_PROGRESS) {
@@ -620,7 +611,7 @@ static int client_move(const char *path, pid_t pid, uint32_t to, uint32_t flags,
 		}
 		r = parse_moved(payload, len, &res);
 		if (r < 0)
-			r = lost(&cl, -EBADMSG, err);
+			r = client_lost(&cl, -EBADMSG, err);
 		else
 			res.to = to;
 		break;
@@ -669,7 +660,7 @@ int node_client_logs(const char *path, pid_t pid, int out_fd, struct buf *err)
 		if (r < 0 || type == CTL_END)
 			break;
 		if (type == CTL_ERROR) {
-			r = error_frame(payload, len, err, NULL);
+			r = client_error_frame(payload, len, err, NULL);
 			break;
 		}
 		if (type != CTL_LOG_DATA) {
@@ -869,7 +860,7 @@ static void handle_frame(struct session *s, uint16_t type, const void *payload, 
 		session_end(s, 0, NULL);
 		break;
 	case CTL_ERROR: {
-		int r = error_frame(payload, len, s->err, NULL);
+		int r = client_error_frame(payload, len, s->err, NULL);
 
 		if (s->result == 0)
 			s->result = r;
@@ -1223,7 +1214,7 @@ int node_client_run(const char *path, const struct node_run_opts *o, pid_t *ret_
 	if (r < 0)
 		goto out;
 	if (type == CTL_ERROR) {
-		r = error_frame(payload, len, err, &flags);
+		r = client_error_frame(payload, len, err, &flags);
 		if (flags & ERR_EXEC)
 			r = 1;
 		goto out;
@@ -1368,7 +1359,7 @@ static int client_ckpt(const char *path, uint16_t type, const struct buf *req, u
 		if (r < 0)
 			break;
 		if (t == CTL_ERROR) {
-			r = error_frame(payload, len, err, NULL);
+			r = client_error_frame(payload, len, err, NULL);
 			break;
 		}
 		if (t == CTL_PROGRESS) {
@@ -1392,7 +1383,7 @@ static int client_ckpt(const char *path, uint16_t type, const struct buf *req, u
 			break;
 		}
 		if (parse_ckpt_result(payload, len, &res) < 0)
-			r = lost(&cl, -EBADMSG, err);
+			r = client_lost(&cl, -EBADMSG, err);
 		break;
 	}
 	client_release(&cl);
@@ -1548,7 +1539,7 @@ int node_client_checkpoints(const char *path, struct node_ckpt_info **ret, size_
 		if (r < 0 || type == CTL_END)
 			break;
 		if (type == CTL_ERROR) {
-			r = error_frame(payload, len, err, NULL);
+			r = client_error_frame(payload, len, err, NULL);
 			break;
 		}
 		attr_iter_init(&it, payload, len);

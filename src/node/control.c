@@ -17,7 +17,12 @@
  * 1. A DEAD connection has no fd and no io source; the gc defer tells its
  *    session or request (run_conn_gone(), req_conn_gone()) and frees it,
  *    never a callback that may still use it.
- * 2. Only a BUSY connection with a run session accepts session frames.
+ * 2. Only a BUSY connection with a run session accepts session frames, and
+ *    only one that attached a dstream endpoint accepts endpoint frames.
+ * 3. An fd queued with an answer (ctl_send_fd()) goes out with the first
+ *    byte of its frame, and fds received come out in the order they came
+ *    (ctl_conn_take_fds_n()): a frame that announces fds takes them from
+ *    the front of the queue.
  *
  *   event                  function
  *   new connection         on_accept()
@@ -26,6 +31,7 @@
  *   answer complete        ctl_finish()
  *   any error              ctl_conn_kill()
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -50,6 +56,14 @@
 #define READ_CHUNK (64u << 10)
 /* Output buffered for a connection above which its producers pause. */
 #define OUT_HIGH (1u << 20)
+/* Fds a connection may have received and not yet taken. */
+#define IN_FDS_MAX 64
+
+/* An fd to pass with the frame that starts at byte `at` of the output. */
+struct out_fd {
+	size_t at;
+	int fd;
+};
 
 struct ctl_conn {
 	struct node_daemon *d;
@@ -65,13 +79,16 @@ struct ctl_conn {
 	struct buf in;
 	struct buf out;
 	size_t out_off;
-	int fds[3];
+	int fds[IN_FDS_MAX];
 	size_t n_fds;
+	struct out_fd *out_fds;
+	size_t n_out_fds;
 	bool dead, finishing, busy;
 	struct run_session *session;
 	struct pending *pending;
 	struct standin *standin;
 	struct keep_req *keep;
+	struct dsep *dsep;
 };
 
 bool ctl_conn_alive(const struct ctl_conn *c)
@@ -125,14 +142,25 @@ void ctl_conn_set_keep(struct ctl_conn *c, struct keep_req *k)
 	c->keep = k;
 }
 
-size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3])
+void ctl_conn_set_dsep(struct ctl_conn *c, struct dsep *e)
 {
-	size_t n = c->n_fds;
+	c->dsep = e;
+}
+
+size_t ctl_conn_take_fds_n(struct ctl_conn *c, int *ret_fds, size_t max)
+{
+	size_t n = MIN(max, c->n_fds);
 
 	for (size_t i = 0; i < n; i++)
 		ret_fds[i] = c->fds[i];
-	c->n_fds = 0;
+	memmove(c->fds, c->fds + n, (c->n_fds - n) * sizeof(int));
+	c->n_fds -= n;
 	return n;
+}
+
+size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3])
+{
+	return ctl_conn_take_fds_n(c, ret_fds, 3);
 }
 
 static void close_fds(struct ctl_conn *c)
@@ -140,6 +168,9 @@ static void close_fds(struct ctl_conn *c)
 	for (size_t i = 0; i < c->n_fds; i++)
 		safe_close(c->fds[i]);
 	c->n_fds = 0;
+	for (size_t i = 0; i < c->n_out_fds; i++)
+		safe_close(c->out_fds[i].fd);
+	c->n_out_fds = 0;
 }
 
 /* The session or request of a connection learns that it is gone only from
@@ -163,12 +194,14 @@ static struct ctl_conn *conn_free(struct ctl_conn *c)
 	struct pending *p;
 	struct standin *si;
 	struct keep_req *k;
+	struct dsep *e;
 
 	ctl_conn_kill(c);
 	s = TAKE_PTR(c->session);
 	p = TAKE_PTR(c->pending);
 	si = TAKE_PTR(c->standin);
 	k = TAKE_PTR(c->keep);
+	e = TAKE_PTR(c->dsep);
 	if (s)
 		run_conn_gone(s);
 	if (p)
@@ -177,8 +210,11 @@ static struct ctl_conn *conn_free(struct ctl_conn *c)
 		standin_conn_gone(si, c->d);
 	if (k)
 		keep_conn_gone(k);
+	if (e)
+		dstream_conn_gone(e);
 	buf_release(&c->in);
 	buf_release(&c->out);
+	free(c->out_fds);
 	free(c->groups);
 	free(c);
 	return NULL;
@@ -211,14 +247,56 @@ static void update_events(struct ctl_conn *c)
 	(void)loop_io_set_events(c->io, ev);
 }
 
+/* Send len bytes of the output at most, with the first queued fd if asked. */
+static ssize_t send_some(struct ctl_conn *c, size_t len, bool with_fd)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cmsg;
+	struct iovec iov = { .iov_base = c->out.data + c->out_off, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (with_fd) {
+		struct cmsghdr *cm;
+
+		memset(&cmsg, 0, sizeof(cmsg));
+		mh.msg_control = cmsg.buf;
+		mh.msg_controllen = sizeof(cmsg.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &c->out_fds[0].fd, sizeof(int));
+	}
+	return sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static int conn_flush(struct ctl_conn *c)
 {
 	size_t before = ctl_out_pending(c);
 
 	while (ctl_out_pending(c) > 0) {
-		ssize_t n = send(c->fd, c->out.data + c->out_off, ctl_out_pending(c),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		size_t len = ctl_out_pending(c);
+		bool with_fd = false;
+		ssize_t n;
 
+		/* An fd goes with the first byte of its frame: send up to the
+		 * next such frame, then that frame with its fd. */
+		if (c->n_out_fds > 0) {
+			if (c->out_fds[0].at > c->out_off)
+				len = c->out_fds[0].at - c->out_off;
+			else {
+				with_fd = true;
+				if (c->n_out_fds > 1)
+					len = c->out_fds[1].at - c->out_off;
+			}
+		}
+		n = send_some(c, len, with_fd);
+		if (n > 0 && with_fd) {
+			safe_close(c->out_fds[0].fd);
+			memmove(c->out_fds, c->out_fds + 1, --c->n_out_fds * sizeof(*c->out_fds));
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -233,6 +311,7 @@ static int conn_flush(struct ctl_conn *c)
 	if (ctl_out_pending(c) == 0) {
 		buf_reset(&c->out);
 		c->out_off = 0;
+		assert(c->n_out_fds == 0);
 		if (c->finishing) {
 			ctl_conn_kill(c);
 			return 0;
@@ -240,6 +319,8 @@ static int conn_flush(struct ctl_conn *c)
 	} else if (c->out_off > (256u << 10)) {
 		memmove(c->out.data, c->out.data + c->out_off, ctl_out_pending(c));
 		c->out.len -= c->out_off;
+		for (size_t i = 0; i < c->n_out_fds; i++)
+			c->out_fds[i].at -= c->out_off;
 		c->out_off = 0;
 	}
 	update_events(c);
@@ -254,12 +335,31 @@ static int conn_flush(struct ctl_conn *c)
 
 int ctl_send(struct ctl_conn *c, uint16_t type, const struct buf *payload)
 {
+	return ctl_send_fd(c, type, payload, -1);
+}
+
+int ctl_send_fd(struct ctl_conn *c, uint16_t type, const struct buf *payload, int fd)
+{
 	size_t start;
 	int r;
 
-	if (!ctl_conn_alive(c))
+	if (!ctl_conn_alive(c)) {
+		safe_close(fd);
 		return -ECONNRESET;
+	}
 	start = c->out.len;
+	if (fd >= 0) {
+		struct out_fd *q = realloc(c->out_fds, (c->n_out_fds + 1) * sizeof(*q));
+
+		if (!q) {
+			safe_close(fd);
+			log_warn_errno(ENOMEM, "cannot queue an answer for a client, closing it");
+			ctl_conn_kill(c);
+			return -ENOMEM;
+		}
+		c->out_fds = q;
+		q[c->n_out_fds++] = (struct out_fd){ .at = start, .fd = fd };
+	}
 	r = ctl_frame_begin(&c->out, type);
 	if (r >= 0 && payload && payload->len)
 		r = buf_append(&c->out, payload->data, payload->len);
@@ -267,6 +367,8 @@ int ctl_send(struct ctl_conn *c, uint16_t type, const struct buf *payload)
 		r = ctl_frame_end(&c->out, start);
 	if (r < 0) {
 		c->out.len = start;
+		if (fd >= 0)
+			c->out_fds[--c->n_out_fds].fd = safe_close(fd);
 		log_warn_errno(r, "cannot queue an answer for a client, closing it");
 		ctl_conn_kill(c);
 		return r;
@@ -332,6 +434,10 @@ static void dispatch(struct ctl_conn *c, const struct ctl_request *req)
 			standin_conn_frame(c->standin, d, req);
 			return;
 		}
+		if (c->dsep) {
+			dstream_conn_frame(c->dsep, req);
+			return;
+		}
 		ctl_send_error(c, -EPROTO, 0, "one request per connection (got frame type %u)",
 			       req->type);
 		return;
@@ -364,23 +470,35 @@ static void dispatch(struct ctl_conn *c, const struct ctl_request *req)
 	case CTL_CKPT_DROP:
 		keep_request(d, c, req);
 		break;
+	case CTL_DS_CREATE:
+	case CTL_DS_DESTROY:
+	case CTL_DS_ATTACH:
+	case CTL_DS_WAKEUP:
+		dstream_request(d, c, req);
+		break;
 	default:
 		ctl_send_error(c, -EPROTO, 0, "unknown request type %u", req->type);
 		break;
 	}
 }
 
-static void take_cmsg(struct ctl_conn *c, struct msghdr *mh)
+/* Queue the fds that came; 1 if there were some. */
+static int take_cmsg(struct ctl_conn *c, struct msghdr *mh)
 {
+	int got = 0;
+
+	if (mh->msg_flags & MSG_CTRUNC)
+		log_debug("client pid %d sent more fds than a frame may carry", (int)c->pid);
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
 		size_t n;
-		int fds[3];
+		int fds[CTL_FRAME_FDS];
 
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 			continue;
 		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		n = MIN(n, ARRAY_SIZE(fds));
 		memcpy(fds, CMSG_DATA(cm), n * sizeof(int));
+		got = 1;
 		for (size_t i = 0; i < n; i++) {
 			if (c->n_fds < ARRAY_SIZE(c->fds))
 				c->fds[c->n_fds++] = fds[i];
@@ -388,6 +506,7 @@ static void take_cmsg(struct ctl_conn *c, struct msghdr *mh)
 				safe_close(fds[i]);
 		}
 	}
+	return got;
 }
 
 /* Returns 1 at end of file, 0 when it would block, -errno. */
@@ -396,12 +515,12 @@ static int conn_read(struct ctl_conn *c)
 	for (int rounds = 0; rounds < 16; rounds++) {
 		union {
 			struct cmsghdr align;
-			char buf[CMSG_SPACE(3 * sizeof(int))];
+			char buf[CMSG_SPACE(CTL_FRAME_FDS * sizeof(int))];
 		} cmsg;
 		struct iovec iov;
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 		ssize_t n;
-		int r;
+		int r, fds;
 
 		r = buf_reserve(&c->in, READ_CHUNK);
 		if (r < 0)
@@ -418,12 +537,15 @@ static int conn_read(struct ctl_conn *c)
 				return 0;
 			return -errno;
 		}
-		take_cmsg(c, &mh);
+		fds = take_cmsg(c, &mh);
 		if (n == 0)
 			return 1;
 		c->in.len += (size_t)n;
 		c->in.data[c->in.len] = '\0';
 		if (c->in.len >= CTL_HDR_SIZE + CTL_MAX_PAYLOAD)
+			return 0;
+		/* The frame these fds came with is handled before more come. */
+		if (fds)
 			return 0;
 	}
 	return 0;

@@ -225,6 +225,7 @@ static void node_gone(struct node_daemon *d, struct node_peer *p, enum node_stat
 		standin_node_down(d, p->id);
 		keep_node_down(d, p->id);
 		stream_node_down(d, p->id);
+		dstream_node_down(d, p->id);
 	}
 }
 
@@ -373,6 +374,7 @@ static void on_stop(struct loop_signal *s, const struct signalfd_siginfo *si, vo
 	req_free_all(d);
 	move_free_all(d);
 	stream_free_all(d);
+	dstream_free_all(d);
 	standin_free_all(d);
 	keep_free_all(d);
 	ctl_shutdown(d);
@@ -565,6 +567,11 @@ int node_daemon_new(const struct node_daemon_opts *opts, struct node_daemon **re
 		node_err_errno(err, r, "cannot set up the stream manager");
 		goto fail;
 	}
+	r = dstream_init(d);
+	if (r < 0) {
+		node_err_errno(err, r, "cannot set up the dstream manager");
+		goto fail;
+	}
 	r = keep_init(d, err);
 	if (r < 0)
 		goto fail;
@@ -599,6 +606,7 @@ struct node_daemon *node_daemon_free(struct node_daemon *d)
 	req_free_all(d);
 	move_free_all(d);
 	stream_free_all(d);
+	dstream_free_all(d);
 	standin_free_all(d);
 	keep_done(d);
 	ctl_shutdown(d);

@@ -3,7 +3,7 @@
  * Inside the node module: the attribute encoding shared by the control
  * protocol and the daemon-to-daemon messages, the control protocol's frame
  * and message numbers, and the daemon's objects (shared by daemon.c,
- * control.c, proc.c, run.c, req.c, move.c and keep.c).
+ * control.c, proc.c, run.c, req.c, move.c, keep.c, stream.c and dstream.c).
  */
 #ifndef NODE_NODE_INT_H
 #define NODE_NODE_INT_H
@@ -122,6 +122,13 @@ enum attr_type {
 	A_INODE = 86,     /* u64: the inode of a kernel object */
 	A_LOCAL = 87,     /* str: a TCP connection's local address, as /proc/net/tcp has it */
 	A_REMOTE = 88,    /* str: its remote address */
+	/* dstream API streams (dstream.c) */
+	A_COUNT = 90,     /* u32: a dstream's number of endpoints; of fds a frame carries */
+	A_PEER = 91,      /* u32: the endpoint at the other end of a link */
+	A_HANDLE = 92,    /* str: a suspended endpoint's handle */
+	A_SECRET = 93,    /* bytes: the secret of a suspended endpoint */
+	A_LINKED = 94,    /* u64: bit j set: the endpoint has a link with endpoint j */
+	A_CLOSED = 95,    /* u64: bit j set: endpoint j is closed (unattached) */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -163,6 +170,8 @@ int attr_find_channel(const void *data, size_t len, uint16_t *ret_port,
 #define CTL_MAGIC 0x54534847u /* "GHST" read as little-endian bytes */
 #define CTL_VERSION 1
 #define CTL_HDR_SIZE 12
+/* Most fds one frame may carry (SCM_RIGHTS with its first byte). */
+#define CTL_FRAME_FDS 16
 /* Largest payload: a RUN carries argv and the environment. */
 #define CTL_MAX_PAYLOAD (4u << 20)
 /* Bytes of output or input a run session may have in flight per direction. */
@@ -193,6 +202,17 @@ enum ctl_type {
 				  CTL_CKPT_RESTORED */
 	CTL_CKPT_LIST = 12,    /* -> CTL_CKPT..., CTL_CKPT_NODE..., CTL_WARNING..., CTL_END */
 	CTL_CKPT_DROP = 13,    /* A_CKPT_ID -> CTL_CKPT_DROPPED */
+	/* the dstream API (dstream.c, dsclient.c) */
+	CTL_DS_CREATE = 40,  /* A_KIND, A_COUNT -> CTL_DS_CREATED */
+	CTL_DS_DESTROY = 41, /* A_STREAM -> CTL_OK */
+	CTL_DS_ATTACH = 42,  /* A_STREAM -> CTL_DS_ATTACHED, then endpoint events; the
+				connection is the endpoint's from then on */
+	CTL_DS_WAKEUP = 43,  /* A_HANDLE -> as CTL_DS_ATTACH */
+	/* on an endpoint's connection */
+	CTL_DS_SUSPEND = 44, /* -> CTL_DS_SUSPEND_GO: no more events after it */
+	CTL_DS_HAND = 45,    /* A_PEER, [A_DATA], A_COUNT: one link's undelivered bytes and
+				the A_COUNT sockets it reads next, passed with the frame */
+	CTL_DS_HANDED = 46,  /* every link handed -> CTL_DS_SUSPENDED */
 	/* client to daemon: during a run */
 	CTL_STDIN = 20,  /* A_DATA */
 	CTL_STDIN_EOF,
@@ -226,6 +246,15 @@ enum ctl_type {
 	CTL_CKPT_NODE = 123,     /* A_NODE, A_MEM_USED, A_MEM_LIMIT: one node's checkpoint memory */
 	CTL_CKPT_DROPPED = 124,  /* A_CKPT_ID, A_HOLDER, A_BYTES (freed); ends the request */
 	CTL_RELAY = 125, /* A_STDIO, A_NODE: the process left this node; relay stdio from now on */
+	/* dstream API (dstream.c) */
+	CTL_DS_CREATED = 140,    /* A_STREAM; ends the request */
+	CTL_DS_ATTACHED = 141,   /* A_STREAM, A_INDEX, A_KIND, A_COUNT */
+	CTL_DS_LINK = 142,       /* A_PEER, an fd: the link's next socket; send on it from now on */
+	CTL_DS_FEED = 143,       /* A_PEER, an fd: bytes the link reads next (receive only) */
+	CTL_DS_CLOSED = 144,     /* A_PEER: that endpoint unattached */
+	CTL_DS_DESTROYED = 145,  /* the stream was destroyed */
+	CTL_DS_SUSPEND_GO = 146, /* no event follows: hand the links over */
+	CTL_DS_SUSPENDED = 147,  /* A_HANDLE; ends the request */
 };
 
 enum ps_flags {
@@ -272,6 +301,7 @@ enum node_channel {
 	NODE_CH_MOVE = 19,   /* migrations: between the source and destination daemons */
 	NODE_CH_KEEP = 20,   /* memory checkpoints: requests, stores, restores (keep.c) */
 	NODE_CH_STREAM = 21, /* dynamic streams: suspend and wakeup (stream.c) */
+	NODE_CH_DSTREAM = 22, /* the dstream API's streams: directory, links (dstream.c) */
 };
 
 enum member_type {
@@ -374,6 +404,37 @@ enum stream_type {
 				 chunks, ahead of the WAKE */
 };
 
+/* On the dstream channel (dstream.c, docs/ghostd.md "The dstream API"). H is
+ * a stream's home node, E the node of an endpoint (X: where it attaches or
+ * wakes up, S: where it was held, Y: its peer's). */
+enum ds_msg_type {
+	DSM_CREATE = 1,     /* E->H: A_REQ, A_STREAM, A_KIND, A_COUNT, A_UID -> DSM_REPLY */
+	DSM_DESTROY = 2,    /* E->H: A_REQ, A_STREAM, A_UID -> DSM_REPLY */
+	DSM_ATTACH = 3,     /* X->H: A_REQ, A_STREAM, A_UID -> DSM_ATTACH_REP */
+	DSM_WAKEUP = 4,     /* X->H: A_REQ, A_STREAM, A_INDEX, A_SECRET, A_UID -> DSM_ATTACH_REP */
+	DSM_SUSPEND = 5,    /* E->H: A_REQ, A_STREAM, A_INDEX, A_SECRET -> DSM_REPLY */
+	DSM_UNATTACH = 6,   /* E->H: A_STREAM, A_INDEX */
+	DSM_REPLY = 7,      /* H->E: A_REQ, A_ERRNO, A_MESSAGE */
+	DSM_ATTACH_REP = 8, /* H->X: A_REQ, A_ERRNO, A_MESSAGE, or A_INDEX, A_KIND, A_COUNT, and
+			       for a wakeup A_NODE (S), A_LINKED, A_CLOSED */
+	DSM_LINK = 10,         /* H->X: A_STREAM, A_INDEX, A_PEER, A_FLAGS (enum ds_link_how),
+				  A_NODE (the peer's), A_KEY -> DSM_LINKED */
+	DSM_LINK_CONNECT = 11, /* X->Y: A_STREAM, A_INDEX (Y's end), A_PEER, A_ADDRESS, A_PORT,
+				  A_KEY -> DSM_LINKED (to H) */
+	DSM_LINKED = 12,       /* X,Y->H: A_STREAM, A_INDEX, A_PEER, A_ERRNO: that end is installed */
+	DSM_PEER_CLOSED = 13,  /* H->Y: A_STREAM, A_INDEX, A_PEER (closed) */
+	DSM_DESTROYED = 14,    /* H->E: A_STREAM */
+	DSM_TAKE = 15,         /* X->S: A_STREAM, A_INDEX: send what the held endpoint has */
+	DSM_FEED = 16,         /* S->X: A_STREAM, A_INDEX, A_PEER, [A_DATA], A_FLAGS (1: the
+				  link's last) */
+	DSM_TAKEN = 17,        /* S->X: A_STREAM, A_INDEX, A_ERRNO: nothing more comes */
+};
+
+enum ds_link_how {
+	DS_LINK_LOCAL = 1,  /* both ends on this node: a socketpair */
+	DS_LINK_LISTEN = 2, /* listen; the peer's node connects */
+};
+
 enum logs_flags {
 	LOGS_EOF = 1 << 0,
 };
@@ -419,6 +480,7 @@ struct standin;
 struct parent_standin;
 struct keep;
 struct keep_req;
+struct dsep;
 
 enum node_state {
 	NODE_STATE_SELF,
@@ -512,6 +574,8 @@ struct node_daemon {
 	struct keep *keep;
 	/* dynamic streams (stream.c) */
 	struct stream_mgr *streams;
+	/* the dstream API's streams (dstream.c) */
+	struct ds_mgr *dstreams;
 	char *config_path;
 	uint64_t next_id;
 	bool leaving;
@@ -569,6 +633,12 @@ gid_t ctl_conn_gid(const struct ctl_conn *c);
 const gid_t *ctl_conn_groups(const struct ctl_conn *c, size_t *ret_n);
 /* Take the fds received with SCM_RIGHTS (at most 3); returns how many. */
 size_t ctl_conn_take_fds(struct ctl_conn *c, int ret_fds[3]);
+/* Take at most max of them, the oldest first; returns how many. */
+size_t ctl_conn_take_fds_n(struct ctl_conn *c, int *ret_fds, size_t max);
+/* As ctl_send(), passing fd (consumed, even on failure; -1: none) with the
+ * frame's first byte. */
+int ctl_send_fd(struct ctl_conn *c, uint16_t type, const struct buf *payload, int fd);
+void ctl_conn_set_dsep(struct ctl_conn *c, struct dsep *e);
 void ctl_conn_set_session(struct ctl_conn *c, struct run_session *s);
 void ctl_conn_set_pending(struct ctl_conn *c, struct pending *p);
 void ctl_conn_set_standin(struct ctl_conn *c, struct standin *s);
@@ -831,6 +901,17 @@ void stream_release(struct stream_op *op);
 void stream_node_down(struct node_daemon *d, uint32_t node);
 void stream_free_all(struct node_daemon *d);
 
+/* dstream.c: the dstream API's streams: directory, endpoints, links */
+int dstream_init(struct node_daemon *d);
+/* A CTL_DS_CREATE, _DESTROY, _ATTACH or _WAKEUP request. */
+void dstream_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl_request *req);
+/* A frame on an endpoint's connection. */
+void dstream_conn_frame(struct dsep *e, const struct ctl_request *req);
+/* The connection of an endpoint (or of a request) is gone. */
+void dstream_conn_gone(struct dsep *e);
+void dstream_node_down(struct node_daemon *d, uint32_t node);
+void dstream_free_all(struct node_daemon *d);
+
 /* move.c: migrations */
 void move_register(struct node_daemon *d);
 /* A PROC_MOVE_REQ for a process of this node, as req.c parsed it. */
@@ -920,6 +1001,31 @@ int run_arrival_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, pid
 void run_arrival_commit(struct node_daemon *d, uint32_t from, uint64_t xfer, struct mproc *p);
 /* At the destination: the move ended; drop its stdio unless it committed. */
 void run_arrival_drop(struct node_daemon *d, uint32_t from, uint64_t xfer);
+
+/* client.c: the client side of the control protocol, shared with dsclient.c */
+struct client {
+	int fd;
+	const char *path;
+	struct buf in;
+	size_t in_off;
+};
+
+/* Connect to the daemon at path (NULL: node_control_path()); answers are
+ * awaited for at most a minute. */
+int client_connect(struct client *cl, const char *path, struct buf *err);
+void client_release(struct client *cl);
+/* Send one frame, with fds (at most CTL_FRAME_FDS; may be NULL) attached to
+ * its first byte. */
+int client_send(struct client *cl, uint16_t type, const struct buf *payload, const int *fds,
+		size_t n_fds);
+/* The next whole frame in the input buffer, if there is one: 1 and the
+ * frame, 0, or -errno. The payload is valid until the next call. */
+int client_take_frame(struct client *cl, uint16_t *ret_type, const void **ret_payload,
+		      size_t *ret_len);
+/* The connection failed with r (0: end of file): -errno with a message. */
+int client_lost(struct client *cl, int r, struct buf *err);
+/* Turn a CTL_ERROR into -errno and its message. */
+int client_error_frame(const void *payload, size_t len, struct buf *err, uint32_t *ret_flags);
 
 /* req.c: ps, kill, logs across nodes */
 void req_register(struct node_daemon *d);

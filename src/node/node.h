@@ -307,6 +307,61 @@ struct node_run_opts {
 int node_client_run(const char *path, const struct node_run_opts *opts, pid_t *ret_pid,
 		    uint32_t *ret_node, int *ret_status, struct buf *err);
 
+/* ---- dstream endpoints: the dstream library's side (dsclient.c) ----------
+ *
+ * An attached endpoint keeps its control connection open: the daemon sends
+ * its events on it (new link sockets, closed peers) and the library hands
+ * its links over on it when it suspends. See docs/ghostd.md, "The dstream
+ * API".
+ */
+struct node_ds;
+
+struct node_ds_info {
+	uint64_t id;
+	uint32_t index;  /* the endpoint */
+	uint32_t type;   /* enum ds_type */
+	uint32_t n;      /* the stream's endpoints */
+};
+
+enum node_ds_event_kind {
+	NODE_DS_LINK = 1,   /* fd: the link's next socket: read it after the others, send on it */
+	NODE_DS_FEED,       /* fd: bytes the link reads next (receive only) */
+	NODE_DS_CLOSED,     /* the peer unattached: the link ends after its sockets */
+	NODE_DS_DESTROYED,  /* the stream was destroyed */
+	NODE_DS_SUSPEND_GO, /* after node_ds_suspend_begin(): no event follows */
+};
+
+struct node_ds_event {
+	enum node_ds_event_kind kind;
+	uint32_t peer;
+	int fd;             /* LINK, FEED: the caller's now (O_CLOEXEC); else -1 */
+};
+
+int node_ds_create(const char *path, uint32_t type, uint32_t n, uint64_t *ret_id,
+		   struct buf *err);
+int node_ds_destroy(const char *path, uint64_t id, struct buf *err);
+/* Attach to a free endpoint of stream id, or wake up the endpoint of handle:
+ * the endpoint's connection in *ret. */
+int node_ds_attach(const char *path, uint64_t id, struct node_ds **ret,
+		   struct node_ds_info *ret_info, struct buf *err);
+int node_ds_wakeup(const char *path, const char *handle, struct node_ds **ret,
+		   struct node_ds_info *ret_info, struct buf *err);
+/* The connection's socket, to poll for events (POLLIN). */
+int node_ds_fd(const struct node_ds *c);
+/* Without blocking: 1 with the next event, 0 if none has come, -errno when
+ * the connection is lost or the daemon sent an error (err says which). */
+int node_ds_next(struct node_ds *c, struct node_ds_event *ret, struct buf *err);
+/* Suspend: ask the daemon to stop events (read them until
+ * NODE_DS_SUSPEND_GO), hand each link over (the bytes read and not
+ * delivered, and the sockets still to read, in order; any number), then
+ * end: the handle in handle. The connection is done after the end. */
+int node_ds_suspend_begin(struct node_ds *c, struct buf *err);
+int node_ds_hand(struct node_ds *c, uint32_t peer, const void *data, size_t len, const int *fds,
+		 size_t n_fds, struct buf *err);
+int node_ds_suspend_end(struct node_ds *c, char *handle, size_t size, struct buf *err);
+/* Close the connection (the daemon closes an attached endpoint). NULL ok. */
+struct node_ds *node_ds_free(struct node_ds *c);
+
 /* The program the original of a migrated process becomes when its parent
  * stays behind: "ghostd --stand-in CONTROL COMM DAEMON-PID" (argv as given
  * to main). Internal to ghostd; returns only on bad arguments. */

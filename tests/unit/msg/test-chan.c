@@ -336,6 +336,16 @@ static int tx_child(void *arg)
 	return r < 0 ? child_err("seal pump", r) : 0;
 }
 
+/* Sender: connect with key_a to *arg and end. */
+static int tx_connect_child(void *arg)
+{
+	struct msg_chan_session s = MSG_CHAN_SESSION_INIT;
+	int r = msg_chan_connect(HOST, *(uint16_t *)arg, key_a, LONG_MS, &s);
+
+	msg_chan_session_release(&s);
+	return r < 0 ? child_err("connect", r) : 0;
+}
+
 /* Write BIG_SIZE bytes of the pattern to *arg, in writes of varying size. */
 static int gen_child(void *arg)
 {
@@ -1071,6 +1081,122 @@ static void test_tcp_broken_streams(void **state _unused_)
 	test_done = true;
 }
 
+/* ---- the handshake without blocking ---- */
+
+/* Step hs, waiting for its events, until it ends or LONG_MS passes. */
+static int hs_run(struct msg_chan_hs *hs, struct msg_chan_session *s)
+{
+	uint64_t deadline = now_ms() + LONG_MS;
+
+	for (;;) {
+		struct pollfd p = { .fd = msg_chan_hs_fd(hs), .events = msg_chan_hs_events(hs) };
+		int r;
+
+		if (now_ms() > deadline)
+			return -ETIMEDOUT;
+		(void)poll(&p, 1, 100);
+		r = msg_chan_hs_step(hs, s);
+		if (r != 0)
+			return r;
+	}
+}
+
+/* Both sides at once, in one process: step whichever is ready. */
+static void hs_pair(const uint8_t *rx_key, const uint8_t *tx_key, int *ret_rx, int *ret_tx,
+		    struct msg_chan_session *rs, struct msg_chan_session *ts)
+{
+	struct msg_chan_hs *tx = NULL, *rx = NULL;
+	uint64_t deadline = now_ms() + LONG_MS;
+	int lfd, cfd, r_rx = 0, r_tx = 0;
+	uint16_t port;
+
+	assert_int_equal(msg_chan_listen(HOST, &lfd, &port), 0);
+	assert_int_equal(msg_chan_hs_connect(HOST, port, tx_key, &tx), 0);
+	assert_int_equal(poll(&(struct pollfd){ .fd = lfd, .events = POLLIN }, 1, (int)LONG_MS), 1);
+	cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(cfd >= 0);
+	close(lfd);
+	assert_int_equal(msg_chan_hs_accept(cfd, rx_key, &rx), 0);
+	while ((r_rx == 0 || r_tx == 0) && now_ms() < deadline) {
+		struct pollfd p[2] = {
+			{ .fd = r_tx ? -1 : msg_chan_hs_fd(tx), .events = tx ? msg_chan_hs_events(tx) : 0 },
+			{ .fd = r_rx ? -1 : msg_chan_hs_fd(rx), .events = r_rx ? 0 : msg_chan_hs_events(rx) },
+		};
+
+		(void)poll(p, 2, 100);
+		if (!r_tx) {
+			r_tx = msg_chan_hs_step(tx, ts);
+			/* A sender that failed closes, as its process would. */
+			if (r_tx)
+				tx = msg_chan_hs_free(tx);
+		}
+		if (!r_rx)
+			r_rx = msg_chan_hs_step(rx, rs);
+	}
+	msg_chan_hs_free(tx);
+	msg_chan_hs_free(rx);
+	*ret_rx = r_rx;
+	*ret_tx = r_tx;
+}
+
+/* Non-blocking sides: with the same key both get one session (same session
+ * key, a connected pair, data right after the handshake goes through); with
+ * different keys the sender gets -EACCES and the receiver loses the
+ * connection. Each side also meets the blocking call of the other. */
+static void test_hs(void **state _unused_)
+{
+	struct msg_chan_session rs = MSG_CHAN_SESSION_INIT, ts = MSG_CHAN_SESSION_INIT;
+	struct msg_chan_hs *hs = NULL;
+	struct rx_args ra;
+	char buf[16];
+	uint16_t port;
+	int r_rx, r_tx, lfd;
+	pid_t kid;
+
+	hs_pair(key_a, key_a, &r_rx, &r_tx, &rs, &ts);
+	assert_int_equal(r_rx, 1);
+	assert_int_equal(r_tx, 1);
+	assert_memory_equal(rs.key, ts.key, MSG_CHAN_KEY_SIZE);
+	assert_true(fcntl(rs.fd, F_GETFL) & O_NONBLOCK);
+	assert_int_equal(write_full(ts.fd, "hello", 5), 0);
+	assert_int_equal(poll(&(struct pollfd){ .fd = rs.fd, .events = POLLIN }, 1, (int)LONG_MS), 1);
+	assert_int_equal(read(rs.fd, buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "hello", 5);
+	msg_chan_session_release(&rs);
+	msg_chan_session_release(&ts);
+
+	hs_pair(key_a, key_b, &r_rx, &r_tx, &rs, &ts);
+	assert_int_equal(r_tx, -EACCES);
+	assert_true(r_rx < 0);
+	assert_int_equal(rs.fd, -1);
+	assert_int_equal(ts.fd, -1);
+
+	/* A non-blocking sender and msg_chan_accept(). */
+	assert_int_equal(msg_chan_listen(HOST, &lfd, &port), 0);
+	ra = (struct rx_args){ .listen_fd = lfd, .key = key_a, .timeout_ms = LONG_MS, .out_fd = -1 };
+	kid = spawn(rx_child, &ra, (int[]){ lfd, -1 });
+	assert_int_equal(msg_chan_hs_connect(HOST, port, key_a, &hs), 0);
+	assert_int_equal(hs_run(hs, &ts), 1);
+	hs = msg_chan_hs_free(hs);
+	assert_int_equal(reap(kid), 0);
+	msg_chan_session_release(&ts);
+
+	/* msg_chan_connect() and a non-blocking receiver; a refused connect. */
+	kid = spawn(tx_connect_child, &port, (int[]){ -1 });
+	assert_int_equal(poll(&(struct pollfd){ .fd = lfd, .events = POLLIN }, 1, (int)LONG_MS), 1);
+	assert_int_equal(msg_chan_hs_accept(accept4(lfd, NULL, NULL, SOCK_CLOEXEC), key_a, &hs), 0);
+	assert_int_equal(hs_run(hs, &rs), 1);
+	hs = msg_chan_hs_free(hs);
+	assert_int_equal(reap(kid), 0);
+	msg_chan_session_release(&rs);
+	close(lfd);
+	assert_int_equal(msg_chan_hs_connect(HOST, port, key_a, &hs), 0);
+	assert_int_equal(hs_run(hs, &ts), -ECONNREFUSED);
+	hs = msg_chan_hs_free(hs);
+	assert_int_equal(msg_chan_hs_accept(-1, key_a, &hs), -EINVAL);
+	test_done = true;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1078,6 +1204,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_accept_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_open_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bit_flips, setup, teardown),
