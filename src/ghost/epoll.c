@@ -177,12 +177,10 @@ static bool seen_instance(pid_t pid, int fd, const int *known, size_t n)
 	return false;
 }
 
-int ep_watchers_of(pid_t pid, int fd, const struct stat *sb, struct ep_watch **ret,
-		   size_t *ret_n)
+int ep_instances_of(pid_t pid, int **ret, size_t *ret_n)
 {
-	struct ep_watch *w = NULL;
 	int *instances = NULL;
-	size_t n = 0, ninst = 0;
+	size_t ninst = 0;
 	struct dirent *de;
 	char path[64];
 	DIR *d;
@@ -193,9 +191,7 @@ int ep_watchers_of(pid_t pid, int fd, const struct stat *sb, struct ep_watch **r
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {
-		struct ep_tfd *t = NULL;
 		char lpath[96], link[64];
-		size_t nt = 0;
 		ssize_t len;
 		int epfd, *ni;
 
@@ -215,14 +211,36 @@ int ep_watchers_of(pid_t pid, int fd, const struct stat *sb, struct ep_watch **r
 		}
 		instances = ni;
 		instances[ninst++] = epfd;
-		r = ep_tfds_read(pid, epfd, &t, &nt);
+	}
+	closedir(d);
+	if (r < 0) {
+		free(instances);
+		return r;
+	}
+	*ret = instances;
+	*ret_n = ninst;
+	return 0;
+}
+
+int ep_watchers_of(pid_t pid, const int *instances, size_t ninst, int fd, const struct stat *sb,
+		   struct ep_watch **ret, size_t *ret_n)
+{
+	struct ep_watch *w = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	for (size_t e = 0; e < ninst && r >= 0; e++) {
+		struct ep_tfd *t = NULL;
+		size_t nt = 0;
+
+		r = ep_tfds_read(pid, instances[e], &t, &nt);
 		for (size_t i = 0; i < nt && r >= 0; i++) {
 			struct ep_watch *nw;
 			int k;
 
 			if (t[i].tfd != fd)
 				continue;
-			k = ep_tfd_is_current(pid, epfd, &t[i], sb);
+			k = ep_tfd_is_current(pid, instances[e], &t[i], sb);
 			if (k < 0) {
 				r = k;
 				break;
@@ -235,15 +253,11 @@ int ep_watchers_of(pid_t pid, int fd, const struct stat *sb, struct ep_watch **r
 				break;
 			}
 			w = nw;
-			w[n++] = (struct ep_watch){ .epfd = epfd, .events = t[i].events,
+			w[n++] = (struct ep_watch){ .epfd = instances[e], .events = t[i].events,
 						    .data = t[i].data };
 		}
 		free(t);
-		if (r < 0)
-			break;
 	}
-	closedir(d);
-	free(instances);
 	if (r < 0) {
 		free(w);
 		return r;

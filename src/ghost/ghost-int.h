@@ -172,11 +172,14 @@ struct ep_watch {
 	uint64_t data;
 };
 
-/* Every registration of the file now at fd (sb: its stat) under fd, in every
- * epoll instance process pid holds (each instance once, whatever its number
- * of fds); *ret is malloc()ed (NULL when there are none). */
-int ep_watchers_of(pid_t pid, int fd, const struct stat *sb, struct ep_watch **ret,
-		   size_t *ret_n);
+/* The epoll instances process pid holds, each once whatever its number of
+ * fds: one fd number of each; *ret is malloc()ed (NULL when there are none). */
+int ep_instances_of(pid_t pid, int **ret, size_t *ret_n);
+/* Every registration of the file now at fd (sb: its stat) under fd, in the
+ * epoll instances at instances[0..ninst) (from ep_instances_of()); *ret is
+ * malloc()ed (NULL when there are none). */
+int ep_watchers_of(pid_t pid, const int *instances, size_t ninst, int fd, const struct stat *sb,
+		   struct ep_watch **ret, size_t *ret_n);
 
 /* A registration to make in a new process: every fd is at its number. */
 struct ep_reg {

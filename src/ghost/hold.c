@@ -144,6 +144,13 @@ struct ghost_hold {
 	int tchan; /* the process's receiving end, -1 if none */
 	int *added; /* fds we opened in the process, closed at release */
 	size_t nadded, cadded;
+	/* The process's epoll instances (one fd each), read at the first install
+	 * and kept while it is held: it is frozen, so only our own installs
+	 * change them, and an install that puts or replaces one drops the list.
+	 * Saves a scan of /proc/PID/fd per install. */
+	int *ep_inst;
+	size_t n_ep_inst;
+	bool ep_inst_known;
 	uint64_t cookie, seq;
 };
 
@@ -692,6 +699,16 @@ static int find_watchers(struct ghost_hold *h, int fd, struct ep_watch **ret, si
 
 	*ret = NULL;
 	*ret_n = 0;
+	if (!h->ep_inst_known) {
+		r = ep_instances_of(h->pid, &h->ep_inst, &h->n_ep_inst);
+		if (r < 0)
+			return failf(why, why_len, r,
+				     "cannot list the epoll instances of process %d: %s", h->pid,
+				     ghost_strerror(r));
+		h->ep_inst_known = true;
+	}
+	if (h->n_ep_inst == 0)
+		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", h->pid, fd);
 	if (stat(path, &sb) < 0) {
 		if (errno == ENOENT)
@@ -699,7 +716,7 @@ static int find_watchers(struct ghost_hold *h, int fd, struct ep_watch **ret, si
 		return failf(why, why_len, -errno, "cannot stat fd %d of process %d: %m", fd,
 			     h->pid);
 	}
-	r = ep_watchers_of(h->pid, fd, &sb, ret, ret_n);
+	r = ep_watchers_of(h->pid, h->ep_inst, h->n_ep_inst, fd, &sb, ret, ret_n);
 	if (r < 0)
 		return failf(why, why_len, r,
 			     "cannot read the epoll registrations of fd %d of process %d: %s", fd,
@@ -847,9 +864,32 @@ static int install_one(struct ghost_hold *h, int fd, int newfd, int fd_flags, ch
 	return r;
 }
 
+/* Whether fd of the held process (h NULL: of ours) is an epoll instance. */
+static bool is_epoll_at(const struct ghost_hold *h, int fd)
+{
+	char path[64], link[64];
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", h ? h->pid : getpid(), fd);
+	len = readlink(path, link, sizeof(link) - 1);
+	if (len < 0)
+		return false;
+	link[len] = '\0';
+	return ep_is_link(link);
+}
+
+static void forget_instances(struct ghost_hold *h)
+{
+	free(h->ep_inst);
+	h->ep_inst = NULL;
+	h->n_ep_inst = 0;
+	h->ep_inst_known = false;
+}
+
 int ghost_hold_install(struct ghost_hold *h, int fd, int newfd, int fd_flags, char *why,
 		       size_t why_len)
 {
+	bool changes_instances;
 	int r;
 
 	if (why && why_len)
@@ -876,7 +916,13 @@ int ghost_hold_install(struct ghost_hold *h, int fd, int newfd, int fd_flags, ch
 		if (r < 0)
 			return r;
 	}
-	return install_one(h, fd, newfd, fd_flags, why, why_len);
+	/* Putting an epoll instance at fd, or replacing one there, changes the
+	 * process's instances (whatever the outcome: a failure may leave either). */
+	changes_instances = is_epoll_at(h, fd) || is_epoll_at(NULL, newfd);
+	r = install_one(h, fd, newfd, fd_flags, why, why_len);
+	if (changes_instances)
+		forget_instances(h);
+	return r;
 }
 
 /* --- release -------------------------------------------------------------------------- */
@@ -931,6 +977,7 @@ struct ghost_hold *ghost_hold_release(struct ghost_hold *h)
 	safe_close(h->maps_fd);
 	safe_close(h->pidfd);
 	free(h->added);
+	free(h->ep_inst);
 	free(h);
 	return NULL;
 }

@@ -1681,6 +1681,73 @@ static void test_hold_swap_keeps_epoll(void **state)
 	close(run.report_rd);
 }
 
+/* An install that puts a new epoll instance into the held process: a later
+ * install in the same hold must move that instance's registrations too (the
+ * hold keeps the process's instances between installs). */
+#define EP_THIRD_FD 40
+#define EP_THIRD_DATA 0x3333ull
+
+static void test_hold_install_instance_then_swap(void **state)
+{
+	struct epoll_run run = start_epoll_waiter();
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EP_THIRD_DATA };
+	struct ghost_hold *h = NULL;
+	int old = -1, fd_flags = -1, status = -1, b[2], ep3, saved = -1;
+	char why[256], got[256], want[256];
+	struct stat sb;
+
+	(void)state;
+	assert_int_equal(pipe2(b, O_CLOEXEC), 0);
+	assert_int_equal(fstat(b[0], &sb), 0);
+	if (ghost_hold_new(run.pid, &h, why, sizeof(why)) < 0)
+		fail_msg("hold: %s", why);
+	if (ghost_hold_take(h, STREAM_FD, &old, &fd_flags, &status, why, sizeof(why)) < 0)
+		fail_msg("take: %s", why);
+
+	/* A third instance watching the process's stream under STREAM_FD: the
+	 * kernel keys a registration by file and number, so register our copy
+	 * of the stream while it sits at that number here. */
+	ep3 = epoll_create1(EPOLL_CLOEXEC);
+	assert_true(ep3 >= 0);
+	if (fcntl(STREAM_FD, F_GETFD) >= 0) {
+		saved = fcntl(STREAM_FD, F_DUPFD_CLOEXEC, 100);
+		assert_true(saved >= 0);
+	}
+	assert_int_equal(dup3(old, STREAM_FD, O_CLOEXEC), STREAM_FD);
+	assert_int_equal(epoll_ctl(ep3, EPOLL_CTL_ADD, STREAM_FD, &ev), 0);
+	if (saved >= 0) {
+		assert_int_equal(dup3(saved, STREAM_FD, O_CLOEXEC), STREAM_FD);
+		close(saved);
+	} else {
+		close(STREAM_FD);
+	}
+	if (ghost_hold_install(h, EP_THIRD_FD, ep3, 0, why, sizeof(why)) < 0)
+		fail_msg("install of an epoll instance: %s", why);
+
+	/* The swap moves the registrations of all three. */
+	assert_int_equal(fcntl(b[0], F_SETFL, status), 0);
+	if (ghost_hold_install(h, STREAM_FD, b[0], fd_flags, why, sizeof(why)) < 0)
+		fail_msg("install: %s", why);
+	h = ghost_hold_release(h);
+	expect_waiter_watches(run.pid, sb.st_ino);
+	snprintf(want, sizeof(want), "%d %x %llx ino %llu\n", STREAM_FD,
+		 EPOLLIN | EPOLLERR | EPOLLHUP, EP_THIRD_DATA, (unsigned long long)sb.st_ino);
+	epoll_lines(run.pid, EP_THIRD_FD, true, got, sizeof(got));
+	assert_string_equal(got, want);
+
+	assert_int_equal(write(b[1], "CCCC", 4), 4);
+	read_report(run.report_rd, got, sizeof(got));
+	snprintf(want, sizeof(want), "%llx:CCCC", EP_WAIT_DATA);
+	assert_string_equal(got, want);
+	assert_int_equal(exit_status(run.pid), 0);
+	close(ep3);
+	close(old);
+	close(b[0]);
+	close(b[1]);
+	close(run.stream_wr);
+	close(run.report_rd);
+}
+
 /* What a migration does: the watched stream is carried, the import puts a
  * placeholder epoll can watch, registered, and the install moves the
  * registration to the new stream. */
@@ -1780,6 +1847,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_epoll_checkpoint_restart, end_children),
 		cmocka_unit_test_teardown(test_epoll_export_refuses_stale, end_children),
 		cmocka_unit_test_teardown(test_hold_swap_keeps_epoll, end_children),
+		cmocka_unit_test_teardown(test_hold_install_instance_then_swap, end_children),
 		cmocka_unit_test_teardown(test_export_carried_epoll, end_children),
 	};
 
