@@ -133,6 +133,21 @@ enum ghost_import_flags {
 	GHOST_IMPORT_CARRIED = 1 << 6,
 };
 
+/*
+ * A child the new process has from its start (ghost_import_opts.children):
+ * cloned by the new process itself with PID pid (clone3 set_tid), before
+ * anything of the image is put in, so that the new process is its parent as
+ * if it had forked it. It runs the program at path with argv and an empty
+ * environment, with the caller's credentials, every signal blocked, fds 0-2
+ * of the caller and no other. A migration uses it to give a moved parent
+ * stand-ins of the children it left behind.
+ */
+struct ghost_import_child {
+	pid_t pid;
+	const char *path;
+	const char *const *argv;
+};
+
 struct ghost_import_opts {
 	unsigned flags; /* enum ghost_import_flags */
 	/* The caller's credentials: the image's must be assumable by them.
@@ -150,6 +165,12 @@ struct ghost_import_opts {
 	 * new TID is written where the image's clear_child_tid points, which is
 	 * where the C library keeps the thread's own TID. */
 	pid_t pid;
+	/* Its children from the start (see struct ghost_import_child). A PID
+	 * still in use after 3 s fails the import (GHOST_EPIDBUSY), as does a
+	 * program that cannot be run; a failed import leaves none of them
+	 * behind. */
+	const struct ghost_import_child *children;
+	size_t n_children;
 	ghost_progress_fn progress;
 	void *userdata;
 };
@@ -177,6 +198,15 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
  */
 int ghost_replace_program(pid_t pid, const char *path, const char *const argv[], char *why,
 			  size_t why_len);
+
+/*
+ * Make process pid, stopped, end its child child (SIGKILL) and reap it, as if
+ * it had called kill() and wait4() itself, before it runs again: it never
+ * sees that child, nor (unless one was pending already) a SIGCHLD for it.
+ * The process stays stopped. On failure why holds one line; the child may
+ * be gone already.
+ */
+int ghost_reap_child(pid_t pid, pid_t child, char *why, size_t why_len);
 
 /*
  * Holding a process to swap its descriptors (the engine's half of a dynamic

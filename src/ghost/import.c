@@ -65,6 +65,9 @@
 #endif
 
 #define RSEQ_FLAG_UNREGISTER_ 1
+#define CLOSE_RANGE_CLOEXEC_ (1U << 2)
+/* How long the stub waits for a child's PID to come free. */
+#define CHILD_PID_WAIT_MS 3000
 
 struct ksigaction {
 	uint64_t handler, flags, restorer, mask;
@@ -74,7 +77,8 @@ struct ksigaction {
 struct stub_status {
 	int step;
 	int err;
-	int fd, tfd; /* STUB_EPOLL: the epoll fd and the fd it failed to register */
+	int fd, tfd; /* STUB_EPOLL: the epoll fd and the fd it failed to register;
+			STUB_CHILDREN: fd is the index of the child that failed */
 };
 
 enum stub_step {
@@ -88,6 +92,7 @@ enum stub_step {
 	STUB_SIGQUEUE,
 	STUB_SESSION,
 	STUB_EPOLL,
+	STUB_CHILDREN,
 };
 
 static const char *const stub_step_name[] = {
@@ -101,6 +106,7 @@ static const char *const stub_step_name[] = {
 	[STUB_SIGQUEUE] = "queueing pending signals",
 	[STUB_SESSION] = "starting its session",
 	[STUB_EPOLL] = "registering its fds with epoll",
+	[STUB_CHILDREN] = "making its children",
 };
 
 /*
@@ -547,16 +553,77 @@ static bool is_target_fd(const struct import_ctx *c, int fd)
 	return false;
 }
 
+static pid_t clone_with_pid(pid_t pid);
+
+/* In the stub: clone child k with its PID and have it run its program. The
+ * close-on-exec pipe tells whether the execve happened; a child whose
+ * execve failed is reaped here. -1 with errno on failure. */
+static int stub_make_child(const struct ghost_import_child *k)
+{
+	char *const envp[] = { NULL };
+	int p[2], err = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	/* A PID still held by a process that is ending (not yet reaped)
+	 * comes free within moments. */
+	for (unsigned waited = 0;; waited += 10) {
+		pid = clone_with_pid(k->pid);
+		if (pid >= 0 || errno != EEXIST || waited >= CHILD_PID_WAIT_MS)
+			break;
+		usleep(10000);
+	}
+	if (pid == 0) {
+		/* Nothing of the engine's survives the execve (p[1] included). */
+		syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC_);
+		execve(k->path, (char *const *)k->argv, envp);
+		err = errno;
+		(void)!write(p[1], &err, sizeof(err));
+		_exit(127);
+	}
+	err = errno;
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		errno = err;
+		return -1;
+	}
+	do
+		n = read(p[0], &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	if (n == (ssize_t)sizeof(err)) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
 static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 {
 	uint64_t all = ~0ull;
-	int step = STUB_FDS, epfd = -1, tfd = -1;
+	int step = STUB_FDS, epfd = -1, tfd = -1, err;
+	size_t made = 0;
 	char byte;
 
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
 	prctl(PR_SET_PDEATHSIG, 0);
 	close(c->ready[0]);
 	close(c->go[1]);
+
+	/* Its children first, while nothing of the image is in the stub yet:
+	 * they inherit only what their execve keeps. */
+	step = STUB_CHILDREN;
+	for (; c->opts && made < c->opts->n_children; made++)
+		if (stub_make_child(&c->opts->children[made]) < 0) {
+			tfd = (int)made;
+			goto fail;
+		}
+	step = STUB_FDS;
 
 	for (size_t i = 0; i < c->fr.nfds; i++) {
 		const struct img_fd *f = &c->fr.fds[i];
@@ -665,7 +732,18 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 		;
 	_exit(127);
 fail:
-	stub_report(c, step, errno, epfd, tfd);
+	/* A failed import leaves none of its children behind. */
+	err = errno;
+	for (size_t i = 0; i < made; i++) {
+		kill(c->opts->children[i].pid, SIGKILL);
+		while (waitpid(c->opts->children[i].pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	errno = err;
+	if (step == STUB_CHILDREN)
+		stub_report(c, step, errno, tfd, -1);
+	else
+		stub_report(c, step, errno, epfd, tfd);
 	_exit(127);
 }
 
@@ -800,6 +878,16 @@ static int wait_stub_ready(struct import_ctx *c)
 	n = read_full(c->ready[0], &st, sizeof(st));
 	if (n != sizeof(st))
 		return ghost_fail(c->g, -EIO, "the new process died while being set up");
+	if (st.step == STUB_CHILDREN && st.fd >= 0 && c->opts &&
+	    (size_t)st.fd < c->opts->n_children) {
+		pid_t kid = c->opts->children[st.fd].pid;
+
+		if (st.err == EEXIST)
+			return ghost_fail(c->g, GHOST_EPIDBUSY,
+					  "PID %d for a child of the new process is in use", kid);
+		return ghost_fail(c->g, -st.err, "new process failed making its child %d: %s",
+				  kid, ghost_strerror(-st.err));
+	}
 	if (st.step == STUB_EPOLL)
 		return ghost_fail(c->g, -st.err,
 				  "new process failed registering fd %d with epoll fd %d: %s", st.tfd,
@@ -1499,6 +1587,15 @@ static void kill_stub(struct import_ctx *c)
 
 	if (c->stub <= 0)
 		return;
+	/* Its children first, while the stub (not yet reaped) still holds them:
+	 * a PID whose parent is the stub is surely one of them. */
+	for (size_t i = 0; c->opts && i < c->opts->n_children; i++) {
+		struct proc_stat ps;
+		pid_t kid = c->opts->children[i].pid;
+
+		if (proc_read_stat(kid, &ps) >= 0 && (pid_t)ps.f[4] == c->stub)
+			kill(kid, SIGKILL);
+	}
 	kill(c->stub, SIGKILL);
 	if (c->t.seized) {
 		c->t.seized = false;

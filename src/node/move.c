@@ -129,6 +129,12 @@ struct move {
 	pid_t orig_pid;        /* IN, fork: the original's PID */
 	pid_t ppid;            /* its parent here (not the daemon), or 0 */
 	bool standin;          /* OUT: the original becomes a stand-in for its parent */
+	/* Its children: OUT, those it has here; IN, those that get stand-ins
+	 * here, made by the import (spawn) */
+	struct move_kid kids[MOVE_MAX_KIDS];
+	size_t n_kids;
+	struct standin_spawn *spawn;
+	bool committed;        /* IN: the copy runs; its children's stand-ins stay */
 	/* OUT: the streams it holds (stream.c) */
 	struct stream_op *streams;
 	int carried[64];
@@ -166,6 +172,9 @@ static void move_free(struct move *m)
 		m->proc->moving = false;
 	if (m->role == ROLE_IN)
 		run_arrival_drop(m->d, m->peer, m->xfer);
+	if (m->role == ROLE_IN && m->n_kids && !m->committed)
+		standin_arrivals_cancel(m->d, m->pid);
+	free(m->spawn);
 	stream_release(m->streams);
 	m->report_io = loop_io_free(m->report_io);
 	m->report_fd = safe_close(m->report_fd);
@@ -307,6 +316,35 @@ static void out_rollback(struct move *m)
 
 static void out_done(struct move *m);
 
+/* Does it have real children here, which stay with its stand-in? */
+static bool kids_stay(const struct move *m)
+{
+	for (size_t i = 0; i < m->n_kids; i++)
+		if (!m->kids[i].standin && !m->kids[i].gone)
+			return true;
+	return false;
+}
+
+/* Frozen now: which children the destination made stand-ins for did it
+ * wait for in the short while before the export stopped it? Those stand-ins
+ * must go unseen. (A child it forked meanwhile stays here, a child of its
+ * stand-in, unseen by the copy.) */
+static void mark_kids_gone(struct move *m)
+{
+	pid_t now[MOVE_MAX_KIDS * 2];
+	size_t n;
+
+	if (proc_children(m->pid, now, ARRAY_SIZE(now), &n) < 0)
+		n = 0;
+	for (size_t k = 0; k < m->n_kids; k++) {
+		size_t i = 0;
+
+		while (i < n && i < ARRAY_SIZE(now) && now[i] != m->kids[k].pid)
+			i++;
+		m->kids[k].gone = i == n || i == ARRAY_SIZE(now);
+	}
+}
+
 static void out_commit(struct move *m)
 {
 	struct node_daemon *d = m->d;
@@ -327,10 +365,11 @@ static void out_commit(struct move *m)
 	stream_release(m->streams);
 	m->streams = NULL;
 	run_move_commit(d, m->proc, m->peer, m->xfer);
-	if (m->standin) {
+	if (m->standin || kids_stay(m)) {
 		char why[512];
 
-		r = standin_make(d, m->pid, m->proc->uid, why, sizeof(why));
+		r = standin_make(d, m->pid, m->proc->uid, m->proc->gid, m->peer, m->standin, why,
+				 sizeof(why));
 		if (r < 0) {
 			out_fail(m, r, "%s", why);
 			out_rollback(m);
@@ -344,6 +383,17 @@ static void out_commit(struct move *m)
 		out_rollback(m);
 		return;
 	}
+	/* A parent whose stand-in is here: the end of the original here is
+	 * never the process's. */
+	if (m->ppid && !m->standin)
+		standin_quiet(d, m->pid);
+	/* The stand-ins of its children that moved away earlier: those on the
+	 * destination take over, told what these already learnt. */
+	for (size_t i = 0; i < m->n_kids && r >= 0; i++)
+		if (m->kids[i].gone)
+			r = attr_put_u32(&b, A_CHILD_GONE, (uint32_t)m->kids[i].pid);
+		else if (m->kids[i].standin)
+			r = standin_hand_over(d, m->kids[i].pid, &b);
 	for (size_t i = 0; i < m->n_signals && r >= 0; i++)
 		r = attr_put_u32(&b, A_SIGNAL, (uint32_t)m->signals[i]);
 	if (r >= 0 && m->was_stopped)
@@ -444,6 +494,8 @@ static void out_step(struct move *m)
 		return;
 	}
 	if (m->state == MOVE_S_EXPORTING && m->worker_done && m->imported) {
+		if (!m->fork && !m->streams_switched)
+			mark_kids_gone(m);
 		if (m->streams && !m->streams_switched) {
 			m->state = MOVE_S_STREAMS;
 			stream_switch(m->streams, m->peer, m->pid, on_streams_switched, m);
@@ -562,6 +614,49 @@ static void out_recv(struct move *m, uint32_t type, const void *data, size_t len
 	}
 }
 
+/* The children of a process about to move, each to get a stand-in on the
+ * destination: its real children (running or not yet waited for) stay here
+ * with its stand-in; stand-ins of children that moved away are replaced. */
+static int collect_kids(struct node_daemon *d, pid_t pid, struct move_kid *kids, size_t *ret_n,
+			char *msg, size_t size)
+{
+	pid_t all[MOVE_MAX_KIDS];
+	size_t n;
+	int r;
+
+	*ret_n = 0;
+	r = proc_children(pid, all, ARRAY_SIZE(all), &n);
+	if (r < 0) {
+		snprintf(msg, size, "cannot read the children of process %d: %s", (int)pid,
+			 strerror(-r));
+		return r;
+	}
+	if (n > ARRAY_SIZE(all)) {
+		snprintf(msg, size,
+			 "process %d has %zu children; a parent moves with at most %zu of them",
+			 (int)pid, n, ARRAY_SIZE(all));
+		return -E2BIG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct mproc *kp = proc_find(d, all[i]);
+		struct move_kid *k = &kids[*ret_n];
+
+		if (kp && kp->moving) {
+			snprintf(msg, size, "process %d has a child, %d, that is moving; try again",
+				 (int)pid, (int)all[i]);
+			return -EBUSY;
+		}
+		k->pid = all[i];
+		k->standin = standin_describe(d, k);
+		/* One reaped since the list was read is no child any more. */
+		if (!k->standin && (proc_ids(all[i], &k->uid, &k->gid) < 0 ||
+				    proc_comm(all[i], k->comm, sizeof(k->comm)) < 0))
+			continue;
+		(*ret_n)++;
+	}
+	return 0;
+}
+
 /* Is the process one we can move, for uid? 0 or -errno with a message. */
 static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_t uid,
 			 uint32_t to, bool fork, char *msg, size_t size)
@@ -609,29 +704,38 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 		return -EBUSY;
 	}
 	if (!fork) {
-		size_t n;
-		pid_t child = proc_known_child(d, pid, &n);
+		struct mproc *pp = proc_find(d, proc_parent(pid));
 
-		/* A child the cluster knows of (managed, or a stand-in of a moved
-		 * one) would lose its parent. Other children, such as a shell's
-		 * short-lived commands, stay here and are reparented to the daemon:
-		 * the moved parent no longer sees them. */
-		if (child) {
-			snprintf(msg, size,
-				 "process %d has a managed child, %d; a parent cannot move away "
-				 "from its children yet (move the children instead)",
-				 (int)pid, (int)child);
-			return -EOPNOTSUPP;
+		/* Its parent lists its children for stand-ins now. */
+		if (pp && pp->moving) {
+			snprintf(msg, size, "the parent of process %d, %d, is moving; try again",
+				 (int)pid, (int)pp->pid);
+			return -EBUSY;
 		}
-		if (n)
-			log_info("process %d leaves %zu unmanaged child process%s on node %u",
-				 (int)pid, n, n == 1 ? "" : "es", d->self);
 	}
 	if (p->keeping) {
 		snprintf(msg, size, "process %d is being checkpointed; try again", (int)pid);
 		return -EBUSY;
 	}
 	return run_move_check(d, p, msg, size);
+}
+
+static int put_kid(struct buf *b, const struct move_kid *k)
+{
+	struct buf one = BUF_INIT;
+	int r;
+
+	r = attr_put_u32(&one, A_PID, (uint32_t)k->pid);
+	if (r >= 0)
+		r = attr_put_u32(&one, A_UID, (uint32_t)k->uid);
+	if (r >= 0)
+		r = attr_put_u32(&one, A_GID, (uint32_t)k->gid);
+	if (r >= 0)
+		r = attr_put_str(&one, A_COMMAND, k->comm);
+	if (r >= 0)
+		r = attr_put(b, A_CHILD, one.data, one.len);
+	buf_release(&one);
+	return r;
 }
 
 void move_question(struct node_daemon *d, const struct move_request *q)
@@ -657,6 +761,14 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 		answer_error(d, origin, req, -ENOMEM, "out of memory on node %u", d->self);
 		return;
 	}
+	if (!(flags & MOVE_F_FORK)) {
+		r = collect_kids(d, pid, m->kids, &m->n_kids, msg, sizeof(msg));
+		if (r < 0) {
+			answer_error(d, origin, req, r, "%s", msg);
+			move_free(m);
+			return;
+		}
+	}
 	m->xfer = node_new_id(d);
 	m->peer = to;
 	m->pid = pid;
@@ -679,7 +791,7 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 		 * through the one that is there already. */
 		if (ppid > 1 && ppid != getpid()) {
 			m->ppid = ppid;
-			m->standin = !standin_is_parent(d, ppid);
+			m->standin = !standin_is_parent(d, ppid) && !standin_holds(d, ppid);
 		}
 	}
 	r = attr_put_u32(&b, A_PID, (uint32_t)pid);
@@ -698,6 +810,8 @@ void move_question(struct node_daemon *d, const struct move_request *q)
 		r = attr_put_str(&b, A_PATH, p->log_path);
 	if (r >= 0 && m->ppid)
 		r = attr_put_u32(&b, A_PPID, (uint32_t)m->ppid);
+	for (size_t i = 0; i < m->n_kids && r >= 0; i++)
+		r = put_kid(&b, &m->kids[i]);
 	if (r >= 0)
 		r = attr_put_u64(&b, A_RSS, proc_rss_bytes(pid) / 1024);
 	if (r >= 0)
@@ -822,6 +936,92 @@ static struct proc_arrival *arrival_parse(const void *data, size_t len, struct p
 	return a->pid > 0 ? a : NULL;
 }
 
+static bool has_kids(pid_t pid)
+{
+	size_t n = 0;
+
+	return proc_children(pid, NULL, 0, &n) >= 0 && n > 0;
+}
+
+/* The children the process has on its source (A_CHILD): each gets a
+ * stand-in here, made by the import as the process's child. Their PIDs must
+ * be free here. */
+static int arrival_kids(struct move *m, const void *data, size_t len, char *msg, size_t size)
+{
+	struct node_daemon *d = m->d;
+	struct attr_iter it;
+	struct attr a;
+	int r;
+
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &a) > 0) {
+		struct move_kid *k;
+		struct mproc *kp;
+		struct attr f;
+		uint32_t v;
+
+		if (a.type != A_CHILD)
+			continue;
+		if (m->n_kids == ARRAY_SIZE(m->kids)) {
+			snprintf(msg, size, "process %d has too many children", (int)m->pid);
+			return -E2BIG;
+		}
+		k = &m->kids[m->n_kids];
+		memset(k, 0, sizeof(*k));
+		if (attr_find(a.data, a.len, A_PID, &f) < 0 || attr_u32(&f, &v) < 0 || v <= 1 ||
+		    v > INT32_MAX) {
+			snprintf(msg, size, "malformed move request");
+			return -EPROTO;
+		}
+		k->pid = (pid_t)v;
+		if (attr_find(a.data, a.len, A_UID, &f) >= 0 && attr_u32(&f, &v) >= 0)
+			k->uid = (uid_t)v;
+		if (attr_find(a.data, a.len, A_GID, &f) >= 0 && attr_u32(&f, &v) >= 0)
+			k->gid = (gid_t)v;
+		if (attr_find(a.data, a.len, A_COMMAND, &f) >= 0)
+			(void)attr_strcpy(&f, k->comm, sizeof(k->comm));
+		kp = proc_find(d, k->pid);
+		if (kp && kp->state == MPROC_RUNNING) {
+			snprintf(msg, size,
+				 "process %d cannot move to node %u, where its child %d runs: a "
+				 "parent cannot join a child that moved away yet",
+				 (int)m->pid, d->self, (int)k->pid);
+			return -EBUSY;
+		}
+		/* A stand-in of an earlier stay that is ending is no
+		 * obstacle: the import waits for its PID. */
+		if (!standin_ending(d, k->pid) &&
+		    (standin_holds(d, k->pid) || standin_is_parent(d, k->pid) ||
+		     kill(k->pid, 0) == 0 || errno != ESRCH)) {
+			snprintf(msg, size, "PID %d, a child of process %d, is in use on node %u",
+				 (int)k->pid, (int)m->pid, d->self);
+			return -EEXIST;
+		}
+		m->n_kids++;
+	}
+	if (!m->n_kids)
+		return 0;
+	m->spawn = calloc(1, sizeof(*m->spawn));
+	if (!m->spawn) {
+		snprintf(msg, size, "out of memory on node %u", d->self);
+		return -ENOMEM;
+	}
+	r = standin_spawn_fill(d, m->kids, m->n_kids, m->spawn);
+	if (r < 0) {
+		snprintf(msg, size, "cannot prepare the stand-ins of the children of process %d: %s",
+			 (int)m->pid, strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < m->n_kids; i++) {
+		r = standin_expect(d, &m->kids[i], m->pid, m->peer);
+		if (r < 0) {
+			snprintf(msg, size, "out of memory on node %u", d->self);
+			return r;
+		}
+	}
+	return 0;
+}
+
 static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, const void *data,
 		       size_t len)
 {
@@ -897,10 +1097,28 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 	if (!m->fork && standin_holds(d, m->pid)) {
 		in_fail(m, -EBUSY,
 			"process %d cannot come back to node %u: its stand-in holds its PID there "
-			"for its parent",
+			"for its %s",
+			(int)m->pid, d->self, has_kids(m->pid) ? "children" : "parent");
+		move_free(m);
+		return;
+	}
+	if (!m->fork && standin_is_parent(d, m->pid)) {
+		in_fail(m, -EBUSY,
+			"process %d cannot move to node %u, where a child of it runs: a stand-in "
+			"holds its PID there for that child",
 			(int)m->pid, d->self);
 		move_free(m);
 		return;
+	}
+	if (!m->fork) {
+		r = arrival_kids(m, data, len, msg, sizeof(msg));
+		if (r < 0) {
+			in_fail(m, r, "%s", msg);
+			move_free(m);
+			return;
+		}
+		j.children = m->spawn ? m->spawn->child : NULL;
+		j.n_children = m->n_kids;
 	}
 	if (!m->fork && attr_find(data, len, A_PPID, &pa) >= 0 && attr_u32(&pa, &ppid) >= 0 &&
 	    ppid > 1) {
@@ -1022,8 +1240,14 @@ static void in_commit(struct move *m, const void *data, size_t len)
 	uint32_t birth = node_of_pid(d, m->pid);
 	struct attr_iter it;
 	struct attr a;
-	uint32_t sig, flags = 0;
+	uint32_t sig, kid, flags = 0;
 
+	/* Before anything reaches it: the children it waited for just before
+	 * its export go unseen. */
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &a) > 0)
+		if (a.type == A_CHILD_GONE && attr_u32(&a, &kid) >= 0)
+			standin_arrival_unseen(d, m->pid, (pid_t)kid);
 	/* Signals sent while it was frozen, before it runs again. */
 	attr_iter_init(&it, data, len);
 	while (attr_next(&it, &a) > 0) {
@@ -1034,6 +1258,10 @@ static void in_commit(struct move *m, const void *data, size_t len)
 	}
 	run_arrival_commit(d, m->peer, m->xfer, m->proc);
 	m->proc->arriving = false;
+	if (m->n_kids) {
+		standin_arrivals_commit(d, m->pid, data, len);
+		m->committed = true;
+	}
 	/* Held by a SIGSTOP since the import: one that was stopped stays so,
 	 * until someone sends it SIGCONT as before. */
 	if (!(flags & MOVE_F_STOPPED) && kill(m->pid, SIGCONT) < 0)

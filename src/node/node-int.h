@@ -99,6 +99,10 @@ enum attr_type {
 	A_FORKED_FROM, /* u32: the PID a process was duplicated from (ghost fork) */
 	A_PPID = 70,   /* u32: the parent's PID, when it is no daemon (stand-in.c) */
 	A_WSTATUS,     /* u32: a wait status */
+	A_CHILD_PID = 72, /* u32: a child's PID (PROC_CHILD_EXITED) */
+	A_CHILD = 73,     /* nested: a child of a moving process: A_PID, A_UID, A_GID, A_COMMAND */
+	A_CHILD_EXIT = 74, /* nested: a child that exited: A_PID, A_WSTATUS */
+	A_CHILD_GONE = 75, /* u32: a child its parent waited for just before its export */
 	/* memory checkpoints (keep.c) */
 	A_CKPT_ID = 50,    /* u64: a checkpoint id, holder node << 32 | number */
 	A_CKPT = 51,       /* nested: one kept checkpoint */
@@ -195,6 +199,7 @@ enum ctl_type {
 	/* a child stand-in to its daemon (standin.c) */
 	CTL_STANDIN = 16,        /* -> stays open; CTL_STANDIN_EXIT when the process ends */
 	CTL_STANDIN_SIGNAL = 17, /* A_SIGNAL: the stand-in received it */
+	CTL_STANDIN_CHILD = 18,  /* A_PID, A_WSTATUS: the stand-in reaped a child of its own */
 	/* memory checkpoints (keep.c) */
 	CTL_CKPT_SAVE = 10,    /* A_PID, A_HOLDER (0: where it runs), A_FLAGS (enum keep_wire_flags)
 				  -> CTL_PROGRESS..., CTL_CKPT_SAVED */
@@ -323,6 +328,8 @@ enum proc_type {
 	PROC_WHERE,      /* A_PID, A_NODE: to the birth node, the process runs on NODE now */
 	PROC_GONE,       /* A_PID: to the birth node, the sender forgot the process */
 	PROC_EXITED = 40, /* A_PID, A_WSTATUS: to the birth node, it exited here */
+	PROC_CHILD_EXITED = 41, /* A_PID (parent), A_CHILD_PID, A_WSTATUS, A_HOPS: to where the
+				   parent runs, its child exited (reaped by its stand-in here) */
 };
 
 /* A_FLAGS of CTL_MIGRATE, PROC_MOVE_REQ and MOVE_PREPARE (with RUN_DETACH). */
@@ -335,12 +342,14 @@ enum move_wire_flags {
  * with A_XFER (the source's transfer id). */
 enum move_type {
 	MOVE_PREPARE = 1, /* S->D: A_PID, A_UID, A_GID, A_COMMAND, A_START, A_FLAGS
-			     (RUN_DETACH), A_PATH (the log) */
+			     (RUN_DETACH), A_PATH (the log), A_PPID, A_RSS, A_CHILD... */
 	MOVE_READY,       /* D->S: A_PORT, A_KEY: the import worker listens */
 	MOVE_IMPORTED,    /* D->S: the process is imported and held stopped; A_PID, A_IMPORT_NS */
 	MOVE_FAILED,      /* D->S: A_ERRNO, A_MESSAGE */
 	MOVE_COMMIT,      /* S->D: the original is gone: let the process run; A_SIGNAL...
-			     (signals sent meanwhile), A_FLAGS (MOVE_F_STOPPED) */
+			     (signals sent meanwhile), A_FLAGS (MOVE_F_STOPPED),
+			     A_CHILD_EXIT... (children whose exit the source learnt),
+			     A_CHILD_GONE... (children it waited for before the freeze) */
 	MOVE_DONE,        /* D->S: it runs */
 	MOVE_ABORT,       /* S->D: give up; kill what was imported */
 };
@@ -534,6 +543,8 @@ struct mproc {
 	int pidfd;
 	struct node_daemon *daemon;      /* adopted: for the exit watch */
 	bool keeping;                    /* a memory checkpoint of it is under way */
+	uint32_t elsewhere;              /* arriving at its birth node: where its entry
+					    said it ran (0: it had none) */
 };
 
 struct node_daemon {
@@ -570,6 +581,13 @@ struct node_daemon {
 	struct move *moves;
 	struct standin *standins;
 	struct parent_standin *parent_standins;
+	pid_t quiet[256];  /* stand-ins and moved originals whose end is no exit */
+	size_t n_quiet;
+	struct {
+		pid_t pid;
+		uint32_t node;
+	} departed[64];    /* where the last processes that left went (a ring) */
+	size_t departed_next;
 	/* memory checkpoints (keep.c) */
 	struct keep *keep;
 	/* dynamic streams (stream.c) */
@@ -660,14 +678,23 @@ void proc_child_exited(struct node_daemon *d, pid_t pid, int wstatus);
 struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid);
 /* The parent of a process of this node, from /proc; 0 if unknown. */
 pid_t proc_parent(pid_t pid);
+/* Its real user and group; its name (/proc/PID/comm). */
+int proc_ids(pid_t pid, uid_t *ret_uid, gid_t *ret_gid);
+int proc_comm(pid_t pid, char *comm, size_t size);
+/* Does it exist and has not ended (no zombie)? */
+bool proc_alive(pid_t pid);
 /* Is it stopped by a signal (SIGSTOP, SIGTSTP...), not merely traced? */
 bool proc_job_stopped(pid_t pid);
 /* Does it run with just its user's rights (every UID is uid, no capability)?
  * A process that ran a setuid program does not: only root may export it. */
 bool proc_plain_creds(pid_t pid, uid_t uid);
-/* Its first child that is managed or a stand-in (0 if none), and how many
- * children it has in all in ret_n. */
-pid_t proc_known_child(struct node_daemon *d, pid_t pid, size_t *ret_n);
+/* Its children (of all its threads), at most max in ret, how many in ret_n
+ * (which may exceed max). -errno if it cannot be read. */
+int proc_children(pid_t pid, pid_t *ret, size_t max, size_t *ret_n);
+/* The node where process pid runs, as far as this node knows: this one, the
+ * one its entry or a recent departure names, else its birth node (0 if
+ * none), which knows. */
+uint32_t proc_locate(struct node_daemon *d, pid_t pid);
 /* Resident bytes of a process of this node (0 if unknown). */
 uint64_t proc_rss_bytes(pid_t pid);
 /* Bytes of memory this node can still give a process: the smaller of the
@@ -734,7 +761,8 @@ int proc_pick_pid(struct node_daemon *d, pid_t *ret);
  * entry becomes ELSEWHERE; else it is forgotten. The original's exit is then
  * reaped as an unmanaged child. */
 void proc_depart(struct node_daemon *d, struct mproc *p, uint32_t to);
-/* The arrival was abandoned: forget the entry (the caller kills the process). */
+/* The arrival was abandoned: forget the entry (the caller kills the process);
+ * at its birth node, the entry names where it still runs again. */
 void proc_arrival_cancel(struct node_daemon *d, struct mproc *p);
 /* The birth node's side: PROC_WHERE and PROC_GONE. */
 void proc_where(struct node_daemon *d, pid_t pid, uint32_t node);
@@ -762,6 +790,10 @@ struct worker_import_job {
 	pid_t parent;          /* else 0: the worker takes this PID and stays as the
 				  process's parent stand-in (standin.c) */
 	uid_t parent_uid;
+	/* Stand-ins of the children the process left on its source, made as
+	 * its children by the import (standin.c). */
+	const struct ghost_import_child *children;
+	size_t n_children;
 	uint32_t source;
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 	bool encrypt;
@@ -935,11 +967,66 @@ void move_proc_exited(struct node_daemon *d, struct mproc *p);
 void move_reaped(struct node_daemon *d, pid_t pid);
 void move_free_all(struct node_daemon *d);
 
-/* standin.c: stand-ins for a moved process's parent and for the process */
-/* Turn the stopped original of a moved process into its stand-in. */
-int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, char *why, size_t why_len);
+/* standin.c: stand-ins for a moved process's parent and children */
+/* A child of a moving process, as MOVE_PREPARE carries it (A_CHILD). */
+struct move_kid {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	char comm[16];
+	bool standin; /* source: it is a stand-in there (the process is elsewhere) */
+	bool gone;    /* source: the process waited for it before its export froze it */
+};
+#define MOVE_MAX_KIDS 64
+/* The stand-ins an import makes for the children of the process it
+ * imports (ghost_import_opts.children), with what their argv points to. */
+struct standin_spawn_argv {
+	const char *argv[8];
+	char comm[16], daemon_pid[16], uid[16], gid[16];
+};
+struct standin_spawn {
+	char exe[32];
+	size_t n;
+	struct ghost_import_child child[MOVE_MAX_KIDS];
+	struct standin_spawn_argv a[MOVE_MAX_KIDS];
+};
+/* Turn the stopped original of a moved process into its stand-in: for its
+ * parent here (for_parent: it lives until the process ends) or only for its
+ * children here. node: where the process goes. */
+int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, gid_t gid, uint32_t node,
+		 bool for_parent, char *why, size_t why_len);
+/* Fill ret for the import of a process with these children. */
+int standin_spawn_fill(struct node_daemon *d, const struct move_kid *kids, size_t n,
+		       struct standin_spawn *ret);
+/* An import is about to make a stand-in with PID pid, a child of the
+ * process parent, whose real process runs on node: expect it to call in. */
+int standin_expect(struct node_daemon *d, const struct move_kid *k, pid_t parent, uint32_t node);
+/* The import of parent failed or was abandoned: its children's stand-ins go
+ * quietly. Committed: they stay; the A_CHILD_EXIT of the commit end them. */
+void standin_arrivals_cancel(struct node_daemon *d, pid_t parent);
+void standin_arrivals_commit(struct node_daemon *d, pid_t parent, const void *data, size_t len);
+/* Before parent (held stopped) runs: it had waited for kid before its export
+ * froze it, so kid's stand-in ends and parent reaps it unseen. */
+void standin_arrival_unseen(struct node_daemon *d, pid_t parent, pid_t kid);
+/* The parent of stand-in kid moved away (committed): put kid's exit, if known,
+ * into the commit message and let the stand-in go quietly. */
+int standin_hand_over(struct node_daemon *d, pid_t kid, struct buf *commit);
+/* The end of process pid here is no exit of the process it was (a moved
+ * original, a stand-in that goes): its reaping is not reported as one. */
+void standin_quiet(struct node_daemon *d, pid_t pid);
+/* The daemon reaped pid itself. */
+void standin_reaped(struct node_daemon *d, pid_t pid);
+/* Is pid marked quiet here: ending, its PID soon free? */
+bool standin_ending(struct node_daemon *d, pid_t pid);
+/* Process parent of this node ended: its children's stand-ins go quietly. */
+void standin_parent_exited(struct node_daemon *d, pid_t parent);
+/* PROC_CHILD_EXITED. */
+void standin_recv_child_exited(struct node_daemon *d, const void *data, size_t len);
 /* Is pid held here by a child stand-in? By a parent stand-in? */
 bool standin_holds(struct node_daemon *d, pid_t pid);
+/* If k->pid is a stand-in's here, fill in the user, group and name of the
+ * process it stands in for, and return true. */
+bool standin_describe(struct node_daemon *d, struct move_kid *k);
 bool standin_is_parent(struct node_daemon *d, pid_t pid);
 void standin_hello(struct node_daemon *d, struct ctl_conn *c);
 void standin_conn_frame(struct standin *s, struct node_daemon *d, const struct ctl_request *req);

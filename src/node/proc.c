@@ -31,6 +31,7 @@
  *   SIGCHLD             proc_reap()
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -189,6 +190,8 @@ int proc_arrive(struct node_daemon *d, const struct proc_arrival *a, struct mpro
 	}
 	if (old) {
 		/* Back home (ELSEWHERE), or an old exited namesake. */
+		if (old->state == MPROC_ELSEWHERE)
+			p->elsewhere = old->node;
 		if (old->state == MPROC_EXITED && old->detached)
 			exited_remove(d, old);
 		table_remove(d, old);
@@ -244,6 +247,15 @@ int proc_pick_pid(struct node_daemon *d, pid_t *ret)
 void proc_arrival_cancel(struct node_daemon *d, struct mproc *p)
 {
 	assert(p->arriving);
+	if (p->elsewhere) {
+		/* Back home, but not after all: it runs where it ran. */
+		p->state = MPROC_ELSEWHERE;
+		p->node = p->elsewhere;
+		p->arriving = false;
+		d->n_running--;
+		node_procs_changed(d);
+		return;
+	}
 	forget(d, p);
 }
 
@@ -258,6 +270,10 @@ void proc_depart(struct node_daemon *d, struct mproc *p, uint32_t to)
 	unwatch_adopted(p);
 	d->n_running--;
 	node_procs_changed(d);
+	/* Word for it may still come here before its birth node knows. */
+	d->departed[d->departed_next].pid = p->pid;
+	d->departed[d->departed_next].node = to;
+	d->departed_next = (d->departed_next + 1) % ARRAY_SIZE(d->departed);
 	if (node_of_pid(d, p->pid) == d->self) {
 		p->state = MPROC_ELSEWHERE;
 		p->node = to;
@@ -626,6 +642,7 @@ static void exited(struct node_daemon *d, pid_t pid, int status)
 
 	if (!p || (p->state != MPROC_SPAWNING && p->state != MPROC_RUNNING)) {
 		log_debug("reaped process %d, not managed", (int)pid);
+		standin_reaped(d, pid);
 		move_reaped(d, pid);
 		return;
 	}
@@ -646,6 +663,7 @@ static void exited(struct node_daemon *d, pid_t pid, int status)
 	p->wstatus = status;
 	if (!p->arriving)
 		tell_exited(d, pid, status);
+	standin_parent_exited(d, pid);
 	if (p->detached) {
 		if (WIFSIGNALED(status))
 			log_info("process %d killed by signal %d", (int)pid, WTERMSIG(status));
@@ -737,28 +755,65 @@ bool proc_job_stopped(pid_t pid)
 	return stat_state(pid) == 'T';
 }
 
-pid_t proc_known_child(struct node_daemon *d, pid_t pid, size_t *ret_n)
+bool proc_alive(pid_t pid)
 {
-	char path[80];
-	struct buf b = BUF_INIT;
-	char *save = NULL;
-	pid_t known = 0;
+	char state = stat_state(pid);
+
+	return state != 0 && state != 'Z' && state != 'X';
+}
+
+int proc_children(pid_t pid, pid_t *ret, size_t max, size_t *ret_n)
+{
+	char path[320];
+	struct dirent *de;
+	DIR *tasks;
 
 	*ret_n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
-	if (read_file_at(AT_FDCWD, path, &b) < 0)
-		return 0;
-	for (char *w = strtok_r(b.data, " \n", &save); w; w = strtok_r(NULL, " \n", &save)) {
-		uint64_t v;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	tasks = opendir(path);
+	if (!tasks)
+		return -errno;
+	while ((de = readdir(tasks))) {
+		struct buf b = BUF_INIT;
+		char *save = NULL;
 
-		if (parse_u64(w, 10, &v) < 0 || v == 0 || v > INT32_MAX)
+		if (de->d_name[0] == '.')
 			continue;
-		(*ret_n)++;
-		if (!known && (proc_find(d, (pid_t)v) || standin_holds(d, (pid_t)v)))
-			known = (pid_t)v;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)pid, de->d_name);
+		if (read_file_at(AT_FDCWD, path, &b) < 0)
+			continue;
+		for (char *w = strtok_r(b.data, " \n", &save); w; w = strtok_r(NULL, " \n", &save)) {
+			uint64_t v;
+
+			if (parse_u64(w, 10, &v) < 0 || v == 0 || v > INT32_MAX)
+				continue;
+			if (*ret_n < max)
+				ret[*ret_n] = (pid_t)v;
+			(*ret_n)++;
+		}
+		buf_release(&b);
 	}
-	buf_release(&b);
-	return known;
+	closedir(tasks);
+	return 0;
+}
+
+uint32_t proc_locate(struct node_daemon *d, pid_t pid)
+{
+	struct mproc *p = proc_find(d, pid);
+	size_t n = ARRAY_SIZE(d->departed);
+
+	if (p && (p->state == MPROC_RUNNING || p->state == MPROC_SPAWNING))
+		return d->self;
+	if (p && p->state == MPROC_ELSEWHERE)
+		return p->node;
+	/* The newest departure first. */
+	for (size_t i = 1; i <= n; i++) {
+		size_t k = (d->departed_next + n - i) % n;
+
+		if (d->departed[k].pid == pid)
+			return d->departed[k].node;
+	}
+	return node_of_pid(d, pid);
 }
 
 static int read_proc_text(pid_t pid, const char *what, struct buf *out)
@@ -769,7 +824,7 @@ static int read_proc_text(pid_t pid, const char *what, struct buf *out)
 	return read_file_at(AT_FDCWD, path, out);
 }
 
-static int read_ids(pid_t pid, uid_t *ret_uid, gid_t *ret_gid)
+int proc_ids(pid_t pid, uid_t *ret_uid, gid_t *ret_gid)
 {
 	struct buf b = BUF_INIT;
 	const char *u, *g;
@@ -806,6 +861,25 @@ bool proc_plain_creds(pid_t pid, uid_t uid)
 	return ok;
 }
 
+int proc_comm(pid_t pid, char *comm, size_t size)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, comm, size - 1);
+	safe_close(fd);
+	if (n <= 0)
+		return -EIO;
+	comm[n] = '\0';
+	comm[strcspn(comm, "\n")] = '\0';
+	return 0;
+}
+
 static char *read_command(pid_t pid)
 {
 	struct buf b = BUF_INIT;
@@ -825,20 +899,23 @@ static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *u
 struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 {
 	struct mproc *p = proc_find(d, pid), *anc = NULL;
+	bool standin = false;
 	pid_t at = pid;
 
 	if (p || !d->own_proc || pid <= 1 || node_of_pid(d, pid) != d->self)
 		return p;
-	/* Up the family to a managed process, never past the daemon. */
+	/* Up the family to a managed process or a stand-in of one (a moved
+	 * parent's children stay with it), never past the daemon. */
 	for (int depth = 0; depth < 64; depth++) {
 		at = proc_parent(at);
 		if (at <= 1 || at == getpid())
 			return NULL;
-		anc = proc_find(d, at);
-		if (anc)
+		standin = standin_holds(d, at);
+		anc = standin ? NULL : proc_find(d, at);
+		if (standin || anc)
 			break;
 	}
-	if (!anc || anc->state != MPROC_RUNNING)
+	if (!standin && (!anc || anc->state != MPROC_RUNNING))
 		return NULL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -846,9 +923,9 @@ struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 	p->exec_fd = -1;
 	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	p->command = read_command(pid);
-	p->log_path = anc->log_path ? strdup(anc->log_path) : NULL;
-	if (p->pidfd < 0 || !p->command || (anc->log_path && !p->log_path) ||
-	    read_ids(pid, &p->uid, &p->gid) < 0 ||
+	p->log_path = anc && anc->log_path ? strdup(anc->log_path) : NULL;
+	if (p->pidfd < 0 || !p->command || (anc && anc->log_path && !p->log_path) ||
+	    proc_ids(pid, &p->uid, &p->gid) < 0 ||
 	    loop_io_new(d->loop, p->pidfd, LOOP_READ, on_adopted_exit, p, &p->pidfd_io) < 0) {
 		safe_close(p->pidfd);
 		free(p->command);
@@ -868,7 +945,7 @@ struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 	d->n_running++;
 	node_procs_changed(d);
 	log_info("process %d, a child of managed process %d's family, is managed now", (int)pid,
-		 (int)anc->pid);
+		 (int)at);
 	return p;
 }
 

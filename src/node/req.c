@@ -689,6 +689,9 @@ static void proc_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t t
 	case PROC_EXITED:
 		on_question(d, node, type, data, len);
 		break;
+	case PROC_CHILD_EXITED:
+		standin_recv_child_exited(d, data, len);
+		break;
 	case PROC_PS_REP:
 	case PROC_REPLY:
 	case PROC_LOGS_REP:

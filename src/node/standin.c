@@ -4,47 +4,74 @@
  * across a migration. Linux ties a parent and a child to one kernel: the
  * parent's wait() sees only its own children, and the child's getppid()
  * names its parent in its own PID namespace. So when a process C whose
- * parent P lives on node A moves to node B, two small processes stand in:
+ * parent P lives on node A moves to node B (or P moves away from C), two
+ * small processes stand in:
  *
  *   node A                                 node B
  *   P (the real parent)                    X: parent stand-in, PID = P
  *   `- C: child stand-in, PID = C             `- C (the real process)
  *
- * - The child stand-in is C's original itself: once B holds the complete
- *   copy, instead of SIGKILL the source daemon makes the original execve
- *   "ghostd --stand-in" (ghost_replace_program()). So P never sees its child
- *   go: same PID, same parent, no SIGCHLD. The stand-in calls in on the
- *   control socket; every signal it receives (a kill() by a process of node
- *   A, ghost kill, a terminal) is forwarded to C wherever C runs; when C
- *   exits, its node reports the status (PROC_EXITED) to C's birth node,
- *   which tells the stand-in (CTL_STANDIN_EXIT); the stand-in ends the same
- *   way, so P's waitpid() returns C's real exit status. If the stand-in is
- *   killed (SIGKILL cannot be caught), C is killed too: the parent already
- *   saw its child die.
- * - The parent stand-in is the import worker of the move, cloned with P's
- *   PID: C is created as its child, so C's getppid() is still P. After the
- *   import it stays, reaps C and reports C's exit status to its daemon
- *   (which handles it as if it had reaped C itself), and forwards the
- *   signals it receives (C's kill(getppid(), ...)) to P.
+ * One rule keeps every family whole: for each parent P and child C on
+ * different nodes, P's node holds a child stand-in with PID C (P's child)
+ * and C's node a parent stand-in with PID P (C's parent).
+ * A process has at most one stand-in on a node, serving all its relatives
+ * there (P's original left on A is both the child stand-in its own parent
+ * waits for and the parent stand-in of its children), and no stand-in ever
+ * passes anything through another.
  *
- * Neither is on any data path: a stand-in only mirrors exit status and
- * signals, as the Ghost report's migration keeps no forwarding of data.
+ * - A child stand-in runs "ghostd --stand-in". When C moves away from P,
+ *   it is C's original itself: once B holds the complete copy, instead of
+ *   SIGKILL the source daemon makes the original execve it
+ *   (ghost_replace_program()), so P never sees its child go: same PID, same
+ *   parent, no SIGCHLD. When P moves away from C, the import makes it: the
+ *   new P clones it with PID C before anything of P's image is in place
+ *   (ghost_import_opts.children), so P's first wait() already finds it. The
+ *   stand-in calls in on the control socket; every signal it receives (a
+ *   kill() by a process of its node, ghost kill, a terminal) is forwarded to
+ *   C wherever C runs; when C exits, its parent stand-in reaps it and its
+ *   daemon sends the status to wherever P runs (PROC_CHILD_EXITED, routed
+ *   as a kill, and after a parent that just moved on), whose daemon tells
+ *   the stand-in (CTL_STANDIN_EXIT); the stand-in ends the same way, so P's
+ *   waitpid() returns C's real exit status. If the stand-in is killed
+ *   (SIGKILL cannot be caught), C is killed too: the parent already saw its
+ *   child die.
+ * - A parent stand-in holds P's PID where C runs. When C moves away from P,
+ *   it is the import worker of the move, cloned with P's PID: C is created
+ *   as its child, so C's getppid() is still P; after the import it stays,
+ *   reaps C and reports, and forwards the signals it receives (C's
+ *   kill(getppid(), ...)) to P. When P moves away from its children, it is
+ *   P's original, made to execve "ghostd --stand-in" as above: the same
+ *   program also reaps its own children and reports each (CTL_STANDIN_CHILD).
+ *   One kept only for its children goes once it has none left; one whose
+ *   own parent is there (it is P's child stand-in too) lives until P ends.
+ * - Ends that are no exit: a moved process's original killed under a
+ *   parent stand-in, a stand-in that is no longer needed (its parent moved
+ *   on or ended: it is retired, told to end quietly), are marked quiet
+ *   (standin_quiet()); their reaping is not reported as an exit.
  *
- * Limits (refused with a message): a process with children of its own does
- * not move (its children would lose their parent); C cannot come back to
- * node A while its stand-in holds its PID there; two children of one parent
- * cannot be on the same other node at once (one PID for both stand-ins).
+ * No stand-in is on any data path: it only mirrors exit status and signals,
+ * as the Ghost report's migration keeps no forwarding of data.
+ *
+ * Limits (refused with a message): C cannot come back to node A while its
+ * stand-in holds its PID there, nor P to a node where a parent stand-in
+ * holds its PID for a child; two children of one parent cannot be on the
+ * same other node at once (one PID for both parent stand-ins); a parent
+ * moves with at most MOVE_MAX_KIDS children.
  *
  *   event                         function
- *   move commits (source)         standin_make()
+ *   move commits (source)         standin_make(), standin_hand_over()
+ *   import of a parent            standin_expect(), standin_arrivals_*()
  *   CTL_STANDIN (the stand-in)    standin_hello()
- *   CTL_STANDIN_SIGNAL            standin_conn_frame()
+ *   CTL_STANDIN_SIGNAL, _CHILD    standin_conn_frame()
  *   PROC_EXITED (birth node)      standin_proc_exited()
+ *   PROC_CHILD_EXITED             standin_recv_child_exited()
+ *   a parent of this node ended   standin_parent_exited()
  *   stand-in connection gone      standin_conn_gone()
  *   parent stand-in report        on_parent_io()
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,12 +95,19 @@
 
 struct standin {
 	struct standin *next, *prev;
-	pid_t pid;              /* the stand-in's PID: the moved process's */
-	uid_t uid;
+	pid_t pid;              /* the PID it holds: the process it stands in for */
+	pid_t parent;           /* its parent here, which sees it as that process */
+	uint32_t node;          /* where that process ran when the stand-in was made */
+	uid_t uid;              /* the process's user, group and name, which it takes */
+	gid_t gid;
+	char comm[16];
+	bool for_parent;        /* its parent waits for it: it lives until the process ends */
+	bool arriving;          /* made by an import that is not committed yet */
 	struct ctl_conn *conn;  /* once it called in */
 	bool have_exit;         /* the process exited: mirror wstatus */
 	int wstatus;
-	bool exit_sent;
+	bool exit_sent;         /* told to end (the process's way, or quietly): the
+				   process must not be killed when it goes */
 };
 
 struct parent_standin {
@@ -137,6 +171,45 @@ static _Noreturn void die_lost(void)
 	_exit(137);
 }
 
+/* Reap every child that ended and report each one: its stand-in elsewhere
+ * (or the daemon) decides what its end means. */
+static void reap_children(int cfd)
+{
+	for (;;) {
+		struct buf b = BUF_INIT;
+		int st, r;
+		pid_t kid = waitpid(-1, &st, WNOHANG);
+
+		if (kid < 0 && errno == EINTR)
+			continue;
+		if (kid <= 0)
+			return;
+		r = attr_put_u32(&b, A_PID, (uint32_t)kid);
+		if (r >= 0)
+			r = attr_put_u32(&b, A_WSTATUS, (uint32_t)st);
+		if (r < 0 || send_frame(cfd, CTL_STANDIN_CHILD, &b) < 0)
+			die_lost();
+		buf_release(&b);
+	}
+}
+
+/* A stand-in made by an import runs as the import worker: take the user of
+ * the process it stands in for, so that its parent may signal it. */
+static int take_user(const char *uid_text, const char *gid_text)
+{
+	uint64_t uid, gid;
+
+	if (parse_u64(uid_text, 10, &uid) < 0 || parse_u64(gid_text, 10, &gid) < 0 ||
+	    uid > UINT32_MAX - 1 || gid > UINT32_MAX - 1)
+		return -EINVAL;
+	if (geteuid() != 0)
+		return geteuid() == (uid_t)uid ? 0 : -EPERM;
+	if (setgroups(0, NULL) < 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0 ||
+	    setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+		return -errno;
+	return 0;
+}
+
 int node_standin_main(int argc, char **argv)
 {
 	const char *control;
@@ -148,15 +221,18 @@ int node_standin_main(int argc, char **argv)
 	int sfd, cfd, nul;
 	struct buf in = BUF_INIT;
 
-	/* argv: ghostd --stand-in CONTROL COMM DAEMON-PID */
-	if (argc != 5)
+	/* argv: ghostd --stand-in CONTROL COMM DAEMON-PID [UID GID] */
+	if (argc != 5 && argc != 7)
 		return 2;
 	control = argv[2];
 	if (parse_u64(argv[4], 10, &v) < 0 || v == 0 || v > INT32_MAX)
 		return 2;
 	daemon_pid = (pid_t)v;
 	/* Nothing of the original but what a stand-in needs: its signals stay
-	 * blocked (ghost_replace_program() blocked them) and come by signalfd. */
+	 * blocked (ghost_replace_program() or the import blocked them) and come
+	 * by signalfd. */
+	sigfillset(&all);
+	(void)sigprocmask(SIG_SETMASK, &all, NULL);
 	(void)syscall(SYS_close_range, 0U, ~0U, 0U);
 	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (nul >= 0) {
@@ -166,10 +242,10 @@ int node_standin_main(int argc, char **argv)
 		if (nul > 2)
 			safe_close(nul);
 	}
+	if (argc == 7 && take_user(argv[5], argv[6]) < 0)
+		die_lost();
 	(void)prctl(PR_SET_NAME, argv[3]);
 	(void)setrlimit(RLIMIT_CORE, &no_core);
-	sigfillset(&all);
-	(void)sigprocmask(SIG_SETMASK, &all, NULL);
 	sfd = signalfd(-1, &all, SFD_CLOEXEC);
 	if (strlen(control) >= sizeof(sa.sun_path))
 		die_lost();
@@ -178,6 +254,8 @@ int node_standin_main(int argc, char **argv)
 	if (sfd < 0 || cfd < 0 || connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    send_frame(cfd, CTL_STANDIN, NULL) < 0)
 		die_lost();
+	/* Children that ended before it took over (zombies of the original). */
+	reap_children(cfd);
 	for (;;) {
 		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN },
 				       { .fd = cfd, .events = POLLIN } };
@@ -196,6 +274,11 @@ int node_standin_main(int argc, char **argv)
 			/* The daemon's SIGCONT ends the freeze of the move: not for C. */
 			if (si.ssi_signo == SIGCONT && (pid_t)si.ssi_pid == daemon_pid)
 				continue;
+			/* A child of its own changed state: reap, not pass on. */
+			if (si.ssi_signo == SIGCHLD && si.ssi_code > 0) {
+				reap_children(cfd);
+				continue;
+			}
 			if (attr_put_u32(&b, A_SIGNAL, si.ssi_signo) < 0 ||
 			    send_frame(cfd, CTL_STANDIN_SIGNAL, &b) < 0)
 				die_lost();
@@ -227,24 +310,15 @@ int node_standin_main(int argc, char **argv)
 	}
 }
 
-/* ---- the daemon's side: child stand-ins -------------------------------------- */
+/* ---- the daemon's side: stand-ins ------------------------------------------ */
 
-static int read_comm(pid_t pid, char *comm, size_t size)
+static int daemon_exe(char *exe, size_t size)
 {
-	char path[64];
-	ssize_t n;
-	int fd;
+	ssize_t n = readlink("/proc/self/exe", exe, size - 1);
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, comm, size - 1);
-	safe_close(fd);
 	if (n <= 0)
-		return -EIO;
-	comm[n] = '\0';
-	comm[strcspn(comm, "\n")] = '\0';
+		return n < 0 ? -errno : -EIO;
+	exe[n] = '\0';
 	return 0;
 }
 
@@ -261,6 +335,19 @@ bool standin_holds(struct node_daemon *d, pid_t pid)
 	return standin_find(d, pid) != NULL;
 }
 
+bool standin_describe(struct node_daemon *d, struct move_kid *k)
+{
+	struct standin *s = standin_find(d, k->pid);
+
+	if (!s)
+		return false;
+	/* What it is to look like, whether or not it got there yet. */
+	k->uid = s->uid;
+	k->gid = s->gid;
+	snprintf(k->comm, sizeof(k->comm), "%s", s->comm);
+	return true;
+}
+
 static void standin_free(struct node_daemon *d, struct standin *s)
 {
 	LIST_REMOVE(d->standins, s);
@@ -269,48 +356,254 @@ static void standin_free(struct node_daemon *d, struct standin *s)
 	free(s);
 }
 
-int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, char *why, size_t why_len)
+static struct standin *standin_new(struct node_daemon *d, pid_t pid, pid_t parent, uid_t uid,
+				   gid_t gid, const char *comm, uint32_t node, bool for_parent)
 {
-	char exe[4096], comm[32], daemon_pid[16];
+	struct standin *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->pid = pid;
+	s->parent = parent;
+	s->uid = uid;
+	s->gid = gid;
+	snprintf(s->comm, sizeof(s->comm), "%s", comm);
+	s->node = node;
+	s->for_parent = for_parent;
+	LIST_PREPEND(d->standins, s);
+	return s;
+}
+
+/* ---- ends that are no exit ---------------------------------------------------- */
+
+void standin_quiet(struct node_daemon *d, pid_t pid)
+{
+	if (d->n_quiet == ARRAY_SIZE(d->quiet)) {
+		/* The oldest is long reaped, or its report long lost. */
+		memmove(d->quiet, d->quiet + 1, (d->n_quiet - 1) * sizeof(d->quiet[0]));
+		d->n_quiet--;
+	}
+	d->quiet[d->n_quiet++] = pid;
+}
+
+static bool quiet_take(struct node_daemon *d, pid_t pid)
+{
+	for (size_t i = 0; i < d->n_quiet; i++)
+		if (d->quiet[i] == pid) {
+			memmove(d->quiet + i, d->quiet + i + 1,
+				(d->n_quiet - i - 1) * sizeof(d->quiet[0]));
+			d->n_quiet--;
+			return true;
+		}
+	return false;
+}
+
+bool standin_ending(struct node_daemon *d, pid_t pid)
+{
+	for (size_t i = 0; i < d->n_quiet; i++)
+		if (d->quiet[i] == pid)
+			return true;
+	return false;
+}
+
+void standin_reaped(struct node_daemon *d, pid_t pid)
+{
+	(void)quiet_take(d, pid);
+}
+
+/* The stand-in is no longer needed (its parent went, or the process it
+ * stands in for is now another stand-in's): it ends with status 0 and its
+ * end means nothing for the process. A stand-in that has not called in yet
+ * is forgotten: it is refused when it does, and ends. */
+static void standin_retire(struct node_daemon *d, struct standin *s)
+{
+	struct buf b = BUF_INIT;
+
+	s->exit_sent = true;
+	standin_quiet(d, s->pid);
+	if (!s->conn) {
+		standin_free(d, s);
+		return;
+	}
+	if (attr_put_u32(&b, A_EXIT_CODE, 0) < 0 || ctl_send(s->conn, CTL_STANDIN_EXIT, &b) < 0)
+		ctl_conn_kill(s->conn);
+	buf_release(&b);
+}
+
+/* ---- making stand-ins ---------------------------------------------------------- */
+
+int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, gid_t gid, uint32_t node,
+		 bool for_parent, char *why, size_t why_len)
+{
+	char exe[4096], comm[16], daemon_pid[16];
 	const char *argv[] = { "ghostd", "--stand-in", d->control_path, comm, daemon_pid, NULL };
 	struct standin *s;
-	ssize_t n;
 	int r;
 
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0) {
-		snprintf(why, why_len, "cannot find the ghostd program: %s", strerror(errno));
-		return -errno;
+	r = daemon_exe(exe, sizeof(exe));
+	if (r < 0) {
+		snprintf(why, why_len, "cannot find the ghostd program: %s", strerror(-r));
+		return r;
 	}
-	exe[n] = '\0';
-	r = read_comm(pid, comm, sizeof(comm));
+	r = proc_comm(pid, comm, sizeof(comm));
 	if (r < 0)
 		snprintf(comm, sizeof(comm), "stand-in");
 	snprintf(daemon_pid, sizeof(daemon_pid), "%d", (int)getpid());
-	s = calloc(1, sizeof(*s));
+	s = standin_new(d, pid, proc_parent(pid), uid, gid, comm, node, for_parent);
 	if (!s) {
 		snprintf(why, why_len, "out of memory");
 		return -ENOMEM;
 	}
 	r = ghost_replace_program(pid, exe, argv, why, why_len);
 	if (r < 0) {
-		free(s);
+		standin_free(d, s);
 		return r;
 	}
-	s->pid = pid;
-	s->uid = uid;
-	LIST_PREPEND(d->standins, s);
 	/* The freeze of the move stopped it: let the stand-in run. */
 	(void)kill(pid, SIGCONT);
-	log_info("process %d: a stand-in keeps its PID here for its parent", (int)pid);
+	log_info("process %d: a stand-in keeps its PID here for its %s", (int)pid,
+		 for_parent ? "parent" : "children");
 	return 0;
+}
+
+int standin_spawn_fill(struct node_daemon *d, const struct move_kid *kids, size_t n,
+		       struct standin_spawn *ret)
+{
+	if (n > ARRAY_SIZE(ret->child))
+		return -E2BIG;
+	/* The import's new process is a copy of the import worker, itself a
+	 * copy of the daemon: this is the daemon's program, even if its file
+	 * was replaced meanwhile. */
+	snprintf(ret->exe, sizeof(ret->exe), "/proc/self/exe");
+	for (size_t i = 0; i < n; i++) {
+		struct standin_spawn_argv *a = &ret->a[i];
+
+		snprintf(a->comm, sizeof(a->comm), "%s", kids[i].comm);
+		snprintf(a->daemon_pid, sizeof(a->daemon_pid), "%d", (int)getpid());
+		snprintf(a->uid, sizeof(a->uid), "%u", (unsigned)kids[i].uid);
+		snprintf(a->gid, sizeof(a->gid), "%u", (unsigned)kids[i].gid);
+		a->argv[0] = "ghostd";
+		a->argv[1] = "--stand-in";
+		a->argv[2] = d->control_path;
+		a->argv[3] = a->comm;
+		a->argv[4] = a->daemon_pid;
+		a->argv[5] = a->uid;
+		a->argv[6] = a->gid;
+		a->argv[7] = NULL;
+		ret->child[i] = (struct ghost_import_child){
+			.pid = kids[i].pid, .path = ret->exe, .argv = a->argv
+		};
+	}
+	ret->n = n;
+	return 0;
+}
+
+int standin_expect(struct node_daemon *d, const struct move_kid *k, pid_t parent, uint32_t node)
+{
+	struct standin *s = standin_new(d, k->pid, parent, k->uid, k->gid, k->comm, node, true);
+
+	if (!s)
+		return -ENOMEM;
+	s->arriving = true;
+	return 0;
+}
+
+void standin_arrivals_cancel(struct node_daemon *d, pid_t parent)
+{
+	struct standin *s, *next;
+
+	for (s = d->standins; s; s = next) {
+		next = s->next;
+		if (s->arriving && s->parent == parent)
+			standin_retire(d, s);
+	}
+}
+
+void standin_arrivals_commit(struct node_daemon *d, pid_t parent, const void *data, size_t len)
+{
+	struct attr_iter it;
+	struct attr a;
+
+	for (struct standin *s = d->standins; s; s = s->next)
+		if (s->arriving && s->parent == parent)
+			s->arriving = false;
+	/* Children whose exit the source knew: their stand-ins here end so. */
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &a) > 0) {
+		struct attr pa, wa;
+		uint32_t kid, ws;
+
+		if (a.type != A_CHILD_EXIT || attr_find(a.data, a.len, A_PID, &pa) < 0 ||
+		    attr_u32(&pa, &kid) < 0 || attr_find(a.data, a.len, A_WSTATUS, &wa) < 0 ||
+		    attr_u32(&wa, &ws) < 0)
+			continue;
+		standin_proc_exited(d, (pid_t)kid, (int)ws);
+	}
+}
+
+void standin_arrival_unseen(struct node_daemon *d, pid_t parent, pid_t kid)
+{
+	struct standin *s = standin_find(d, kid);
+	char why[256];
+
+	if (!s || s->parent != parent)
+		return;
+	/* Its end means nothing: its connection going must kill nobody. */
+	s->exit_sent = true;
+	if (ghost_reap_child(parent, kid, why, sizeof(why)) < 0)
+		log_warn("%s: process %d may see a child %d it had already waited for",
+			 why, (int)parent, (int)kid);
+	else
+		log_info("process %d: the stand-in of its child %d, which it had waited for, is "
+			 "gone", (int)parent, (int)kid);
+	if (!s->conn)
+		standin_free(d, s);
+}
+
+int standin_hand_over(struct node_daemon *d, pid_t kid, struct buf *commit)
+{
+	struct standin *s = standin_find(d, kid);
+	struct buf one = BUF_INIT;
+	int r = 0;
+
+	if (!s)
+		return 0;
+	if (s->have_exit) {
+		r = attr_put_u32(&one, A_PID, (uint32_t)kid);
+		if (r >= 0)
+			r = attr_put_u32(&one, A_WSTATUS, (uint32_t)s->wstatus);
+		if (r >= 0)
+			r = attr_put(commit, A_CHILD_EXIT, one.data, one.len);
+		buf_release(&one);
+		if (r < 0)
+			return r;
+	}
+	standin_retire(d, s);
+	return 0;
+}
+
+void standin_parent_exited(struct node_daemon *d, pid_t parent)
+{
+	struct standin *s, *next;
+
+	/* Orphans: nobody waits for them any more, and the processes they
+	 * stand in for go on. (One that died already was seen dying by its
+	 * parent: its connection's end kills the process.) */
+	for (s = d->standins; s; s = next) {
+		next = s->next;
+		if (s->parent == parent && !s->exit_sent && proc_alive(s->pid)) {
+			log_info("process %d: its parent %d ended; its stand-in here goes",
+				 (int)s->pid, (int)parent);
+			standin_retire(d, s);
+		}
+	}
 }
 
 void standin_hello(struct node_daemon *d, struct ctl_conn *c)
 {
 	struct standin *s = standin_find(d, ctl_conn_pid(c));
 
-	if (!s || s->conn) {
+	if (!s || s->conn || s->exit_sent) {
 		ctl_send_error(c, -EPERM, 0, "process %d is no stand-in of this node",
 			       (int)ctl_conn_pid(c));
 		return;
@@ -321,11 +614,14 @@ void standin_hello(struct node_daemon *d, struct ctl_conn *c)
 		standin_proc_exited(d, s->pid, s->wstatus);
 }
 
+/* ---- signals and exits ---------------------------------------------------------- */
+
 /* Send sig to process pid wherever it runs, on behalf of root: the kernel
  * already allowed whoever sent it to the stand-in. */
 static void forward_signal(struct node_daemon *d, pid_t pid, int sig)
 {
 	struct mproc *p = proc_find(d, pid);
+	/* Through its birth node, which knows where it runs now. */
 	uint32_t node = p && p->state == MPROC_ELSEWHERE ? p->node : node_of_pid(d, pid);
 	struct buf b = BUF_INIT, err = BUF_INIT;
 	int r;
@@ -353,11 +649,111 @@ static void forward_signal(struct node_daemon *d, pid_t pid, int sig)
 	buf_release(&b);
 }
 
+/* Most times a PROC_CHILD_EXITED is passed on looking for its parent. */
+#define CHILD_EXIT_HOPS 8
+
+static void send_child_exited(struct node_daemon *d, uint32_t node, pid_t parent, pid_t kid,
+			      int wstatus, uint32_t hops)
+{
+	struct buf b = BUF_INIT;
+	int r;
+
+	r = attr_put_u32(&b, A_PID, (uint32_t)parent);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_CHILD_PID, (uint32_t)kid);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_WSTATUS, (uint32_t)wstatus);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_HOPS, hops);
+	if (r >= 0)
+		r = msg_send(d->msg, node, NODE_CH_PROC, PROC_CHILD_EXITED, b.data, b.len);
+	if (r < 0)
+		log_warn("cannot tell node %u that process %d, a child of %d, exited", node,
+			 (int)kid, (int)parent);
+	buf_release(&b);
+}
+
+/* Child kid of parent, which runs elsewhere, was reaped here by parent's
+ * stand-in with wstatus: the real parent's stand-in of kid ends the same
+ * way. An end that is no exit (a moved process's original) is dropped. */
+static void child_reaped(struct node_daemon *d, pid_t parent, pid_t kid, int wstatus)
+{
+	uint32_t node;
+
+	bool quiet = quiet_take(d, kid);
+
+	/* The table's side first: a managed process ended, or a moved one's
+	 * original is gone (its move may wait for that). */
+	proc_child_exited(d, kid, wstatus);
+	if (quiet)
+		return;
+	node = proc_locate(d, parent);
+	if (node == d->self) {
+		standin_proc_exited(d, kid, wstatus);
+		return;
+	}
+	if (node != 0)
+		send_child_exited(d, node, parent, kid, wstatus, 0);
+}
+
+void standin_recv_child_exited(struct node_daemon *d, const void *data, size_t len)
+{
+	uint32_t parent = 0, kid = 0, ws = 0, hops = 0, node;
+	struct attr_iter it;
+	struct attr a;
+
+	attr_iter_init(&it, data, len);
+	while (attr_next(&it, &a) > 0) {
+		if (a.type == A_PID)
+			(void)attr_u32(&a, &parent);
+		else if (a.type == A_CHILD_PID)
+			(void)attr_u32(&a, &kid);
+		else if (a.type == A_WSTATUS)
+			(void)attr_u32(&a, &ws);
+		else if (a.type == A_HOPS)
+			(void)attr_u32(&a, &hops);
+	}
+	if (parent == 0 || kid == 0)
+		return;
+	if (standin_holds(d, (pid_t)kid)) {
+		standin_proc_exited(d, (pid_t)kid, (int)ws);
+		return;
+	}
+	/* The parent moved on (or just came from here): after it. */
+	node = proc_locate(d, (pid_t)parent);
+	if (node != d->self && node != 0 && hops < CHILD_EXIT_HOPS)
+		send_child_exited(d, node, (pid_t)parent, (pid_t)kid, (int)ws, hops + 1);
+	else
+		log_debug("process %d, a child of %d, exited; no stand-in of it is left",
+			  (int)kid, (int)parent);
+}
+
+static bool has_children(pid_t pid)
+{
+	pid_t kids[1];
+	size_t n = 0;
+
+	return proc_children(pid, kids, ARRAY_SIZE(kids), &n) < 0 || n > 0;
+}
+
 void standin_conn_frame(struct standin *s, struct node_daemon *d, const struct ctl_request *req)
 {
 	struct attr a;
-	uint32_t sig;
+	uint32_t sig, kid, ws;
 
+	if (req->type == CTL_STANDIN_CHILD) {
+		if (attr_find(req->payload, req->len, A_PID, &a) < 0 || attr_u32(&a, &kid) < 0 ||
+		    attr_find(req->payload, req->len, A_WSTATUS, &a) < 0 || attr_u32(&a, &ws) < 0)
+			return;
+		child_reaped(d, s->pid, (pid_t)kid, (int)ws);
+		/* Kept for its children only: with the last one gone, it goes. */
+		if (!s->for_parent && !s->exit_sent && !has_children(s->pid)) {
+			log_info("process %d: its stand-in here has no children left; it goes",
+				 (int)s->pid);
+			standin_retire(d, s);
+		}
+		return;
+	}
 	if (req->type != CTL_STANDIN_SIGNAL ||
 	    attr_find(req->payload, req->len, A_SIGNAL, &a) < 0 || attr_u32(&a, &sig) < 0 ||
 	    sig == 0 || sig >= NSIG)
@@ -384,11 +780,11 @@ void standin_proc_exited(struct node_daemon *d, pid_t pid, int wstatus)
 	struct buf b = BUF_INIT;
 	int r;
 
-	if (!s)
+	if (!s || s->exit_sent)
 		return;
 	s->have_exit = true;
 	s->wstatus = wstatus;
-	if (!s->conn || s->exit_sent)
+	if (!s->conn)
 		return;
 	if (WIFSIGNALED(wstatus))
 		r = attr_put_u32(&b, A_EXIT_SIGNAL, (uint32_t)WTERMSIG(wstatus));
@@ -403,9 +799,10 @@ void standin_node_down(struct node_daemon *d, uint32_t node)
 {
 	for (struct standin *s = d->standins; s; s = s->next) {
 		struct mproc *p = proc_find(d, s->pid);
+		uint32_t at = p && p->state == MPROC_ELSEWHERE ? p->node : s->node;
 
 		/* The process was lost with its node. */
-		if (p && p->state == MPROC_ELSEWHERE && p->node == node && !s->have_exit)
+		if (at == node && !s->have_exit && !s->exit_sent)
 			standin_proc_exited(d, s->pid, SIGKILL);
 	}
 }
@@ -453,7 +850,7 @@ static void on_parent_io(struct loop_io *io, int fd, unsigned events, void *user
 				 (int)ps->child, (int)rep.done);
 			forward_signal(d, ps->pid, (int)rep.done);
 		} else if (rep.kind == WORKER_CHILD_EXIT) {
-			proc_child_exited(d, rep.pid, (int)rep.done);
+			child_reaped(d, ps->pid, rep.pid, (int)rep.done);
 		}
 	}
 }

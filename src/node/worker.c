@@ -347,6 +347,8 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 		.caller_gid = 0,
 		.stdio = { j->stdio[0], j->stdio[1], j->stdio[2] },
 		.pid = j->pid,
+		.children = j->children,
+		.n_children = j->n_children,
 		.progress = on_progress,
 		.userdata = &pc,
 	};

@@ -15,6 +15,10 @@
  *   child  SIGHUP   -> the child does kill(getppid(), SIGUSR2)
  *   child  SIGTERM  -> the child exits with status 42
  * The parent exits 0 after its waitpid().
+ *
+ * "family lazy": the parent does not wait for its child until it gets
+ * SIGINT (so that an exited child stays a zombie meanwhile); it says
+ * "waiting" when it starts to.
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t usr1, usr2, hup, term;
+static volatile sig_atomic_t usr1, usr2, hup, term, intr;
 
 static void on_signal(int sig)
 {
@@ -41,6 +45,9 @@ static void on_signal(int sig)
 		break;
 	case SIGTERM:
 		term = 1;
+		break;
+	case SIGINT:
+		intr = 1;
 		break;
 	}
 }
@@ -81,10 +88,11 @@ static int child_main(pid_t parent)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	int seen_usr2 = 0, forwarded = 0, st;
 	pid_t parent = getpid(), child;
+	int lazy = argc > 1 && strcmp(argv[1], "lazy") == 0, waiting = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	handle(SIGUSR1);
@@ -101,9 +109,18 @@ int main(void)
 	/* The parent ignores SIGTERM and SIGHUP: only its child ends it. */
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	handle(SIGINT);
 	printf("family %d\n", (int)child);
 	for (;;) {
-		pid_t w = waitpid(child, &st, WNOHANG);
+		pid_t w = 0;
+
+		if (!waiting && (!lazy || intr)) {
+			waiting = 1;
+			if (lazy)
+				printf("waiting\n");
+		}
+		if (waiting)
+			w = waitpid(child, &st, WNOHANG);
 
 		while (seen_usr2 < usr2)
 			printf("parent usr2 %d\n", ++seen_usr2);

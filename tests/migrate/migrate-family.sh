@@ -10,9 +10,13 @@
 #  - the parent's waitpid() returns the child's real exit status (42), and
 #    its death by a signal in a second family;
 #  - killing the stand-in on node 1 with SIGKILL ends the real child;
-#  - the limits are refused with a clear line: the parent (it has a child)
-#    cannot move, the child cannot come back to node 1 while its stand-in
-#    is there;
+#  - the parent moves away from its children too: with its child on another
+#    node already, and with its child where it was (running, exiting during
+#    the move, or exited and not yet waited for); signals both ways, the
+#    child's getppid(), its exit status, and later moves of either;
+#  - the limits are refused with a clear line: the child cannot come back to
+#    node 1 while its stand-in is there, the parent cannot join its child's
+#    node;
 #  - a user may not move, fork or checkpoint their own process while it runs
 #    a setuid program (it has rights they have not); root may.
 . "$(dirname "$0")/../cluster/lib.sh"
@@ -38,12 +42,36 @@ wait_log() {
 	return 1
 }
 
-# start_family: a new family on node 1; sets parent and child.
+# start_family [lazy]: a new family on node 1; sets parent and child.
 start_family() {
-	parent=$("$GHOST" run -d --node 1 -- "$FAMILY")
+	parent=$("$GHOST" run -d --node 1 -- "$FAMILY" "$@")
 	[ -n "$parent" ] || fatal "run -d the family"
 	wait_log "$parent" '^family ' || fatal "the family starts"
 	child=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $2; exit}')
+}
+
+# ppid_on NODE PID: the parent of PID on NODE (nothing if there is no PID).
+ppid_on() {
+	"$GHOST" cluster exec "$1" -- sh -c "awk '{print \$4}' /proc/$2/stat 2>/dev/null"
+}
+
+# state_on NODE PID: the state letter of PID on NODE.
+state_on() {
+	"$GHOST" cluster exec "$1" -- sh -c "awk '{print \$3}' /proc/$2/stat 2>/dev/null"
+}
+
+# wait_gone NODE PID: until no process of that PID is left on NODE.
+wait_gone() {
+	for _ in $(seq 100); do
+		[ -z "$(ppid_on "$1" "$2")" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# waited PARENT: the family's "waited" line, once there is one.
+waited() {
+	wait_log "$1" '^waited ' && "$GHOST" logs "$1" | grep '^waited '
 }
 
 # count PARENT REGEX: the lines of the family's output that match REGEX.
@@ -97,19 +125,36 @@ check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child ba
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent reaches the child on node 3" wait_log "$parent" '^child usr1 2$'
 
-if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
-	not_ok "a parent with a child is refused"
-else
-	check "a parent with a child is refused, saying why" \
-		grep -q "cannot move away from its children" "$TEST_TMP/err"
-fi
 if "$GHOST" migrate "$child" 1 > /dev/null 2> "$TEST_TMP/err"; then
 	not_ok "the child cannot come back to node 1 while its stand-in is there"
 else
 	check "the child cannot come back to node 1 while its stand-in is there, saying why" \
 		grep -q "stand-in" "$TEST_TMP/err"
 fi
-check_eq "after the refusals the child still runs on node 3" 3 "$(node_of "$child")"
+check_eq "after the refusal the child still runs on node 3" 3 "$(node_of "$child")"
+
+# The parent moves away from node 1 too, to node 2: its stand-ins follow.
+if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
+	ok "the parent moves to node 2, its child on node 3"
+else
+	not_ok "the parent moves to node 2, its child on node 3: $(cat "$TEST_TMP/err")"
+fi
+check_eq "ps shows the parent on node 2" 2 "$(node_of "$parent")"
+check_eq "node 2 holds a stand-in with the child's PID, a child of the parent" "$parent" \
+	"$(ppid_on 2 "$child")"
+check "the child's stand-in on node 1 goes" wait_gone 1 "$child"
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent on node 2 reaches the child on node 3" \
+	wait_log "$parent" '^child usr1 3$'
+"$GHOST" kill -HUP "$child"
+check "the child's kill(getppid()) on node 3 reaches the parent on node 2" \
+	wait_log "$parent" '^parent usr2 2$'
+if "$GHOST" migrate "$parent" 3 > /dev/null 2> "$TEST_TMP/err"; then
+	not_ok "the parent cannot join its child on node 3"
+else
+	check "the parent cannot join its child on node 3, saying why" \
+		grep -q "where a child of it runs" "$TEST_TMP/err"
+fi
 
 # 4. The child exits: the parent's waitpid() gets its status.
 "$GHOST" kill -TERM "$child"
@@ -167,6 +212,77 @@ n=$(wc -l < "$shell_out")
 sleep 0.5
 check "  ... and keeps counting on node 2" test "$(wc -l < "$shell_out")" -gt "$n"
 "$GHOST" kill -KILL "$sp"
+
+# 9. The parent moves away from its child: the parent's original stays on
+# node 1 as the child's parent, a stand-in of the child is the parent's
+# child on node 2.
+start_family
+if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
+	ok "a parent moves to node 2, its child stays on node 1"
+else
+	not_ok "a parent moves to node 2, its child stays on node 1: $(cat "$TEST_TMP/err")"
+fi
+check_eq "ps shows the parent on node 2" 2 "$(node_of "$parent")"
+check_eq "on node 1 the child's parent holds the parent's PID" "$parent" "$(ppid_on 1 "$child")"
+check_eq "node 2 holds a stand-in with the child's PID, a child of the parent" "$parent" \
+	"$(ppid_on 2 "$child")"
+n=$(count "$parent" "^ppid $child ok")
+sleep 0.5
+check "the child on node 1 still sees its parent's PID" \
+	test "$(count "$parent" "^ppid $child ok")" -gt "$n"
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent on node 2 reaches its child on node 1" \
+	wait_log "$parent" '^child usr1 1$'
+"$GHOST" kill -HUP "$child"
+check "the child's kill(getppid()) on node 1 reaches the parent on node 2" \
+	wait_log "$parent" '^parent usr2 1$'
+# The child moves on; the parent's stand-in on node 1 has nobody left and
+# goes, so the parent may come back.
+"$GHOST" migrate "$child" 3 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+check "the child moves on to node 3; the parent's stand-in on node 1 goes" \
+	wait_gone 1 "$parent"
+if "$GHOST" migrate "$parent" 1 > /dev/null 2> "$TEST_TMP/err"; then
+	ok "the parent comes back to node 1"
+else
+	not_ok "the parent comes back to node 1: $(cat "$TEST_TMP/err")"
+fi
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent on node 1 reaches its child on node 3" \
+	wait_log "$parent" '^child usr1 2$'
+"$GHOST" kill -HUP "$child"
+check "the child's kill(getppid()) on node 3 reaches the parent on node 1" \
+	wait_log "$parent" '^parent usr2 2$'
+check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child bad")"
+"$GHOST" kill -TERM "$child"
+check_eq "the moved parent's waitpid() returns its child's exit status 42" \
+	"waited $child exit 42" "$(waited "$parent")"
+check "no stand-in is left on node 2" wait_gone 2 "$child"
+
+# 10. The child exits while its parent moves (before, during or after: the
+# status is the same).
+start_family
+"$GHOST" migrate "$parent" 3 > /dev/null 2> "$TEST_TMP/err" &
+mover=$!
+"$GHOST" kill -TERM "$child"
+wait "$mover"
+check_eq "a parent moves while its child exits" "0" "$?"
+check_eq "  ... and its waitpid() on node 3 returns the exit status 42" \
+	"waited $child exit 42" "$(waited "$parent")"
+
+# 11. A zombie: the child exited and its parent has not waited for it yet.
+start_family lazy
+"$GHOST" kill -TERM "$child"
+for _ in $(seq 100); do
+	[ "$(state_on 1 "$child")" = Z ] && break
+	sleep 0.05
+done
+check_eq "the child is a zombie on node 1" Z "$(state_on 1 "$child")"
+"$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"
+check_eq "its parent moves to node 2" "0 2" "$? $(node_of "$parent")"
+"$GHOST" kill -INT "$parent"
+check_eq "  ... and its waitpid() there returns the zombie's exit status 42" \
+	"waited $child exit 42" "$(waited "$parent")"
+check "no stand-in of the parent is left on node 1" wait_gone 1 "$parent"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
