@@ -1077,25 +1077,20 @@ static void on_save_io(struct loop_io *io, int fd, unsigned events, void *userda
 {
 	struct save *s = userdata;
 	struct worker_report rep;
-	int r;
+	enum worker_next next;
 
 	(void)io;
 	(void)fd;
 	(void)events;
 	for (;;) {
-		r = worker_read_report(s->report_fd, &rep);
-		if (r == 0)
+		next = worker_next_report(s->report_fd, "export", s->k->d->self, &rep);
+		if (next == WORKER_NEXT_NONE)
 			return;
-		if (r > 0 && rep.kind == WORKER_PROGRESS) {
+		if (next == WORKER_NEXT_PROGRESS) {
 			s->done = rep.done;
 			s->total = rep.total;
 			send_progress(s->k->d, s->origin, s->req, s->done, s->total);
 			continue;
-		}
-		if (r < 0) {
-			rep = (struct worker_report){ .kind = WORKER_DONE, .err = -EIO };
-			snprintf(rep.msg, sizeof(rep.msg), "the export worker on node %u died",
-				 s->k->d->self);
 		}
 		s->result = rep;
 		s->worker_done = true;
@@ -2119,22 +2114,17 @@ static void on_load_io(struct loop_io *io, int fd, unsigned events, void *userda
 {
 	struct load *l = userdata;
 	struct worker_report rep;
-	int r;
+	enum worker_next next;
 
 	(void)io;
 	(void)fd;
 	(void)events;
 	for (;;) {
-		r = worker_read_report(l->report_fd, &rep);
-		if (r == 0)
+		next = worker_next_report(l->report_fd, "import", l->k->d->self, &rep);
+		if (next == WORKER_NEXT_NONE)
 			return;
-		if (r > 0 && rep.kind == WORKER_PROGRESS)
+		if (next == WORKER_NEXT_PROGRESS)
 			continue;
-		if (r < 0) {
-			rep = (struct worker_report){ .kind = WORKER_DONE, .err = -EIO };
-			snprintf(rep.msg, sizeof(rep.msg), "the import worker on node %u died",
-				 l->k->d->self);
-		}
 		load_finished(l, &rep);
 		load_free(l);
 		return;

@@ -1340,25 +1340,17 @@ static void on_worker_io(struct loop_io *io, int fd, unsigned events, void *user
 {
 	struct move *m = userdata;
 	struct worker_report rep;
-	int r;
+	enum worker_next next;
 
 	(void)io;
 	(void)fd;
 	(void)events;
 	for (;;) {
-		r = worker_read_report(m->report_fd, &rep);
-		if (r == 0)
+		next = worker_next_report(m->report_fd, m->role == ROLE_OUT ? "export" : "import",
+					  m->d->self, &rep);
+		if (next == WORKER_NEXT_NONE)
 			return;
-		if (r < 0) {
-			/* Died without a final report. */
-			m->result = (struct worker_report){ .kind = WORKER_DONE, .err = -EIO };
-			snprintf(m->result.msg, sizeof(m->result.msg),
-				 "the %s worker on node %u died",
-				 m->role == ROLE_OUT ? "export" : "import", m->d->self);
-			worker_finished(m);
-			return;
-		}
-		if (rep.kind == WORKER_PROGRESS) {
+		if (next == WORKER_NEXT_PROGRESS) {
 			if (m->role == ROLE_OUT) {
 				m->done = rep.done;
 				m->total = rep.total;

@@ -826,6 +826,19 @@ int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *
 /* 1 with a report, 0 if none is ready, -EPIPE at end of file, -EBADMSG, -errno. */
 int worker_read_report(int fd, struct worker_report *ret);
 
+/* What worker_next_report() found. */
+enum worker_next {
+	WORKER_NEXT_NONE = 0, /* nothing yet */
+	WORKER_NEXT_PROGRESS, /* a progress report */
+	WORKER_NEXT_FINAL,    /* its final report */
+};
+
+/* The next report of an export or import worker (what: "export" or
+ * "import") of this node: a worker that ended without a final report gives
+ * a final one of -EIO, "the WHAT worker on node NODE died". */
+enum worker_next worker_next_report(int fd, const char *what, uint32_t node,
+				    struct worker_report *ret);
+
 /* The parts of a worker that the keeper (keeper.c) shares. */
 #define WORKER_KEEP_MAX 4
 typedef void (*worker_fn)(const void *job, int report_fd);

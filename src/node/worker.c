@@ -513,3 +513,17 @@ int worker_read_report(int fd, struct worker_report *ret)
 	ret->msg[sizeof(ret->msg) - 1] = '\0';
 	return 1;
 }
+
+enum worker_next worker_next_report(int fd, const char *what, uint32_t node,
+				    struct worker_report *ret)
+{
+	int r = worker_read_report(fd, ret);
+
+	if (r == 0)
+		return WORKER_NEXT_NONE;
+	if (r > 0)
+		return ret->kind == WORKER_PROGRESS ? WORKER_NEXT_PROGRESS : WORKER_NEXT_FINAL;
+	*ret = (struct worker_report){ .kind = WORKER_DONE, .err = -EIO };
+	snprintf(ret->msg, sizeof(ret->msg), "the %s worker on node %u died", what, node);
+	return WORKER_NEXT_FINAL;
+}
