@@ -484,8 +484,8 @@ static void out_ready(struct move *m, const void *data, size_t len)
 	if (!m->fork) {
 		char msg[512];
 
-		r = stream_prepare(d, m->pid, m->xfer, &m->streams, m->carried, &m->n_carried,
-				   ARRAY_SIZE(m->carried), msg, sizeof(msg));
+		r = stream_prepare(d, m->pid, m->xfer, m->peer, false, &m->streams, m->carried,
+				   &m->n_carried, ARRAY_SIZE(m->carried), msg, sizeof(msg));
 		if (r < 0) {
 			out_fail(m, r, "%s", msg);
 			out_rollback(m);
