@@ -769,6 +769,10 @@ static void in_discard(struct move *m)
 	if (m->proc) {
 		proc_arrival_cancel(m->d, m->proc);
 		m->proc = NULL;
+		/* Its birth node, which it was coming back to, must still know
+		 * where it runs: the source keeps it. */
+		if (!m->fork)
+			proc_where(m->d, m->pid, m->peer);
 	}
 	if (m->result.pid > 0 && kill(m->result.pid, SIGKILL) < 0 && errno != ESRCH)
 		log_warn_errno(errno, "cannot kill the abandoned copy of process %d",
