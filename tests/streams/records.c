@@ -37,7 +37,8 @@
  *
  * Options:
  *	--max N           the largest record (24 to PIPE_BUF)
- *	--paused          a writer starts paused (SIGUSR2 lets it go)
+ *	--paused          a writer starts paused, a reader does not read yet
+ *	                  (SIGUSR2 lets either go)
  *	--burst N         a writer pauses by itself after every N records
  *	--stop-after N    the reader leaves after N records
  *	--timeout S       how long a FIFO's other end may take to open (30 s)
@@ -280,6 +281,18 @@ static int reader(int fd)
 	enum { LINE = 64 };
 	char *out;
 	size_t out_len = 0;
+
+	if (opt.paused) {
+		sigset_t set;
+		siginfo_t si;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR2);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		report(opt.outfile, "paused\n");
+		while (sigwaitinfo(&set, &si) < 0)
+			;
+	}
 
 	for (;;) {
 		ssize_t n = read(fd, buf + have, READ_CHUNK);

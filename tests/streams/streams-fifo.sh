@@ -16,6 +16,10 @@
 #  3. no forwarding: a writer that moves on from node 2 to node 3 writes
 #     through node 3's chain alone: node 2's ended when it left, and the
 #     two carried exactly what it wrote;
+#  3b. a writer cannot come back to the reader's node while the reader has
+#     not read what it wrote through its chain: the move fails (after the
+#     5 s the readers' node waits) with one line, and is rolled back with
+#     nothing lost or reordered; once the reader reads, it comes back;
 #  4. the reader leaves early: the writers on all three nodes get EPIPE;
 #  5. `ghost fork` of a writer, onto another node, onto the reader's node
 #     and onto its own node: each copy is one more writer;
@@ -206,6 +210,34 @@ check "direct: each node's chain carried some of the writer's records" \
 check_eq "direct: node 2 carried nothing after the move: the two chains carried all, once" \
 	"${total:-none}" "$(( ${n2:-0} + ${n3:-0} ))"
 check_eq "direct: node 2's daemon ended one chain of the writer" 1 "$(ended 2 "$b" | wc -l)"
+
+# 3b. Back to the reader's node while the reader has read nothing: b's 300
+#     records (157318 bytes: the sizes are the same every run) are more
+#     than the pipe holds, so its chain cannot write them all.
+d=$TEST_TMP/back
+mkdir -p "$d"
+reader=$("$GHOST" run -d -- "$RECORDS" --paused read "$d/fifo" "$d/out")
+a=$("$GHOST" run -d -- "$RECORDS" --paused write "$d/fifo" "$d/out")
+b=$("$GHOST" run -d -- "$RECORDS" --paused --burst 300 write "$d/fifo" "$d/out")
+wait_state "$d/out" "$b" "paused 0"
+moved=0 misrouted=0
+move_writer "$b" 2 "$reader" back
+"$GHOST" kill -USR2 "$b" > /dev/null
+wait_state "$d/out" "$b" "paused 300"
+"$GHOST" migrate "$b" 1 > /dev/null 2> "$d/err"
+st=$?
+echo "# $(cat "$d/err")"
+check_eq "back: coming back before the reader read its chain's bytes is refused with one line" \
+	"refused 1 have not read" "$(refused "$st") $(wc -l < "$d/err") $(grep -o 'have not read' "$d/err")"
+check_eq "back: ... and the writer goes on where it was, through its chain" "2 0" \
+	"$(node_of "$b") $(chained "$b" 2 "$reader"; echo $?)"
+"$GHOST" kill -USR2 "$reader" > /dev/null
+"$GHOST" kill -USR2 "$b" > /dev/null
+wait_state "$d/out" "$b" "paused 600"
+move_writer "$b" 1 "$reader" back
+check_eq "back: once the reader read, the writer came back onto its node" "2 0" \
+	"$moved $misrouted"
+finish_writers back "$reader" "$a" "$b"
 
 # 4. The reader leaves early: writers on nodes 1, 2 and 3 get EPIPE.
 d=$TEST_TMP/epipe
