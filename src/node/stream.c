@@ -758,12 +758,17 @@ static int shared_refused(struct node_daemon *d, const struct cand *x, pid_t pid
 			 "write into through node %u: its readers stay on node %u (a pipe's readers "
 			 "are on one node; move its writers instead)",
 			 x->fds[0], (int)pid, d->self, d->self);
+	else if (x->fifo && x->sharer)
+		snprintf(msg, size,
+			 "fd %d of process %d is the read end of a pipe that process %d reads too: "
+			 "a pipe's readers stay on one node",
+			 x->fds[0], (int)pid, (int)x->sharer);
 	else if (x->fifo)
 		snprintf(msg, size,
-			 "fd %d of process %d is the read end of a pipe that process %d holds too: "
-			 "the readers of a pipe with several holders stay on their node (a pipe's "
-			 "readers are on one node; move its writers instead)",
-			 x->fds[0], (int)pid, (int)x->other);
+			 "fd %d of process %d is the read end of a pipe that processes %d and %d "
+			 "write into: the reader of a pipe with several writers stays on its node "
+			 "(move its writers instead)",
+			 x->fds[0], (int)pid, (int)x->peer, (int)x->other);
 	else
 		snprintf(msg, size,
 			 "fd %d of process %d is %s that process %d shares too: a socket with more "
