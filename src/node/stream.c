@@ -2962,6 +2962,10 @@ static void stream_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32
 
 	(void)msg;
 	(void)channel;
+	/* A leaving daemon has let its streams go; msg still delivers until
+	 * it exits (chains send data at any time). */
+	if (!d->streams)
+		return;
 	if (mgr(d)->n_faults && fault_delays(d, node, type, data, len))
 		return;
 	stream_dispatch(d, node, type, data, len);
