@@ -119,6 +119,11 @@ finish_writers() {
 	got=$(grep '^writer' "$d/out" | sort)
 	check_eq "$name: every writer's records arrived whole, in order, once" "$want" "$got"
 	[ -n "$want" ] || echo "# $name: no writer reported"
+	# The end of the stream came after the last writer, not before.
+	check_eq "$name: every writer wrote until told to stop (no EPIPE)" "" \
+		"$(for w in "$d"/out.*; do
+			case ${w##*/out.} in *[!0-9]*) ;; *) grep -v ' stopped$' "$w" ;; esac
+		done)"
 }
 
 # 1. A named FIFO, three writers moving around.
