@@ -411,9 +411,9 @@ static void pump_send(struct chain_out *co, bool flush)
 		}
 	}
 	if (r < 0) {
-		log_warn("chain %llx of process %d: cannot send to node %u (%s): its writers get "
-			 "EPIPE",
-			 (unsigned long long)co->id, (int)co->pid, co->reader, strerror(-r));
+		log_warn_errno(r, "chain %llx of process %d: its writers get EPIPE, for it cannot "
+				  "send to node %u",
+			       (unsigned long long)co->id, (int)co->pid, co->reader);
 		out_close(co);
 		return;
 	}
@@ -851,10 +851,14 @@ static void on_open(struct node_daemon *d, uint32_t node, const struct chain_msg
 	if (!ci) {
 		safe_close(fd);
 		/* No reader left here (or none ever will be): the writer gets EPIPE. */
-		log_info("chain %llx from node %u (process %d): %s", (unsigned long long)m->chain,
-			 node, (int)m->pid,
-			 r == -ENXIO || r == -ENOENT ? "the pipe has no reader left here"
-						    : strerror(-r));
+		if (r == -ENXIO || r == -ENOENT)
+			log_info("chain %llx from node %u (process %d): the pipe has no reader "
+				 "left here",
+				 (unsigned long long)m->chain, node, (int)m->pid);
+		else
+			log_warn_errno(r, "chain %llx from node %u (process %d): cannot open the "
+					  "pipe",
+				       (unsigned long long)m->chain, node, (int)m->pid);
 	} else {
 		LIST_PREPEND(cmgr(d)->ins, ci);
 		log_info("chain %llx from node %u: process %d writes into pipe %llu here%s",
