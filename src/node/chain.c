@@ -26,6 +26,19 @@
  *                                              X closes the pump, its
  *                                              writers get EPIPE)
  *
+ * A chain on X (struct chain_out) and on R (struct chain_in):
+ *
+ *   X:  new --start: OPEN--> open --the pump's end of file: END--> ended
+ *                             |
+ *                             +--CLOSED, R down or out of reach--> closed (pump closed)
+ *       ended, closed --every OPENED/FLUSHED awaited has come--> freed
+ *
+ *   R:  OPEN --A_AFTER--> waiting --that chain wrote A_OFFSET, or is gone--> writing
+ *         |                                                                   ^
+ *         +-------------------------------------------------------------------+
+ *       writing --END, and all written--> freed
+ *       waiting, writing --no reader left: CLOSED sent--> freed
+ *
  * Invariants:
  *   1. X reads a pump only while fewer than CHAIN_WINDOW bytes it sent are
  *      unacknowledged (a flush apart, which takes what the pump holds): a
