@@ -498,7 +498,8 @@ static void out_step(struct move *m)
 			mark_kids_gone(m);
 		if (m->streams && !m->streams_switched) {
 			m->state = MOVE_S_STREAMS;
-			stream_switch(m->streams, m->peer, m->pid, on_streams_switched, m);
+			stream_switch(m->streams, m->peer, m->fork ? m->copy_pid : m->pid,
+				      on_streams_switched, m);
 			return;
 		}
 		out_commit(m);
@@ -533,11 +534,12 @@ static void out_ready(struct move *m, const void *data, size_t len)
 		return;
 	}
 	j.host = cn->address;
-	if (!m->fork) {
+	{
 		char msg[512];
 
-		r = stream_prepare(d, m->pid, m->xfer, &m->streams, m->carried, &m->n_carried,
-				   ARRAY_SIZE(m->carried), msg, sizeof(msg));
+		/* A fork's copy gets its streams as fork() would give them. */
+		r = stream_prepare(d, m->pid, m->xfer, m->peer, m->fork, &m->streams, m->carried,
+				   &m->n_carried, ARRAY_SIZE(m->carried), msg, sizeof(msg));
 		if (r < 0) {
 			out_fail(m, r, "%s", msg);
 			out_rollback(m);

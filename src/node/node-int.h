@@ -3,7 +3,8 @@
  * Inside the node module: the attribute encoding shared by the control
  * protocol and the daemon-to-daemon messages, the control protocol's frame
  * and message numbers, and the daemon's objects (shared by daemon.c,
- * control.c, proc.c, run.c, req.c, move.c, keep.c, stream.c and dstream.c).
+ * control.c, proc.c, run.c, req.c, move.c, keep.c, stream.c, chain.c and
+ * dstream.c).
  */
 #ifndef NODE_NODE_INT_H
 #define NODE_NODE_INT_H
@@ -126,6 +127,7 @@ enum attr_type {
 	A_INODE = 86,     /* u64: the inode of a kernel object */
 	A_LOCAL = 87,     /* str: a TCP connection's local address, as /proc/net/tcp has it */
 	A_REMOTE = 88,    /* str: its remote address */
+	A_DEV = 89,       /* u64: the device of a kernel object (with A_INODE) */
 	/* dstream API streams (dstream.c) */
 	A_COUNT = 90,     /* u32: a dstream's number of endpoints; of fds a frame carries */
 	A_PEER = 91,      /* u32: the endpoint at the other end of a link */
@@ -133,6 +135,10 @@ enum attr_type {
 	A_SECRET = 93,    /* bytes: the secret of a suspended endpoint */
 	A_LINKED = 94,    /* u64: bit j set: the endpoint has a link with endpoint j */
 	A_CLOSED = 95,    /* u64: bit j set: endpoint j is closed (unattached) */
+	/* chains: writers of a pipe on other nodes than its readers' (chain.c) */
+	A_CHAIN = 96,     /* u64: a chain id (a stream id of the move that made it) */
+	A_AFTER = 97,     /* u64: the chain whose first A_OFFSET bytes go into the pipe
+			     before this one's */
 };
 
 int attr_put(struct buf *b, uint16_t type, const void *data, size_t len);
@@ -411,6 +417,20 @@ enum stream_type {
 	STREAM_FAILED = 9,    /* E->C: A_ERRNO, A_MESSAGE */
 	STREAM_DATA = 10,     /* C->E: A_DATA: bytes end A_INDEX's holder reads first, in
 				 chunks, ahead of the WAKE */
+	/* Chains (chain.c): between the node of writers of a pipe (X) and the
+	 * node of its readers (R); all with A_CHAIN. An OPEN or FLUSH names the
+	 * stream operation it is for (A_ORIGIN: C, A_XFER, A_STREAM, A_INDEX),
+	 * and its answer repeats them. */
+	STREAM_CHAIN_OPEN = 11,    /* X->R: A_DEV, A_INODE (the pipe on R), A_PID, [A_AFTER,
+				      A_OFFSET] -> CHAIN_OPENED */
+	STREAM_CHAIN_OPENED = 12,  /* R->X: A_ERRNO (EPIPE: the pipe has no reader left) */
+	STREAM_CHAIN_DATA = 13,    /* X->R: A_DATA...: one packet (one write) each */
+	STREAM_CHAIN_ACK = 14,     /* R->X: A_OFFSET: bytes written into the pipe so far */
+	STREAM_CHAIN_FLUSH = 15,   /* X->R: A_OFFSET: bytes sent so far -> CHAIN_FLUSHED */
+	STREAM_CHAIN_FLUSHED = 16, /* R->X: A_OFFSET */
+	STREAM_CHAIN_END = 17,     /* X->R: A_OFFSET (bytes sent in all): the pump's writers
+				      are all gone */
+	STREAM_CHAIN_CLOSED = 18,  /* R->X: the pipe has no reader left: close the pump */
 };
 
 /* On the dstream channel (dstream.c, docs/ghostd.md "The dstream API"). H is
@@ -590,8 +610,9 @@ struct node_daemon {
 	size_t departed_next;
 	/* memory checkpoints (keep.c) */
 	struct keep *keep;
-	/* dynamic streams (stream.c) */
+	/* dynamic streams (stream.c) and their chains (chain.c) */
 	struct stream_mgr *streams;
+	struct chain_mgr *chains;
 	/* the dstream API's streams (dstream.c) */
 	struct ds_mgr *dstreams;
 	char *config_path;
@@ -926,15 +947,19 @@ struct stream_op;
  * (the streams are then back in place for the process where it was). */
 typedef void (*stream_done_fn)(struct stream_op *op, int err, const char *msg, void *userdata);
 int stream_init(struct node_daemon *d);
-/* Find the streams of process pid, about to migrate in move xfer: the fds
- * they hold in carried[] (at most max), for the export to leave to us; the
- * operation in *ret (NULL: no streams). -errno with msg when one cannot move. */
-int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct stream_op **ret,
-		   int *carried, size_t *n_carried, size_t max, char *msg, size_t size);
+/* Find the streams of process pid, about to migrate to node dest in move
+ * xfer (fork: a copy goes there, the process stays and keeps its fds): the
+ * fds they hold in carried[] (at most max), for the export to leave to us;
+ * the operation in *ret (NULL: no streams). -errno with msg when one cannot
+ * move (or be shared with a copy on dest). */
+int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, uint32_t dest, bool fork,
+		   struct stream_op **ret, int *carried, size_t *n_carried, size_t max, char *msg,
+		   size_t size);
 /* The process is exported (stopped here) and imported (held on dest as
  * new_pid): suspend its streams, drain them and wake them up between dest
  * and the peers' nodes; then done(). The peers stay frozen until
- * stream_release(). */
+ * stream_release(). A fork's copy (new_pid) gets its fds as fork() would
+ * give them: nothing of the process or its peers is held or drained. */
 void stream_switch(struct stream_op *op, uint32_t dest, pid_t new_pid, stream_done_fn done,
 		   void *userdata);
 /* The move failed: put the streams back for the process here (if they had
@@ -945,6 +970,60 @@ void stream_abort(struct stream_op *op, int err, const char *why, stream_done_fn
 void stream_release(struct stream_op *op);
 void stream_node_down(struct node_daemon *d, uint32_t node);
 void stream_free_all(struct node_daemon *d);
+
+/* chain.c: the writers of a pipe on other nodes than its readers' (the
+ * stream manager's FIFO streams). X is a writers' node, R the readers'. */
+struct chain_out;
+/* The stream operation end an answer is for (stream.c's). */
+struct chain_ctx {
+	uint32_t coord;
+	uint64_t xfer, id;
+	uint32_t index;
+};
+/* An answer: err 0 or -errno; offset: bytes of the chain sent to R (a
+ * flush), or the offset waited for (a wait). */
+typedef void (*chain_answer_fn)(struct node_daemon *d, const struct chain_ctx *ctx, int err,
+				uint64_t offset);
+int chain_init(struct node_daemon *d);
+/* A STREAM_CHAIN_* message from node. */
+void chain_recv(struct node_daemon *d, uint32_t node, uint32_t type, const void *data,
+		size_t len);
+void chain_node_down(struct node_daemon *d, uint32_t node);
+void chain_free_all(struct node_daemon *d);
+/* X: the open chain whose pump is the pipe (dev, ino) a writer holds, or NULL. */
+struct chain_out *chain_out_by_pump(struct node_daemon *d, uint64_t dev, uint64_t ino);
+uint64_t chain_out_id(const struct chain_out *co);
+uint32_t chain_out_reader(const struct chain_out *co);
+/* The pipe on R that the chain writes into. */
+void chain_out_pipe(const struct chain_out *co, uint64_t *ret_dev, uint64_t *ret_ino);
+/* X: a chain id into the pipe (pipe_dev, pipe_ino) of node reader, not
+ * started; the write end of its pump (O_DIRECT) for the writer in *ret_fd,
+ * the caller's to close. */
+int chain_out_new(struct node_daemon *d, uint64_t id, uint32_t reader, uint64_t pipe_dev,
+		  uint64_t pipe_ino, struct chain_out **ret, int *ret_fd);
+/* Forget a chain never started (its writer never got the pump). NULL ok. */
+void chain_out_drop(struct chain_out *co);
+/* Open it at R (after_id: a chain whose first after_off bytes go in
+ * first, 0 for none) and send what its writers write; fn(ctx) once R has
+ * its write description, or found no reader (then the writers get EPIPE).
+ * On failure co is freed. */
+int chain_out_start(struct chain_out *co, pid_t pid, uint64_t after_id, uint64_t after_off,
+		    const struct chain_ctx *ctx, chain_answer_fn fn);
+/* X: send what the pump holds now whatever the window, then fn(ctx, 0,
+ * offset) once R has every byte up to offset (a writer is frozen for a
+ * move: that is all it wrote through this chain). */
+int chain_out_flush(struct chain_out *co, const struct chain_ctx *ctx, chain_answer_fn fn);
+/* R: does a chain write into the pipe (dev, ino) here? */
+bool chain_merges(struct node_daemon *d, uint64_t dev, uint64_t ino);
+/* R: 1 if chain after_id has written after_off bytes or is gone; else 0,
+ * and fn(ctx) once it has, or fn(ctx, -ETIMEDOUT) after timeout_ms. */
+int chain_wait(struct node_daemon *d, uint64_t after_id, uint64_t after_off, unsigned timeout_ms,
+	       const struct chain_ctx *ctx, chain_answer_fn fn);
+void chain_wait_cancel(struct node_daemon *d, const struct chain_ctx *ctx);
+/* R: a new write description of the pipe (dev, ino), O_NONBLOCK, opened
+ * through a process here that holds it: -ENXIO when it has no reader,
+ * -ENOENT when nobody here holds it. */
+int chain_pipe_open(struct node_daemon *d, uint64_t dev, uint64_t ino, int *ret_fd);
 
 /* dstream.c: the dstream API's streams: directory, endpoints, links */
 int dstream_init(struct node_daemon *d);

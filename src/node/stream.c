@@ -39,8 +39,28 @@
  * by the channel's inode: that is how a stream is recognized when one of
  * its holders moves again, and where its other end is.
  *
+ * A pipe with more holders than one reader and one writer (several
+ * writers, or readers: children that inherited it, writers of a named
+ * FIFO) keeps its pipe where its readers are. A writer that leaves the
+ * readers' node writes into a pump instead, whose packets its new node's
+ * daemon sends to the readers' node to be written into the pipe (a chain,
+ * chain.c): a SSTREAM_CHAIN stream, whose end[1] is the readers' node and
+ * is neither held nor drained. Its DRAIN flushes the writer's old chain,
+ * if it had one, and says up to where; its WAKE is WAKE_CHAIN where the
+ * writer goes (a new pump and chain, after the old one), or WAKE_MERGED on
+ * the readers' node (the pipe again, once the old chain has written its
+ * bytes). The process's own fd is never changed, so a rollback has
+ * nothing to undo: the copy goes, with its chain. Its readers cannot leave
+ * their node while chains write into their pipe.
+ *
+ * `ghost fork` gives the copy its fds as fork() would: on the same node
+ * the same open file descriptions (SSTREAM_SHARE); on another node a
+ * pipe's write end becomes one more writer (SSTREAM_CHAIN), while a read
+ * end or a socket, which two nodes could not share, is refused. Nothing of
+ * the process or its peers is held or drained.
+ *
  *   event                          function
- *   msg on NODE_CH_STREAM          stream_recv()
+ *   msg on NODE_CH_STREAM          stream_recv() (chains: chain_recv())
  *   node down                      stream_node_down()
  */
 #include <arpa/inet.h>
@@ -100,6 +120,15 @@ enum stream_wake {
 	WAKE_LISTEN = 2,  /* one end here, the peer connects: answer LISTENING */
 	WAKE_CONNECT = 3, /* one end here: connect to A_ADDRESS A_PORT */
 	WAKE_ALONE = 4,   /* one end here, its peer is gone */
+	WAKE_CHAIN = 5,   /* a pipe's writer here, its readers on A_NODE: a pump and a chain */
+	WAKE_MERGED = 6,  /* a pipe's writer here with its readers: the pipe, after its chain */
+};
+
+/* How a stream is switched. */
+enum sstream_mode {
+	SSTREAM_PAIR = 0,  /* two holders: a new channel between their nodes */
+	SSTREAM_CHAIN = 1, /* a pipe's writer; its readers and their pipe stay on end[1]'s node */
+	SSTREAM_SHARE = 2, /* a fork's copy on the same node: the same description */
 };
 
 static const char *const kind_names[] = {
@@ -132,6 +161,13 @@ struct sstream {
 	char tcp_local[40], tcp_remote[40];
 	struct send end[2];   /* end[0]: the moving process's */
 	uint8_t key[MSG_CHAN_KEY_SIZE];
+	enum sstream_mode mode;
+	/* SSTREAM_CHAIN: the pipe on its readers' node, and the writer's chain
+	 * now (0: none) with the bytes it sent through it (its DRAIN says) */
+	uint64_t pipe_dev, pipe_ino;
+	uint64_t after_id, after_off;
+	/* SSTREAM_SHARE: our copy of the process's description */
+	int share_fd;
 };
 
 enum op_phase {
@@ -150,6 +186,7 @@ struct stream_op {
 	uint32_t target;       /* where end[0] is woken up: the destination, or here */
 	pid_t target_pid;
 	bool rolling_back;
+	bool fork;             /* the process stays: its copy gets fds as fork() gives them */
 	uint32_t gen;          /* bumped by a rollback: older answers are ignored */
 	unsigned pending;      /* answers awaited */
 	int err;
@@ -192,6 +229,9 @@ struct slocal {
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 	struct buf prefill;
 	uint32_t peer_node;
+	/* WAKE_MERGED: the pipe to install, once a chain has written its bytes */
+	uint64_t pipe_dev, pipe_ino;
+	bool waiting;
 };
 
 /* Bytes that an end's holder must read first, sent ahead of a WAKE. */
@@ -421,10 +461,16 @@ struct cand {
 	int peer_fds[STREAM_MAX_FDS];
 	size_t n_peer_fds;
 	pid_t other;           /* a third process holding either object */
+	pid_t sharer;          /* another process holding the process's own side */
 	bool fifo;             /* a pipe or FIFO itself (not a channel standing for one) */
 	bool daemon_holds;     /* the daemon holds the peer object (a run session's stdio) */
 	bool peer_overflow;
 	struct stream_rec *rec;
+	/* a pipe: the pump of a chain to its readers' node (the process writes
+	 * through it), or a pipe chains write into here */
+	struct chain_out *pump;
+	bool merged;
+	enum sstream_mode mode;
 	/* TCP: the connection as /proc/net/tcp prints it, and the node its
 	 * remote address belongs to when that is another node */
 	char local[40], remote[40];
@@ -514,6 +560,10 @@ static int list_cands(struct node_daemon *d, pid_t pid, struct cand **ret, size_
 			x->flags = flags;
 			x->fifo = kind == STREAM_PIPE;
 			x->rec = rec_by_ino(d, st.st_dev, st.st_ino);
+			if (x->fifo) {
+				x->pump = chain_out_by_pump(d, st.st_dev, st.st_ino);
+				x->merged = chain_merges(d, st.st_dev, st.st_ino);
+			}
 			if (x->rec) {
 				x->kind = x->rec->kind;
 				x->flags = x->rec->flags;
@@ -605,7 +655,8 @@ static void find_peers(pid_t pid, struct cand *c, size_t n)
 				struct cand *x = &c[i];
 				bool is_peer = false, is_mine = false;
 
-				if (x->inside || x->rec)
+				/* A pump's other holders write through its chain too. */
+				if (x->inside || x->rec || x->pump)
 					continue;
 				if (x->fifo) {
 					if (st.st_dev != x->dev || st.st_ino != x->ino ||
@@ -621,6 +672,8 @@ static void find_peers(pid_t pid, struct cand *c, size_t n)
 					x->daemon_holds |= is_peer || is_mine;
 				} else if (is_mine || (is_peer && x->peer && x->peer != q)) {
 					x->other = q;
+					if (is_mine)
+						x->sharer = q;
 				} else if (is_peer) {
 					x->peer = q;
 					if (x->n_peer_fds == STREAM_MAX_FDS)
@@ -660,55 +713,131 @@ static const char *cand_what(const struct cand *x)
 	return x->kind == STREAM_UNIX ? "a Unix socket" : "a TCP connection";
 }
 
-static void op_free(struct stream_op *op);
-static void on_op_timer(struct loop_timer *t, void *userdata);
-
-int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct stream_op **ret,
-		   int *carried, size_t *n_carried, size_t max, char *msg, size_t size)
+/* Is the other side of this pipe end gone? A writer's when the pipe has no
+ * reader anywhere (other writers may stay); a reader's when it has no
+ * writer and nobody else reads what is queued (it goes with the reader). */
+static bool pipe_gone(pid_t pid, const struct cand *x)
 {
-	struct cand *c = NULL;
-	struct stream_op *op;
-	size_t n = 0, n_streams = 0, k = 0;
-	int r;
+	if (x->peer)
+		return false;
+	if (x->flags & SEND_WRITER)
+		return pipe_peer_closed(pid, x->fds[0], x->flags);
+	return !x->daemon_holds && !x->other && pipe_peer_closed(pid, x->fds[0], x->flags);
+}
 
-	*ret = NULL;
-	*n_carried = 0;
-	recs_gc(d);
-	r = list_cands(d, pid, &c, &n, msg, size);
-	if (r < 0)
-		return r;
-	find_peers(pid, c, n);
+/* Why a copy on node dest cannot have fd x as fork() would give it. */
+static int fork_refused(const struct cand *x, pid_t pid, uint32_t dest, char *msg, size_t size)
+{
+	if (x->kind == STREAM_PIPE && (x->flags & SEND_READER))
+		snprintf(msg, size,
+			 "fd %d of process %d is the read end of a pipe: a copy on node %u would "
+			 "read it from a second node, and the readers of one pipe on two nodes "
+			 "have no defined split",
+			 x->fds[0], (int)pid, dest);
+	else if (x->kind == STREAM_PIPE)
+		snprintf(msg, size,
+			 "fd %d of process %d is the write end of a pipe that its reader reads "
+			 "through a direct connection to node %u: a copy on node %u cannot write "
+			 "into it too",
+			 x->fds[0], (int)pid, x->rec ? x->rec->peer_node : 0, dest);
+	else
+		snprintf(msg, size,
+			 "fd %d of process %d is %s: a copy on node %u would share it across two "
+			 "nodes, and one socket on two nodes has no defined split",
+			 x->fds[0], (int)pid, cand_what(x), dest);
+	return -EOPNOTSUPP;
+}
+
+/* Why a stream with more holders than its two ends cannot move. */
+static int shared_refused(struct node_daemon *d, const struct cand *x, pid_t pid, char *msg,
+			  size_t size)
+{
+	if (x->fifo && x->merged)
+		snprintf(msg, size,
+			 "fd %d of process %d is the read end of a pipe that writers on other nodes "
+			 "write into through node %u: its readers stay on node %u (a pipe's readers "
+			 "are on one node; move its writers instead)",
+			 x->fds[0], (int)pid, d->self, d->self);
+	else if (x->fifo && x->sharer)
+		snprintf(msg, size,
+			 "fd %d of process %d is the read end of a pipe that process %d reads too: "
+			 "a pipe's readers stay on one node",
+			 x->fds[0], (int)pid, (int)x->sharer);
+	else if (x->fifo)
+		snprintf(msg, size,
+			 "fd %d of process %d is the read end of a pipe that processes %d and %d "
+			 "write into: the reader of a pipe with several writers stays on its node "
+			 "(move its writers instead)",
+			 x->fds[0], (int)pid, (int)x->peer, (int)x->other);
+	else
+		snprintf(msg, size,
+			 "fd %d of process %d is %s that process %d shares too: a socket with more "
+			 "than two holders cannot move",
+			 x->fds[0], (int)pid, cand_what(x), (int)x->other);
+	return -EOPNOTSUPP;
+}
+
+/* How each candidate moves (x->mode), or stays the engine's (x->inside);
+ * the number of streams, or -errno with msg. */
+static int classify(struct node_daemon *d, pid_t pid, uint32_t dest, bool fork, struct cand *c,
+		    size_t n, char *msg, size_t size)
+{
+	/* A copy on the same node shares every description, as after fork(). */
+	bool share = fork && dest == d->self;
+	size_t n_streams = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		struct cand *x = &c[i];
 		struct mproc *q;
 
 		if (x->inside)
 			continue;
-		if (x->rec) {
+		x->mode = share ? SSTREAM_SHARE : SSTREAM_PAIR;
+		if (x->pump) {
+			/* A writer of a pipe whose readers are on another node. */
+			if (!share)
+				x->mode = SSTREAM_CHAIN;
 			n_streams++;
 			continue;
 		}
-		if (!x->peer && x->kind == STREAM_TCP && x->pino == 0 && x->remote_node) {
-			/* A connection to another node: its node finds the peer. */
+		if (x->fifo && (x->flags & SEND_READER) && x->merged) {
+			/* Chains from other nodes write into its pipe here. */
+			if (share) {
+				n_streams++;
+				continue;
+			}
+			if (fork)
+				return fork_refused(x, pid, dest, msg, size);
+			return shared_refused(d, x, pid, msg, size);
+		}
+		if (x->rec || (!x->peer && x->kind == STREAM_TCP && x->pino == 0 && x->remote_node)) {
+			/* A channel to another node: its node finds the peer. */
+			if (fork && !share)
+				return fork_refused(x, pid, dest, msg, size);
 			n_streams++;
 			continue;
 		}
-		if (!x->peer && x->fifo && !x->daemon_holds && !x->other &&
-		    pipe_peer_closed(pid, x->fds[0], x->flags)) {
-			/* Its other end is closed, with bytes left to read maybe:
-			 * they go with it, then end of file. */
+		if (x->fifo && pipe_gone(pid, x)) {
+			/* Its other side is closed, with bytes left to read maybe:
+			 * they go with it, then end of file (for a writer, EPIPE). */
+			if (fork && !share && (x->flags & SEND_READER))
+				return fork_refused(x, pid, dest, msg, size);
 			n_streams++;
 			continue;
 		}
-		if (!x->peer) {
-			if (x->kind == STREAM_TCP && x->pino == 0) {
+		if (!x->peer && x->kind == STREAM_TCP && x->pino == 0) {
+			/* A connection out of the cluster: a copy here may share it. */
+			if (!share) {
 				snprintf(msg, size,
 					 "fd %d of process %d is a TCP connection that leaves node "
 					 "%u to a process Ghost does not manage",
 					 x->fds[0], (int)pid, d->self);
-				r = -EOPNOTSUPP;
-				goto out;
+				return -EOPNOTSUPP;
 			}
+			n_streams++;
+			continue;
+		}
+		if (!x->peer) {
 			/* Its other end is the daemon's (the stdio of a ghost run) or
 			 * nobody's: the engine carries it as stdio, or refuses it. */
 			x->inside = true;
@@ -721,32 +850,78 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 			x->inside = true;
 			continue;
 		}
-		if (x->other) {
-			snprintf(msg, size,
-				 "fd %d of process %d is %s that process %d shares too: a stream "
-				 "with more than two holders cannot move yet",
-				 x->fds[0], (int)pid, cand_what(x), (int)x->other);
-			r = -EOPNOTSUPP;
-			goto out;
+		if (share) {
+			n_streams++;
+			continue;
+		}
+		if (x->fifo && (x->flags & SEND_WRITER) && (fork || x->other || x->merged)) {
+			/* One writer among several, or a copy becomes one: the
+			 * readers keep their pipe here, the writer a chain to it. */
+			x->mode = SSTREAM_CHAIN;
+		} else if (fork) {
+			return fork_refused(x, pid, dest, msg, size);
+		} else if (x->other) {
+			return shared_refused(d, x, pid, msg, size);
 		}
 		if (q->moving || q->arriving || q->keeping) {
 			snprintf(msg, size,
 				 "process %d, at the other end of fd %d, is being moved or "
 				 "checkpointed; try again",
 				 (int)x->peer, x->fds[0]);
-			r = -EBUSY;
-			goto out;
+			return -EBUSY;
 		}
-		if (x->peer_overflow) {
+		if (x->mode == SSTREAM_PAIR && x->peer_overflow) {
 			snprintf(msg, size, "process %d holds one stream at more than %d fds",
 				 (int)x->peer, STREAM_MAX_FDS);
-			r = -EOPNOTSUPP;
-			goto out;
+			return -EOPNOTSUPP;
 		}
 		n_streams++;
 	}
-	if (n_streams == 0)
+	return (int)n_streams;
+}
+
+/* A fork's copy is not held: its fds' flags are the process's, read now. A
+ * pump's packet mode is ours, not the process's. */
+static int end_flags_now(const struct cand *x, pid_t pid, struct send *e)
+{
+	int r = 0;
+
+	for (size_t f = 0; f < x->n_fds && r >= 0; f++)
+		r = fd_flags_of(pid, x->fds[f], &e->status, &e->fd_flags[f]);
+	if (x->pump)
+		e->status &= ~(uint32_t)O_DIRECT;
+	return r;
+}
+
+static void op_free(struct stream_op *op);
+static void on_op_timer(struct loop_timer *t, void *userdata);
+
+static uint64_t new_stream_id(struct node_daemon *d)
+{
+	return ((uint64_t)d->self << 40) | (node_new_id(d) & ((1ull << 40) - 1));
+}
+
+int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, uint32_t dest, bool fork,
+		   struct stream_op **ret, int *carried, size_t *n_carried, size_t max, char *msg,
+		   size_t size)
+{
+	struct cand *c = NULL;
+	struct stream_op *op;
+	size_t n = 0, n_streams, k = 0;
+	int r;
+
+	*ret = NULL;
+	*n_carried = 0;
+	recs_gc(d);
+	r = list_cands(d, pid, &c, &n, msg, size);
+	if (r < 0)
+		return r;
+	find_peers(pid, c, n);
+	r = classify(d, pid, dest, fork, c, n, msg, size);
+	if (r <= 0)
 		goto out;
+	n_streams = (size_t)r;
+	r = 0;
 	op = calloc(1, sizeof(*op) + n_streams * sizeof(op->s[0]));
 	if (!op || loop_timer_new(d->loop, on_op_timer, op, &op->timer) < 0) {
 		free(op);
@@ -757,7 +932,10 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 	op->d = d;
 	op->xfer = xfer;
 	op->pid = pid;
+	op->fork = fork;
 	op->n = n_streams;
+	for (size_t i = 0; i < n_streams; i++)
+		op->s[i].share_fd = -1;
 	for (size_t i = 0; i < n; i++) {
 		struct cand *x = &c[i];
 		struct sstream *s;
@@ -766,6 +944,7 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 			continue;
 		s = &op->s[k++];
 		s->kind = x->kind;
+		s->mode = x->mode;
 		s->end[0].node = d->self;
 		s->end[0].pid = pid;
 		s->end[0].dev = x->dev;
@@ -773,14 +952,48 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 		s->end[0].flags = x->flags;
 		memcpy(s->end[0].fds, x->fds, x->n_fds * sizeof(int));
 		s->end[0].n_fds = x->n_fds;
-		if (x->kind == STREAM_TCP && !x->rec && !x->peer) {
+		if (fork && end_flags_now(x, pid, &s->end[0]) < 0) {
+			snprintf(msg, size, "cannot read the flags of fd %d of process %d",
+				 x->fds[0], (int)pid);
+			r = -ESRCH;
+			op_free(op);
+			goto out;
+		}
+		if (x->mode == SSTREAM_SHARE) {
+			s->id = new_stream_id(d);
+			s->end[1].node = d->self;
+			s->end[1].gone = true;
+			s->share_fd = take_copy(pid, x->fds[0]);
+			if (s->share_fd < 0) {
+				snprintf(msg, size, "cannot take fd %d of process %d: %s", x->fds[0],
+					 (int)pid, strerror(-s->share_fd));
+				r = s->share_fd;
+				op_free(op);
+				goto out;
+			}
+		} else if (x->mode == SSTREAM_CHAIN) {
+			s->id = new_stream_id(d);
+			s->end[1].flags = SEND_READER;
+			if (x->pump) {
+				s->end[1].node = chain_out_reader(x->pump);
+				chain_out_pipe(x->pump, &s->pipe_dev, &s->pipe_ino);
+				/* A move continues its writer's records after this
+				 * chain's; a fork's copy is a writer of its own. */
+				if (!fork)
+					s->after_id = chain_out_id(x->pump);
+			} else {
+				s->end[1].node = d->self;
+				s->pipe_dev = x->dev;
+				s->pipe_ino = x->ino;
+			}
+		} else if (x->kind == STREAM_TCP && !x->rec && !x->peer) {
 			/* A TCP connection to another node, seen from there. */
-			s->id = ((uint64_t)d->self << 40) | (node_new_id(d) & ((1ull << 40) - 1));
+			s->id = new_stream_id(d);
 			s->end[1].node = x->remote_node;
 			snprintf(s->tcp_local, sizeof(s->tcp_local), "%s", x->remote);
 			snprintf(s->tcp_remote, sizeof(s->tcp_remote), "%s", x->local);
 		} else if (!x->rec && x->fifo && !x->peer) {
-			s->id = ((uint64_t)d->self << 40) | (node_new_id(d) & ((1ull << 40) - 1));
+			s->id = new_stream_id(d);
 			s->end[1].node = d->self;
 			s->end[1].gone = true;
 		} else if (x->rec) {
@@ -790,7 +1003,7 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 										 SEND_WRITER))
 								 : 0;
 		} else {
-			s->id = ((uint64_t)d->self << 40) | (node_new_id(d) & ((1ull << 40) - 1));
+			s->id = new_stream_id(d);
 			s->end[1].node = d->self;
 			s->end[1].pid = x->peer;
 			s->end[1].dev = x->pdev;
@@ -811,9 +1024,19 @@ int stream_prepare(struct node_daemon *d, pid_t pid, uint64_t xfer, struct strea
 			}
 			carried[(*n_carried)++] = x->fds[f];
 		}
-		log_info("process %d: fd %d is %s with %s%d on node %u (stream %llx)", (int)pid,
-			 x->fds[0], kind_names[s->kind], s->end[1].pid ? "process " : "its peer",
-			 (int)s->end[1].pid, s->end[1].node, (unsigned long long)s->id);
+		if (s->mode == SSTREAM_CHAIN)
+			log_info("process %d: fd %d is the write end of a pipe whose readers are on "
+				 "node %u: %s writes through a chain (stream %llx)",
+				 (int)pid, x->fds[0], s->end[1].node, fork ? "its copy" : "it",
+				 (unsigned long long)s->id);
+		else if (s->mode == SSTREAM_SHARE)
+			log_info("process %d: fd %d is %s: its copy shares it (stream %llx)",
+				 (int)pid, x->fds[0], cand_what(x), (unsigned long long)s->id);
+		else
+			log_info("process %d: fd %d is %s with %s%d on node %u (stream %llx)",
+				 (int)pid, x->fds[0], kind_names[s->kind],
+				 s->end[1].pid ? "process " : "its peer", (int)s->end[1].pid,
+				 s->end[1].node, (unsigned long long)s->id);
 	}
 	LIST_PREPEND(mgr(d)->ops, op);
 	*ret = op;
@@ -830,9 +1053,11 @@ static void op_free(struct stream_op *op)
 {
 	if (!op)
 		return;
-	for (size_t i = 0; i < op->n; i++)
+	for (size_t i = 0; i < op->n; i++) {
 		for (int e = 0; e < 2; e++)
 			buf_release(&op->s[i].end[e].data);
+		op->s[i].share_fd = safe_close(op->s[i].share_fd);
+	}
 	op->timer = loop_timer_free(op->timer);
 	if (op->next || op->prev || mgr(op->d)->ops == op)
 		LIST_REMOVE(mgr(op->d)->ops, op);
@@ -1004,6 +1229,65 @@ static void send_data(struct stream_op *op, uint32_t node, struct sstream *s, in
 	}
 }
 
+static int install(struct node_daemon *d, uint32_t coord, uint64_t xfer, const struct send *e,
+		   uint32_t kind, int fd, bool tcp_channel, bool shared, char *why, size_t size);
+
+/* A fork's copy on this node: the process's own descriptions, as fork()
+ * would give them. */
+static void wake_share(struct stream_op *op, struct sstream *s)
+{
+	struct send e0 = s->end[0];
+	char why[400];
+	int r;
+
+	e0.pid = op->target_pid;
+	r = install(op->d, op->d->self, op->xfer, &e0, s->kind, s->share_fd, false, true, why,
+		    sizeof(why));
+	if (r < 0)
+		op_fail(op, r, "%s", why);
+	s->end[0].woken = true;
+}
+
+/* A pipe's writer: a chain from where it goes to its readers' node, or the
+ * pipe itself there. */
+static void send_wake_chain(struct stream_op *op, struct sstream *s)
+{
+	struct send e0 = s->end[0];
+	uint32_t readers = s->end[1].node;
+	struct buf b = BUF_INIT;
+	int r;
+
+	if (op->rolling_back) {
+		/* The process's fd is as it was, the pipe or its pump, and what
+		 * the pump held went on through its chain: nothing to undo. */
+		s->end[0].woken = true;
+		return;
+	}
+	e0.node = op->target;
+	e0.pid = op->target_pid;
+	e0.data = (struct buf)BUF_INIT;
+	r = attr_put_u32(&b, A_KIND, s->kind);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_FLAGS, op->target == readers ? WAKE_MERGED : WAKE_CHAIN);
+	if (r >= 0)
+		r = attr_put_u32(&b, A_NODE, readers);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_DEV, s->pipe_dev);
+	if (r >= 0)
+		r = attr_put_u64(&b, A_INODE, s->pipe_ino);
+	if (r >= 0 && s->after_id)
+		r = attr_put_u64(&b, A_AFTER, s->after_id);
+	if (r >= 0 && s->after_id)
+		r = attr_put_u64(&b, A_OFFSET, s->after_off);
+	if (r >= 0)
+		r = put_end(&b, &e0);
+	if (r >= 0)
+		op_send_to(op, op->target, s, 0, STREAM_WAKE, &b);
+	else
+		op_fail(op, r, "out of memory");
+	buf_release(&b);
+}
+
 /* Where each end goes: end[0] to op->target as op->target_pid. */
 static void send_wake(struct stream_op *op, struct sstream *s)
 {
@@ -1012,6 +1296,14 @@ static void send_wake(struct stream_op *op, struct sstream *s)
 	struct buf b = BUF_INIT;
 	int r;
 
+	if (s->mode == SSTREAM_SHARE) {
+		wake_share(op, s);
+		return;
+	}
+	if (s->mode == SSTREAM_CHAIN) {
+		send_wake_chain(op, s);
+		return;
+	}
 	e0.node = op->target;
 	e0.pid = op->target_pid;
 	e0.data = (struct buf)BUF_INIT;
@@ -1143,14 +1435,22 @@ static void op_finish(struct stream_op *op)
 		done(op, err, msg, userdata);
 }
 
+/* Is end e held and drained? A fork leaves the process and its peers
+ * alone, and a chain's readers keep their pipe. */
+static bool end_switched(const struct stream_op *op, const struct sstream *s, int e)
+{
+	return !s->end[e].gone && !op->fork && (s->mode == SSTREAM_PAIR || e == 0);
+}
+
 /* Everything awaited has come: the next phase. */
 static void op_step(struct stream_op *op)
 {
 	if (op->pending)
 		return;
 	if (op->err && !op->rolling_back) {
-		if (op->phase == OP_HOLD) {
-			/* Nothing was drained: letting the holders go changes nothing. */
+		if (op->phase == OP_HOLD || op->fork) {
+			/* Nothing was drained (a fork's copy goes with whatever it
+			 * was given): letting the holders go changes nothing. */
 			op_release(op);
 			op_finish(op);
 			return;
@@ -1167,7 +1467,7 @@ static void op_step(struct stream_op *op)
 		op->phase = OP_DRAIN;
 		for (size_t i = 0; i < op->n; i++)
 			for (int e = 0; e < 2; e++)
-				if (!op->s[i].end[e].gone)
+				if (end_switched(op, &op->s[i], e))
 					op_send(op, &op->s[i], e, STREAM_DRAIN, NULL);
 		break;
 	case OP_DRAIN:
@@ -1197,7 +1497,7 @@ void stream_switch(struct stream_op *op, uint32_t dest, pid_t new_pid, stream_do
 	loop_timer_arm(op->timer, OP_TIMEOUT_USEC);
 	for (size_t i = 0; i < op->n; i++)
 		for (int e = 0; e < 2; e++)
-			if (!op->s[i].end[e].gone)
+			if (end_switched(op, &op->s[i], e))
 				send_hold(op, &op->s[i], e);
 	op_step(op);
 }
@@ -1217,6 +1517,15 @@ void stream_abort(struct stream_op *op, int err, const char *why, stream_done_fn
 	op->userdata = userdata;
 	if (op->phase == OP_HOLD && op->pending == 0 && !op->err && !op->s[0].end[0].held) {
 		/* Never started. */
+		op_finish(op);
+		return;
+	}
+	if (op->fork) {
+		/* The copy is discarded with whatever it was given; the process
+		 * and its peers were never touched. */
+		op_fail(op, err, "%s", why);
+		op->gen++;
+		op->pending = 0;
 		op_finish(op);
 		return;
 	}
@@ -1299,6 +1608,9 @@ static void op_recv(struct stream_op *op, uint32_t node, uint32_t type, uint64_t
 			(void)attr_u32(&a, &more);
 		if (more)
 			return; /* more chunks follow */
+		/* A chain's writer: the bytes it sent through its old chain. */
+		if (attr_find(data, len, A_OFFSET, &a) >= 0)
+			(void)attr_u64(&a, &s->after_off);
 		e->drained = true;
 		break;
 	}
@@ -1420,6 +1732,11 @@ static struct slocal *slocal_new(struct node_daemon *d, uint32_t coord, uint64_t
 
 static void slocal_free(struct node_daemon *d, struct slocal *l)
 {
+	if (l->waiting) {
+		struct chain_ctx ctx = { l->coord, l->xfer, l->id, l->index };
+
+		chain_wait_cancel(d, &ctx);
+	}
 	LIST_REMOVE(mgr(d)->locals, l);
 	l->io = loop_io_free(l->io);
 	l->copy = safe_close(l->copy);
@@ -1657,6 +1974,10 @@ static void on_hold(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 		slocal_free(d, l);
 		return;
 	}
+	/* A pump's packet mode is ours: the process's flags are the others. */
+	if (kind == STREAM_PIPE && fstat(l->copy, &st) >= 0 &&
+	    chain_out_by_pump(d, st.st_dev, st.st_ino))
+		e.status &= ~(uint32_t)O_DIRECT;
 	e.flags = end_state(l->copy, kind, e.ino, e.flags);
 	l->e = e;
 	{
@@ -1753,6 +2074,21 @@ static void on_drain_io(struct loop_io *io, int fd, unsigned events, void *userd
 	drained(l);
 }
 
+static void on_chain_flushed(struct node_daemon *d, const struct chain_ctx *ctx, int err,
+			     uint64_t offset)
+{
+	struct buf b = BUF_INIT;
+
+	if (err < 0) {
+		reply_failed(d, ctx->coord, ctx->xfer, ctx->id, ctx->index, err,
+			     "the readers' node of a pipe is out of reach: %s", strerror(-err));
+		return;
+	}
+	if (attr_put_u64(&b, A_OFFSET, offset) >= 0 && attr_put_u32(&b, A_FLAGS, 0) >= 0)
+		reply(d, ctx->coord, STREAM_DRAINED, ctx->xfer, ctx->id, ctx->index, &b);
+	buf_release(&b);
+}
+
 static void on_drain(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64_t id,
 		     uint32_t index)
 {
@@ -1765,6 +2101,23 @@ static void on_drain(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint6
 		return;
 	}
 	if (!l->tcp && l->kind == STREAM_PIPE && (l->e.flags & SEND_WRITER)) {
+		struct chain_out *co = NULL;
+		struct stat st;
+
+		if (fstat(l->copy, &st) >= 0)
+			co = chain_out_by_pump(d, st.st_dev, st.st_ino);
+		if (co) {
+			/* It wrote through a chain: all it wrote goes to the
+			 * readers' node first, and DRAINED says how much. */
+			struct chain_ctx ctx = { coord, xfer, id, index };
+
+			r = chain_out_flush(co, &ctx, on_chain_flushed);
+			if (r < 0)
+				reply_failed(d, coord, xfer, id, index, r,
+					     "cannot flush the chain of process %d: %s",
+					     (int)l->e.pid, strerror(-r));
+			return;
+		}
 		drained(l); /* a pipe's write end holds nothing */
 		return;
 	}
@@ -1916,17 +2269,26 @@ static int make_pair(uint32_t kind, size_t need, int a[2])
 }
 
 /* Make fd what end e's holder had (status flags, TCP_NODELAY), and install
- * it at e's fds. temp: the process was not held for this operation. */
+ * it at e's fds. shared: fd is the process's own description (a fork's
+ * copy gets it as it is). temp: the process was not held for this
+ * operation. */
 static int install(struct node_daemon *d, uint32_t coord, uint64_t xfer, const struct send *e,
-		   uint32_t kind, int fd, bool tcp_channel, char *why, size_t size)
+		   uint32_t kind, int fd, bool tcp_channel, bool shared, char *why, size_t size)
 {
 	struct shold *h;
 	bool temp;
 	int r;
 
-	if (fcntl(fd, F_SETFL, (int)(e->status & (O_NONBLOCK | O_APPEND))) < 0) {
-		snprintf(why, size, "cannot set the flags of a new channel: %s", strerror(errno));
-		return -errno;
+	if (!shared) {
+		/* A pump keeps its packet mode: each write is one packet. */
+		int direct = fcntl(fd, F_GETFL);
+
+		direct = direct < 0 ? 0 : direct & O_DIRECT;
+		if (fcntl(fd, F_SETFL, (int)(e->status & (O_NONBLOCK | O_APPEND)) | direct) < 0) {
+			snprintf(why, size, "cannot set the flags of a new channel: %s",
+				 strerror(errno));
+			return -errno;
+		}
 	}
 	if (tcp_channel) {
 		/* A pipe or Unix socket never waited to gather small writes. */
@@ -2010,9 +2372,9 @@ static int wake_local(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint
 		shut_like(a[0], kind, &e[0], false);
 		shut_like(a[1], kind, &e[1], false);
 	}
-	r = install(d, coord, xfer, &e[0], kind, a[0], kind == STREAM_TCP, why, size);
+	r = install(d, coord, xfer, &e[0], kind, a[0], kind == STREAM_TCP, false, why, size);
 	if (r >= 0)
-		r = install(d, coord, xfer, &e[1], kind, a[1], kind == STREAM_TCP, why, size);
+		r = install(d, coord, xfer, &e[1], kind, a[1], kind == STREAM_TCP, false, why, size);
 	if (r >= 0) {
 		struct stream_rec *rec;
 
@@ -2051,7 +2413,7 @@ static int wake_alone(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint
 	}
 	/* End of file after the bytes. */
 	a[1] = safe_close(a[1]);
-	r = install(d, coord, xfer, e, kind, a[0], false, why, size);
+	r = install(d, coord, xfer, e, kind, a[0], false, false, why, size);
 out:
 	safe_close(a[0]);
 	safe_close(a[1]);
@@ -2072,7 +2434,7 @@ static int wake_cross(struct slocal *l, int sock, char *why, size_t size)
 		return r;
 	}
 	shut_like(sock, l->kind, &l->e, true);
-	r = install(l->d, l->coord, l->xfer, &l->e, l->kind, sock, true, why, size);
+	r = install(l->d, l->coord, l->xfer, &l->e, l->kind, sock, true, false, why, size);
 	if (r >= 0)
 		record(l->d, l->id, l->kind, &l->e, sock, l->peer_node);
 	return r;
@@ -2167,6 +2529,138 @@ fail:
 		sdata_free(d, sd);
 }
 
+/* ---- a pipe's writer and its readers on two nodes: chains ------------------- */
+
+static void on_chain_opened(struct node_daemon *d, const struct chain_ctx *ctx, int err,
+			    uint64_t offset)
+{
+	(void)offset;
+	if (err < 0)
+		reply_failed(d, ctx->coord, ctx->xfer, ctx->id, ctx->index, err,
+			     "the readers' node of a pipe is out of reach: %s", strerror(-err));
+	else
+		reply(d, ctx->coord, STREAM_WOKEN, ctx->xfer, ctx->id, ctx->index, NULL);
+}
+
+/* End e writes here into the pipe (dev, ino) of node readers: a pump and
+ * its chain, after chain after's first after_off bytes. WOKEN once the
+ * readers' node holds the pipe open for it (chain.c, invariant 5). */
+static int wake_chain(struct node_daemon *d, const struct chain_ctx *ctx, const struct send *e,
+		      uint32_t readers, uint64_t dev, uint64_t ino, uint64_t after,
+		      uint64_t after_off, char *why, size_t size)
+{
+	struct chain_out *co;
+	int wfd, r;
+
+	if (readers == d->self) {
+		snprintf(why, size, "a chain from node %u to itself", d->self);
+		return -EPROTO;
+	}
+	r = chain_out_new(d, ctx->id, readers, dev, ino, &co, &wfd);
+	if (r < 0) {
+		snprintf(why, size, "cannot make a pipe on node %u: %s", d->self, strerror(-r));
+		return r;
+	}
+	r = install(d, ctx->coord, ctx->xfer, e, STREAM_PIPE, wfd, false, false, why, size);
+	safe_close(wfd);
+	if (r < 0) {
+		chain_out_drop(co);
+		return r;
+	}
+	r = chain_out_start(co, e->pid, after, after_off, ctx, on_chain_opened);
+	if (r < 0)
+		snprintf(why, size, "cannot reach node %u, where the pipe's readers are: %s",
+			 readers, strerror(-r));
+	return r;
+}
+
+/* The writer of a WAKE_MERGED gets a description of the pipe of its own. */
+static void merged_install(struct slocal *l)
+{
+	struct node_daemon *d = l->d;
+	char why[400] = "";
+	int fd = -1, r;
+
+	r = chain_pipe_open(d, l->pipe_dev, l->pipe_ino, &fd);
+	if (r == -ENXIO || r == -ENOENT) {
+		/* No reader left: a write end without one, as it would have. */
+		int p[2];
+
+		r = pipe2(p, O_CLOEXEC) < 0 ? -errno : 0;
+		if (r >= 0) {
+			safe_close(p[0]);
+			fd = p[1];
+		}
+	}
+	if (r < 0)
+		snprintf(why, sizeof(why), "cannot open the pipe again on node %u: %s", d->self,
+			 strerror(-r));
+	else
+		r = install(d, l->coord, l->xfer, &l->e, STREAM_PIPE, fd, false, false, why,
+			    sizeof(why));
+	safe_close(fd);
+	if (r < 0)
+		reply_failed(d, l->coord, l->xfer, l->id, l->index, r, "%s", why);
+	else
+		reply(d, l->coord, STREAM_WOKEN, l->xfer, l->id, l->index, NULL);
+	slocal_free(d, l);
+}
+
+static void on_merge_ready(struct node_daemon *d, const struct chain_ctx *ctx, int err,
+			   uint64_t offset)
+{
+	struct slocal *l = slocal_find(d, ctx->coord, ctx->xfer, ctx->id, ctx->index);
+
+	(void)offset;
+	if (!l)
+		return;
+	l->waiting = false;
+	if (err < 0) {
+		reply_failed(d, l->coord, l->xfer, l->id, l->index, err,
+			     "the readers of the pipe on node %u have not read what process %d wrote "
+			     "through its chain: it cannot write into the pipe here before they have",
+			     d->self, (int)l->e.pid);
+		slocal_free(d, l);
+		return;
+	}
+	merged_install(l);
+}
+
+/* End e comes back to the readers' node of its pipe (dev, ino): it gets the
+ * pipe again once its chain has written the bytes it sent before it moved
+ * (within the wake timeout: a reader that does not read holds it back). */
+static int wake_merged(struct node_daemon *d, const struct chain_ctx *ctx, const struct send *e,
+		       uint64_t dev, uint64_t ino, uint64_t after, uint64_t after_off, char *why,
+		       size_t size)
+{
+	struct slocal *l = slocal_new(d, ctx->coord, ctx->xfer, ctx->id, ctx->index);
+	int r;
+
+	if (!l) {
+		snprintf(why, size, "out of memory on node %u", d->self);
+		return -ENOMEM;
+	}
+	l->kind = STREAM_PIPE;
+	l->e = *e;
+	l->pipe_dev = dev;
+	l->pipe_ino = ino;
+	r = chain_wait(d, after, after_off, WAKE_TIMEOUT_MS, ctx, on_merge_ready);
+	if (r < 0) {
+		slocal_free(d, l);
+		snprintf(why, size, "out of memory on node %u", d->self);
+		return r;
+	}
+	if (r == 0) {
+		log_debug("stream %llx: process %d waits for chain %llx to write %llu bytes",
+			  (unsigned long long)ctx->id, (int)e->pid, (unsigned long long)after,
+			  (unsigned long long)after_off);
+		l->waiting = true;
+		return 0;
+	}
+	merged_install(l);
+	return 0;
+}
+
 static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64_t id,
 		    uint32_t index, const void *data, size_t len)
 {
@@ -2175,6 +2669,8 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 	struct send e[2];
 	size_t n_ends = 0;
 	uint32_t kind = 0, how = 0, peer = 0, port = 0;
+	uint64_t pipe_dev = 0, pipe_ino = 0, after = 0, after_off = 0;
+	struct chain_ctx ctx = { coord, xfer, id, index };
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 	bool have_key = false;
 	char address[64] = "", why[400] = "";
@@ -2199,6 +2695,18 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 			break;
 		case A_ADDRESS:
 			(void)attr_strcpy(&a, address, sizeof(address));
+			break;
+		case A_DEV:
+			(void)attr_u64(&a, &pipe_dev);
+			break;
+		case A_INODE:
+			(void)attr_u64(&a, &pipe_ino);
+			break;
+		case A_AFTER:
+			(void)attr_u64(&a, &after);
+			break;
+		case A_OFFSET:
+			(void)attr_u64(&a, &after_off);
 			break;
 		case A_KEY:
 			if (a.len == sizeof(key)) {
@@ -2242,6 +2750,22 @@ static void on_wake(struct node_daemon *d, uint32_t coord, uint64_t xfer, uint64
 		break;
 	case WAKE_ALONE:
 		r = wake_alone(d, coord, xfer, id, kind, &e[0], &bytes[0], why, sizeof(why));
+		break;
+	case WAKE_CHAIN:
+	case WAKE_MERGED:
+		if (kind != STREAM_PIPE || pipe_ino == 0)
+			goto fail;
+		if (how == WAKE_CHAIN)
+			r = wake_chain(d, &ctx, &e[0], peer, pipe_dev, pipe_ino, after, after_off,
+				       why, sizeof(why));
+		else
+			r = wake_merged(d, &ctx, &e[0], pipe_dev, pipe_ino, after, after_off, why,
+					sizeof(why));
+		if (r >= 0) {
+			/* WOKEN once the readers' side is ready. */
+			sdata_drop(d, coord, xfer, id);
+			return;
+		}
 		break;
 	case WAKE_LISTEN:
 	case WAKE_CONNECT: {
@@ -2438,6 +2962,10 @@ static void stream_recv(struct msg *msg, uint32_t node, uint16_t channel, uint32
 
 	(void)msg;
 	(void)channel;
+	/* A leaving daemon has let its streams go; msg still delivers until
+	 * it exits (chains send data at any time). */
+	if (!d->streams)
+		return;
 	if (mgr(d)->n_faults && fault_delays(d, node, type, data, len))
 		return;
 	stream_dispatch(d, node, type, data, len);
@@ -2472,6 +3000,16 @@ static void stream_dispatch(struct node_daemon *d, uint32_t node, uint32_t type,
 		break;
 	case STREAM_RELEASE:
 		on_release(d, node, xfer);
+		break;
+	case STREAM_CHAIN_OPEN:
+	case STREAM_CHAIN_OPENED:
+	case STREAM_CHAIN_DATA:
+	case STREAM_CHAIN_ACK:
+	case STREAM_CHAIN_FLUSH:
+	case STREAM_CHAIN_FLUSHED:
+	case STREAM_CHAIN_END:
+	case STREAM_CHAIN_CLOSED:
+		chain_recv(d, node, type, data, len);
 		break;
 	default:
 		op = op_find(d, xfer);
@@ -2509,7 +3047,7 @@ int stream_init(struct node_daemon *d)
 	int r;
 
 	d->streams = calloc(1, sizeof(struct stream_mgr));
-	if (!d->streams)
+	if (!d->streams || chain_init(d) < 0)
 		return -ENOMEM;
 	r = loop_timer_new(d->loop, on_watchdog, d, &mgr(d)->watchdog);
 	if (r < 0)
@@ -2525,6 +3063,7 @@ void stream_node_down(struct node_daemon *d, uint32_t node)
 
 	if (!d->streams)
 		return;
+	chain_node_down(d, node);
 	/* Our holders for a coordinator that is gone: let them go. */
 	for (l = mgr(d)->locals; l; l = ln) {
 		ln = l->next;
@@ -2572,6 +3111,7 @@ void stream_free_all(struct node_daemon *d)
 	while (mgr(d)->delayed)
 		sdelayed_free(d, mgr(d)->delayed);
 	mgr(d)->watchdog = loop_timer_free(mgr(d)->watchdog);
+	chain_free_all(d);
 	free(d->streams);
 	d->streams = NULL;
 }

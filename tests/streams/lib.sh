@@ -106,3 +106,57 @@ consumed() {
 counts() {
 	echo "$(grep -o 'produced [0-9]*' "$1/prod" 2>/dev/null | cut -d' ' -f2)" "$(consumed "$1")"
 }
+
+# pipes NODE PID: the inodes of the pipes and FIFOs PID (on NODE) holds
+# above stdio, one line each, sorted.
+pipes() {
+	in_node "$1" python3 - "$2" <<'EOF2' | sort -u
+import os, stat, sys
+d = "/proc/%s/fd" % sys.argv[1]
+for fd in os.listdir(d):
+    try:
+        st = os.stat(os.path.join(d, fd))
+    except OSError:
+        continue
+    if int(fd) > 2 and stat.S_ISFIFO(st.st_mode):
+        print(st.st_ino)
+EOF2
+}
+
+# daemon_reads NODE INODE: NODE's daemon holds the read end of that pipe.
+daemon_reads() {
+	in_node "$1" python3 - "$2" <<'EOF2'
+import os, stat, sys
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if open("/proc/%s/comm" % pid).read().strip() != "ghostd":
+            continue
+        for fd in os.listdir("/proc/%s/fd" % pid):
+            st = os.stat("/proc/%s/fd/%s" % (pid, fd))
+            flags = open("/proc/%s/fdinfo/%s" % (pid, fd)).read().split("flags:")[1].split()[0]
+            if stat.S_ISFIFO(st.st_mode) and str(st.st_ino) == sys.argv[1] and \
+               int(flags, 8) & os.O_ACCMODE == os.O_RDONLY:
+                sys.exit(0)
+    except (OSError, IndexError):
+        pass
+sys.exit(1)
+EOF2
+}
+
+# chained WRITER NODE READER: a writer of the pipe that READER reads on node
+# 1 writes into that pipe itself on node 1, and anywhere else into a pipe
+# that its own node's daemon reads: the pump of its chain to node 1 (no
+# other node is on the way).
+chained() {
+	local w r
+	w=$(pipes "$2" "$1")
+	if [ "$2" = 1 ]; then
+		r=$(pipes 1 "$3")
+		[ -n "$w" ] && [ "$w" = "$r" ] && return 0
+		echo "# writer $1 on node 1 writes into pipe '$w', its reader reads '$r'"
+		return 1
+	fi
+	[ -n "$w" ] && [ "$(echo "$w" | wc -l)" = 1 ] && daemon_reads "$2" "$w" && return 0
+	echo "# writer $1 on node $2 writes into pipe '$w', which node $2's daemon does not read"
+	return 1
+}
