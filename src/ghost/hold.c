@@ -937,6 +937,8 @@ static int int_cmp(const void *a, const void *b)
 /* close_range() over each run of consecutive numbers: usually one call. */
 static void close_added(struct ghost_hold *h)
 {
+	if (h->nadded == 0)
+		return; /* added is NULL then, which qsort() may not be given */
 	qsort(h->added, h->nadded, sizeof(*h->added), int_cmp);
 	for (size_t i = 0; i < h->nadded && !h->gone;) {
 		size_t j = i;
