@@ -194,6 +194,8 @@ struct stream_op {
 	stream_done_fn done;
 	void *userdata;
 	struct loop_timer *timer;
+	/* now_ns() when the switch began and when each phase ended (logged) */
+	uint64_t t_begin, t_held, t_drained;
 	size_t n;
 	struct sstream s[];
 };
@@ -1464,6 +1466,7 @@ static void op_step(struct stream_op *op)
 	}
 	switch (op->phase) {
 	case OP_HOLD:
+		op->t_held = now_ns();
 		op->phase = OP_DRAIN;
 		for (size_t i = 0; i < op->n; i++)
 			for (int e = 0; e < 2; e++)
@@ -1471,12 +1474,21 @@ static void op_step(struct stream_op *op)
 					op_send(op, &op->s[i], e, STREAM_DRAIN, NULL);
 		break;
 	case OP_DRAIN:
+		op->t_drained = now_ns();
 		op->phase = OP_WAKE;
 		for (size_t i = 0; i < op->n; i++)
 			send_wake(op, &op->s[i]);
 		break;
 	case OP_WAKE:
 		op->phase = OP_WOKEN;
+		if (!op->rolling_back)
+			log_info("process %d: %zu stream%s switched in %.1f ms (hold %.1f, drain "
+				 "%.1f, wake %.1f)",
+				 (int)op->pid, op->n, op->n == 1 ? "" : "s",
+				 (double)(now_ns() - op->t_begin) / 1e6,
+				 (double)(op->t_held - op->t_begin) / 1e6,
+				 (double)(op->t_drained - op->t_held) / 1e6,
+				 (double)(now_ns() - op->t_drained) / 1e6);
 		op_finish(op);
 		return;
 	case OP_WOKEN:
@@ -1494,6 +1506,7 @@ void stream_switch(struct stream_op *op, uint32_t dest, pid_t new_pid, stream_do
 	op->done = done;
 	op->userdata = userdata;
 	op->phase = OP_HOLD;
+	op->t_begin = now_ns();
 	loop_timer_arm(op->timer, OP_TIMEOUT_USEC);
 	for (size_t i = 0; i < op->n; i++)
 		for (int e = 0; e < 2; e++)
