@@ -92,6 +92,19 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	return r;
 }
 
+int buf_set_error(struct buf *err, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		buf_reset(err);
+		va_start(ap, fmt);
+		(void)buf_vprintf(err, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
 int buf_append_json_string(struct buf *b, const char *s, size_t len)
 {
 	int r = buf_append(b, "\"", 1);

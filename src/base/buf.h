@@ -29,6 +29,9 @@ int buf_reserve(struct buf *b, size_t extra);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap) _printf_(2, 0);
+/* Make err (if not NULL) the message, and return r: for the functions that
+ * return -errno and say why in a struct buf. */
+int buf_set_error(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
 /* Append s as a JSON string literal, quotes included. */
 int buf_append_json_string(struct buf *b, const char *s, size_t len);
 /* Hand the bytes to the caller (NUL-terminated, never NULL unless OOM); b is reset. */

@@ -48,20 +48,6 @@ extern char **environ;
 /* Longest wait for an answer to a list request. */
 #define CLIENT_TIMEOUT_SEC 60
 
-static int set_err(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
-static int set_err(struct buf *err, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		buf_reset(err);
-		va_start(ap, fmt);
-		(void)buf_vprintf(err, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 const char *node_control_path(void)
 {
 	const char *p = getenv(NODE_CONTROL_ENV);
@@ -82,21 +68,21 @@ int client_connect(struct client *cl, const char *path, struct buf *err)
 
 	*cl = (struct client){ .fd = -1, .path = path ? path : node_control_path() };
 	if (strlen(cl->path) >= sizeof(sa.sun_path))
-		return set_err(err, -ENAMETOOLONG, "control socket path '%s' is too long",
+		return buf_set_error(err, -ENAMETOOLONG, "control socket path '%s' is too long",
 			       cl->path);
 	memcpy(sa.sun_path, cl->path, strlen(cl->path) + 1);
 	cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (cl->fd < 0)
-		return set_err(err, -errno, "cannot create a socket: %s", strerror(errno));
+		return buf_set_error(err, -errno, "cannot create a socket: %s", strerror(errno));
 	if (connect(cl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int r = -errno;
 
 		cl->fd = safe_close(cl->fd);
 		if (r == -ENOENT || r == -ECONNREFUSED)
-			return set_err(err, r, "cannot reach ghostd at '%s': %s (is it running? "
+			return buf_set_error(err, r, "cannot reach ghostd at '%s': %s (is it running? "
 				       "$%s names another socket)", cl->path, strerror(-r),
 				       NODE_CONTROL_ENV);
-		return set_err(err, r, "cannot reach ghostd at '%s': %s", cl->path,
+		return buf_set_error(err, r, "cannot reach ghostd at '%s': %s", cl->path,
 			       strerror(-r));
 	}
 	(void)setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -207,14 +193,14 @@ static ssize_t client_fill(struct client *cl)
 int client_lost(struct client *cl, int r, struct buf *err)
 {
 	if (r == -EAGAIN || r == -EWOULDBLOCK)
-		return set_err(err, -ETIMEDOUT, "ghostd at '%s' did not answer in %d s", cl->path,
+		return buf_set_error(err, -ETIMEDOUT, "ghostd at '%s' did not answer in %d s", cl->path,
 			       CLIENT_TIMEOUT_SEC);
 	if (r == 0 || r == -ECONNRESET)
-		return set_err(err, -ECONNRESET, "ghostd at '%s' closed the connection",
+		return buf_set_error(err, -ECONNRESET, "ghostd at '%s' closed the connection",
 			       cl->path);
 	if (r == -EBADMSG || r == -EMSGSIZE || r == -EPROTONOSUPPORT)
-		return set_err(err, -EPROTO, "ghostd at '%s' sent a malformed answer", cl->path);
-	return set_err(err, r, "cannot read from ghostd at '%s': %s", cl->path, strerror(-r));
+		return buf_set_error(err, -EPROTO, "ghostd at '%s' sent a malformed answer", cl->path);
+	return buf_set_error(err, r, "cannot read from ghostd at '%s': %s", cl->path, strerror(-r));
 }
 
 /* Blocking: the next frame. */
@@ -255,12 +241,12 @@ int client_error_frame(const void *payload, size_t len, struct buf *err, uint32_
 		e = EIO;
 	if (ret_flags)
 		*ret_flags = flags;
-	return set_err(err, -(int)e, "%s", msg[0] ? msg : strerror((int)e));
+	return buf_set_error(err, -(int)e, "%s", msg[0] ? msg : strerror((int)e));
 }
 
 static int unexpected(struct client *cl, uint16_t type, struct buf *err)
 {
-	return set_err(err, -EPROTO, "ghostd at '%s' sent an unexpected frame (type %u)",
+	return buf_set_error(err, -EPROTO, "ghostd at '%s' sent an unexpected frame (type %u)",
 		       cl->path, type);
 }
 
@@ -277,7 +263,7 @@ int node_client_nodes(const char *path, struct node_info **ret, size_t *ret_n, s
 	if (r >= 0)
 		r = client_send(&cl, CTL_NODES, NULL, NULL, 0);
 	if (r < 0 && cl.fd >= 0)
-		r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+		r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	while (r >= 0) {
 		const void *payload;
 		struct node_info *nl, ni = { 0 };
@@ -316,7 +302,7 @@ int node_client_nodes(const char *path, struct node_info **ret, size_t *ret_n, s
 		}
 		nl = realloc(list, (n + 1) * sizeof(*nl));
 		if (!nl) {
-			r = set_err(err, -ENOMEM, "out of memory");
+			r = buf_set_error(err, -ENOMEM, "out of memory");
 			break;
 		}
 		list = nl;
@@ -423,7 +409,7 @@ int node_client_ps(const char *path, bool all, struct node_proc_info **ret, size
 		if (r >= 0)
 			r = client_send(&cl, CTL_PS, &req, NULL, 0);
 		if (r < 0)
-			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+			r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	}
 	buf_release(&req);
 	while (r >= 0) {
@@ -456,13 +442,13 @@ int node_client_ps(const char *path, bool all, struct node_proc_info **ret, size
 		}
 		nl = realloc(list, (n + 1) * sizeof(*nl));
 		if (!nl) {
-			r = set_err(err, -ENOMEM, "out of memory");
+			r = buf_set_error(err, -ENOMEM, "out of memory");
 			break;
 		}
 		list = nl;
 		r = parse_proc(payload, len, &list[n]);
 		if (r < 0) {
-			r = set_err(err, r, "out of memory");
+			r = buf_set_error(err, r, "out of memory");
 			break;
 		}
 		n++;
@@ -494,7 +480,7 @@ int node_client_kill(const char *path, pid_t pid, int sig, struct buf *err)
 		if (r >= 0)
 			r = client_send(&cl, CTL_KILL, &req, NULL, 0);
 		if (r < 0)
-			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+			r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	}
 	buf_release(&req);
 	if (r >= 0)
@@ -574,7 +560,7 @@ static int client_move(const char *path, pid_t pid, uint32_t to, uint32_t flags,
 		if (r >= 0)
 			r = client_send(&cl, CTL_MIGRATE, &req, NULL, 0);
 		if (r < 0)
-			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+			r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	}
 	buf_release(&req);
 	while (r >= 0) {
@@ -646,7 +632,7 @@ int node_client_logs(const char *path, pid_t pid, int out_fd, struct buf *err)
 		if (r >= 0)
 			r = client_send(&cl, CTL_LOGS, &req, NULL, 0);
 		if (r < 0)
-			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+			r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	}
 	buf_release(&req);
 	while (r >= 0) {
@@ -672,7 +658,7 @@ int node_client_logs(const char *path, pid_t pid, int out_fd, struct buf *err)
 			if (a.type == A_DATA) {
 				r = write_full(out_fd, a.data, a.len);
 				if (r < 0)
-					r = set_err(err, r, "cannot write the log: %s",
+					r = buf_set_error(err, r, "cannot write the log: %s",
 						    strerror(-r));
 			}
 	}
@@ -1060,9 +1046,9 @@ static int run_session(struct session *s)
 
 	r = loop_new(&s->loop);
 	if (r < 0)
-		return set_err(s->err, r, "cannot create an event loop: %s", strerror(-r));
+		return buf_set_error(s->err, r, "cannot create an event loop: %s", strerror(-r));
 	if (fcntl(s->cl.fd, F_SETFL, O_NONBLOCK) < 0) {
-		r = set_err(s->err, -errno, "cannot set up the connection: %s", strerror(errno));
+		r = buf_set_error(s->err, -errno, "cannot set up the connection: %s", strerror(errno));
 		goto out;
 	}
 	r = loop_io_new(s->loop, s->cl.fd, LOOP_READ, on_sock, s, &s->sock_io);
@@ -1076,7 +1062,7 @@ static int run_session(struct session *s)
 	if (r >= 0 && s->relay)
 		r = watch_stdin(s);
 	if (r < 0) {
-		r = set_err(s->err, r, "cannot set up the session: %s", strerror(-r));
+		r = buf_set_error(s->err, r, "cannot set up the session: %s", strerror(-r));
 		goto out;
 	}
 	/* Frames that came with CTL_STARTED. */
@@ -1093,7 +1079,7 @@ static int run_session(struct session *s)
 			break;
 	}
 	if (r < 0) {
-		r = set_err(s->err, -EPROTO, "ghostd sent a malformed frame");
+		r = buf_set_error(s->err, -EPROTO, "ghostd sent a malformed frame");
 		goto out;
 	}
 	if (!loop_exiting(s->loop)) {
@@ -1109,7 +1095,7 @@ static int run_session(struct session *s)
 		session_update(s);
 		r = loop_run(s->loop);
 		if (r < 0)
-			(void)set_err(s->err, r, "event loop failed: %s", strerror(-r));
+			(void)buf_set_error(s->err, r, "event loop failed: %s", strerror(-r));
 		if (pipe_saved)
 			(void)sigaction(SIGPIPE, &old_pipe, NULL);
 	}
@@ -1169,7 +1155,7 @@ int node_client_run(const char *path, const struct node_run_opts *o, pid_t *ret_
 
 	*ret_pid = 0;
 	if (!o->argv || !o->argv[0])
-		return set_err(err, -EINVAL, "no command to run");
+		return buf_set_error(err, -EINVAL, "no command to run");
 	/* Signals that come while the process starts wait for the session,
 	 * which forwards them. Ignored ones stay ignored (nohup). */
 	if (!detach) {
@@ -1188,11 +1174,11 @@ int node_client_run(const char *path, const struct node_run_opts *o, pid_t *ret_
 	s.have_saved = !detach && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &s.saved) == 0;
 	r = put_request(&req, o, tty);
 	if (r < 0) {
-		r = set_err(err, r, r == -ENOMEM ? "out of memory" : "argument list too long");
+		r = buf_set_error(err, r, r == -ENOMEM ? "out of memory" : "argument list too long");
 		goto out;
 	}
 	if (req.len > CTL_MAX_PAYLOAD) {
-		r = set_err(err, -E2BIG, "argument list and environment too long");
+		r = buf_set_error(err, -E2BIG, "argument list and environment too long");
 		goto out;
 	}
 	for (int i = 0; i < 3; i++) {
@@ -1206,7 +1192,7 @@ int node_client_run(const char *path, const struct node_run_opts *o, pid_t *ret_
 	r = client_send(&s.cl, CTL_RUN, &req, detach ? NULL : fds, detach ? 0 : 3);
 	safe_close(nullfd);
 	if (r < 0) {
-		r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+		r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 		goto out;
 	}
 	/* Starting a process may take a moment, but not a minute. */
@@ -1348,7 +1334,7 @@ static int client_ckpt(const char *path, uint16_t type, const struct buf *req, u
 	if (r >= 0) {
 		r = client_send(&cl, type, req, NULL, 0);
 		if (r < 0)
-			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+			r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	}
 	while (r >= 0) {
 		const void *payload;
@@ -1410,7 +1396,7 @@ int node_client_checkpoint(const char *path, pid_t pid, uint32_t holder, unsigne
 		r = client_ckpt(path, CTL_CKPT_SAVE, &req, CTL_CKPT_SAVED, progress, userdata, ret,
 				err);
 	else
-		r = set_err(err, r, "out of memory");
+		r = buf_set_error(err, r, "out of memory");
 	buf_release(&req);
 	return r;
 }
@@ -1428,7 +1414,7 @@ int node_client_restore(const char *path, uint64_t id, uint32_t node, node_progr
 		r = client_ckpt(path, CTL_CKPT_RESTORE, &req, CTL_CKPT_RESTORED, progress,
 				userdata, ret, err);
 	else
-		r = set_err(err, r, "out of memory");
+		r = buf_set_error(err, r, "out of memory");
 	buf_release(&req);
 	return r;
 }
@@ -1443,7 +1429,7 @@ int node_client_drop(const char *path, uint64_t id, struct node_ckpt_result *ret
 	if (r >= 0)
 		r = client_ckpt(path, CTL_CKPT_DROP, &req, CTL_CKPT_DROPPED, NULL, NULL, ret, err);
 	else
-		r = set_err(err, r, "out of memory");
+		r = buf_set_error(err, r, "out of memory");
 	buf_release(&req);
 	return r;
 }
@@ -1526,7 +1512,7 @@ int node_client_checkpoints(const char *path, struct node_ckpt_info **ret, size_
 	if (r >= 0) {
 		r = client_send(&cl, CTL_CKPT_LIST, NULL, NULL, 0);
 		if (r < 0)
-			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+			r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	}
 	while (r >= 0) {
 		const void *payload;
@@ -1563,7 +1549,7 @@ int node_client_checkpoints(const char *path, struct node_ckpt_info **ret, size_
 			}
 			nl = realloc(usage, (nu + 1) * sizeof(*nl));
 			if (!nl) {
-				r = set_err(err, -ENOMEM, "out of memory");
+				r = buf_set_error(err, -ENOMEM, "out of memory");
 				break;
 			}
 			usage = nl;
@@ -1578,14 +1564,14 @@ int node_client_checkpoints(const char *path, struct node_ckpt_info **ret, size_
 			struct node_ckpt_info *nl = realloc(list, (n + 1) * sizeof(*nl));
 
 			if (!nl) {
-				r = set_err(err, -ENOMEM, "out of memory");
+				r = buf_set_error(err, -ENOMEM, "out of memory");
 				break;
 			}
 			list = nl;
 		}
 		r = parse_ckpt_info(payload, len, &list[n]);
 		if (r < 0) {
-			r = set_err(err, r, "out of memory");
+			r = buf_set_error(err, r, "out of memory");
 			break;
 		}
 		n++;

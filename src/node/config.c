@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,20 +15,6 @@
 #include "base/banned.h"
 
 #define MAX_FIELDS 8
-
-static int set_err(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
-static int set_err(struct buf *err, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		buf_reset(err);
-		va_start(ap, fmt);
-		(void)buf_vprintf(err, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
 
 void node_config_release(struct node_config *c)
 {
@@ -139,27 +124,27 @@ static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 		struct node_config_node *nn, node = { 0 };
 
 		if (n != 4)
-			return set_err(err, -EINVAL, "%s:%u: expected 'node ID ADDRESS PORT'", name,
+			return buf_set_error(err, -EINVAL, "%s:%u: expected 'node ID ADDRESS PORT'", name,
 				       lineno);
 		if (parse_u64(f[1], 10, &v) < 0 || v == 0 || v > UINT32_MAX)
-			return set_err(err, -EINVAL, "%s:%u: bad node id '%s' (1..4294967295)",
+			return buf_set_error(err, -EINVAL, "%s:%u: bad node id '%s' (1..4294967295)",
 				       name, lineno, f[1]);
 		node.id = (uint32_t)v;
 		if (!parse_address(f[2], node.address, sizeof(node.address)))
-			return set_err(err, -EINVAL,
+			return buf_set_error(err, -EINVAL,
 				       "%s:%u: bad address '%s' (numeric IPv4 or IPv6)", name,
 				       lineno, f[2]);
 		if (parse_u64(f[3], 10, &v) < 0 || v == 0 || v > 65535)
-			return set_err(err, -EINVAL, "%s:%u: bad port '%s' (1..65535)", name,
+			return buf_set_error(err, -EINVAL, "%s:%u: bad port '%s' (1..65535)", name,
 				       lineno, f[3]);
 		node.port = (uint16_t)v;
 		for (size_t i = 0; i < c->n_nodes; i++) {
 			if (c->nodes[i].id == node.id)
-				return set_err(err, -EINVAL, "%s:%u: node %u is configured twice",
+				return buf_set_error(err, -EINVAL, "%s:%u: node %u is configured twice",
 					       name, lineno, node.id);
 			if (c->nodes[i].port == node.port &&
 			    strcmp(c->nodes[i].address, node.address) == 0)
-				return set_err(err, -EINVAL,
+				return buf_set_error(err, -EINVAL,
 					       "%s:%u: address %s port %u is already node %u", name,
 					       lineno, node.address, node.port, c->nodes[i].id);
 		}
@@ -172,16 +157,16 @@ static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 	}
 	if (strcmp(f[0], "key") == 0) {
 		if (n != 2)
-			return set_err(err, -EINVAL, "%s:%u: expected 'key FILE'", name, lineno);
+			return buf_set_error(err, -EINVAL, "%s:%u: expected 'key FILE'", name, lineno);
 		if (c->key_file)
-			return set_err(err, -EINVAL, "%s:%u: the key is configured twice", name,
+			return buf_set_error(err, -EINVAL, "%s:%u: the key is configured twice", name,
 				       lineno);
 		r = key_path(name, f[1], &c->key_file);
 		return r;
 	}
 	if (strcmp(f[0], "encrypt") == 0) {
 		if (n != 2 || (strcmp(f[1], "yes") != 0 && strcmp(f[1], "no") != 0))
-			return set_err(err, -EINVAL,
+			return buf_set_error(err, -EINVAL,
 				       "%s:%u: expected 'encrypt yes' or 'encrypt no'", name,
 				       lineno);
 		c->encrypt = strcmp(f[1], "yes") == 0;
@@ -189,7 +174,7 @@ static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 	}
 	if (strcmp(f[0], "timeout") == 0) {
 		if (n != 2 || parse_u64(f[1], 10, &v) < 0 || v < 100 || v > 3600000)
-			return set_err(err, -EINVAL,
+			return buf_set_error(err, -EINVAL,
 				       "%s:%u: expected 'timeout MS' with MS from 100 to 3600000",
 				       name, lineno);
 		c->timeout_ms = (uint32_t)v;
@@ -197,11 +182,11 @@ static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 	}
 	if (strcmp(f[0], "pid-range") == 0) {
 		if (n != 2 || parse_u64(f[1], 10, &v) < 0 || v < 100 || v > NODE_PID_LIMIT / 2)
-			return set_err(err, -EINVAL,
+			return buf_set_error(err, -EINVAL,
 				       "%s:%u: expected 'pid-range N' with N from 100 to %u", name,
 				       lineno, NODE_PID_LIMIT / 2);
 		if (*have_range)
-			return set_err(err, -EINVAL, "%s:%u: the PID range is configured twice",
+			return buf_set_error(err, -EINVAL, "%s:%u: the PID range is configured twice",
 				       name, lineno);
 		c->pid_range = (uint32_t)v;
 		*have_range = true;
@@ -209,14 +194,14 @@ static int parse_line(const char *name, unsigned lineno, char **f, size_t n,
 	}
 	if (strcmp(f[0], "checkpoint-memory") == 0) {
 		if (n != 2 || parse_size(f[1], &c->ckpt_memory, &c->ckpt_memory_pct) < 0)
-			return set_err(err, -EINVAL,
+			return buf_set_error(err, -EINVAL,
 				       "%s:%u: expected 'checkpoint-memory SIZE' with SIZE in "
 				       "bytes (suffix K, M, G or T) or a percentage of the RAM "
 				       "(1%% to 100%%)",
 				       name, lineno);
 		return 0;
 	}
-	return set_err(err, -EINVAL, "%s:%u: unknown directive '%s'", name, lineno, f[0]);
+	return buf_set_error(err, -EINVAL, "%s:%u: unknown directive '%s'", name, lineno, f[0]);
 }
 
 int node_config_parse(const char *name, const char *text, size_t len, struct node_config *ret,
@@ -239,7 +224,7 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 
 		lineno++;
 		if (memchr(p, '\0', l)) {
-			r = set_err(err, -EINVAL, "%s:%u: NUL byte in the file", name, lineno);
+			r = buf_set_error(err, -EINVAL, "%s:%u: NUL byte in the file", name, lineno);
 			goto fail;
 		}
 		line = strndup(p, l);
@@ -252,7 +237,7 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 		if (n == 0 || fields[0][0] == '#')
 			continue;
 		if (n > MAX_FIELDS) {
-			r = set_err(err, -EINVAL, "%s:%u: too many fields", name, lineno);
+			r = buf_set_error(err, -EINVAL, "%s:%u: too many fields", name, lineno);
 			goto fail;
 		}
 		r = parse_line(name, lineno, fields, n, &c, &have_range, err);
@@ -260,11 +245,11 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 			goto fail;
 	}
 	if (c.n_nodes == 0) {
-		r = set_err(err, -EINVAL, "%s: no 'node' line", name);
+		r = buf_set_error(err, -EINVAL, "%s: no 'node' line", name);
 		goto fail;
 	}
 	if (!c.key_file) {
-		r = set_err(err, -EINVAL, "%s: no 'key' line", name);
+		r = buf_set_error(err, -EINVAL, "%s: no 'key' line", name);
 		goto fail;
 	}
 	if (!have_range) {
@@ -281,7 +266,7 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 		uint64_t last = ((uint64_t)c.nodes[i].id + 1) * c.pid_range - 1;
 
 		if (c.pid_range < 100 || last >= NODE_PID_LIMIT) {
-			r = set_err(err, -EINVAL,
+			r = buf_set_error(err, -EINVAL,
 				    "%s: PID range of node %u ends at %llu, above the kernel's "
 				    "limit %u: use smaller node ids or a smaller 'pid-range'",
 				    name, c.nodes[i].id, (unsigned long long)last,
@@ -294,7 +279,7 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 	return 0;
 fail:
 	if (r == -ENOMEM)
-		set_err(err, r, "%s: out of memory", name);
+		buf_set_error(err, r, "%s: out of memory", name);
 	node_config_release(&c);
 	node_config_release(ret);
 	return r;
@@ -309,7 +294,7 @@ int node_config_load(const char *path, struct node_config *ret, struct buf *err)
 	if (r < 0) {
 		buf_release(&text);
 		node_config_release(ret);
-		return set_err(err, r, "cannot read '%s': %s", path, strerror(-r));
+		return buf_set_error(err, r, "cannot read '%s': %s", path, strerror(-r));
 	}
 	r = node_config_parse(path, text.data, text.len, ret, err);
 	buf_release(&text);
@@ -324,22 +309,22 @@ int node_key_load(const char *path, uint8_t ret_key[NODE_KEY_SIZE], struct buf *
 	ssize_t n;
 
 	if (fd < 0)
-		return set_err(err, -errno, "cannot open key file '%s': %s", path, strerror(errno));
+		return buf_set_error(err, -errno, "cannot open key file '%s': %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0)
-		return set_err(err, -errno, "cannot stat key file '%s': %s", path, strerror(errno));
+		return buf_set_error(err, -errno, "cannot stat key file '%s': %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return set_err(err, -EINVAL, "key file '%s' is not a regular file", path);
+		return buf_set_error(err, -EINVAL, "key file '%s' is not a regular file", path);
 	if (st.st_mode & 077)
-		return set_err(err, -EPERM,
+		return buf_set_error(err, -EPERM,
 			       "key file '%s' is accessible by group or others (mode %04o): "
 			       "chmod 600 it",
 			       path, (unsigned)(st.st_mode & 07777));
 	n = read_full(fd, key, sizeof(key));
 	if (n < 0)
-		return set_err(err, (int)n, "cannot read key file '%s': %s", path,
+		return buf_set_error(err, (int)n, "cannot read key file '%s': %s", path,
 			       strerror((int)-n));
 	if (n != NODE_KEY_SIZE)
-		return set_err(err, -EINVAL, "key file '%s' must hold exactly %d bytes", path,
+		return buf_set_error(err, -EINVAL, "key file '%s' must hold exactly %d bytes", path,
 			       NODE_KEY_SIZE);
 	memcpy(ret_key, key, NODE_KEY_SIZE);
 	return 0;
@@ -365,7 +350,7 @@ int node_config_find_local(const struct node_config *c, uint32_t *ret_id, struct
 	size_t n_found = 0;
 
 	if (getifaddrs(&ifa) < 0)
-		return set_err(err, -errno, "cannot list the local addresses: %s",
+		return buf_set_error(err, -errno, "cannot list the local addresses: %s",
 			       strerror(errno));
 	for (size_t i = 0; i < c->n_nodes; i++) {
 		for (struct ifaddrs *a = ifa; a; a = a->ifa_next) {
@@ -378,10 +363,10 @@ int node_config_find_local(const struct node_config *c, uint32_t *ret_id, struct
 	}
 	freeifaddrs(ifa);
 	if (n_found == 0)
-		return set_err(err, -ENOENT,
+		return buf_set_error(err, -ENOENT,
 			       "no configured node address is on a local interface: use --node ID");
 	if (n_found > 1)
-		return set_err(err, -ENOTUNIQ,
+		return buf_set_error(err, -ENOTUNIQ,
 			       "%zu configured nodes have local addresses: use --node ID", n_found);
 	*ret_id = found;
 	return 0;

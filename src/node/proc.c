@@ -38,7 +38,6 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1128,18 +1127,6 @@ int proc_log_rename(struct node_daemon *d, const char *tmp_path, pid_t pid, char
 	return 0;
 }
 
-static int set_err(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
-static int set_err(struct buf *err, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	buf_reset(err);
-	va_start(ap, fmt);
-	(void)buf_vprintf(err, fmt, ap);
-	va_end(ap);
-	return r;
-}
-
 int proc_read_log(struct node_daemon *d, pid_t pid, uid_t uid, uint64_t offset, struct buf *data,
 		  struct buf *err)
 {
@@ -1152,7 +1139,7 @@ int proc_read_log(struct node_daemon *d, pid_t pid, uid_t uid, uint64_t offset, 
 	int r;
 
 	if (p && !p->detached)
-		return set_err(err, -ENOENT,
+		return buf_set_error(err, -ENOENT,
 			       "process %d is not detached: its output goes to its caller",
 			       (int)pid);
 	if (p && p->log_path) {
@@ -1162,35 +1149,35 @@ int proc_read_log(struct node_daemon *d, pid_t pid, uid_t uid, uint64_t offset, 
 
 		if (buf_printf(&b, "%s/%d.log", d->log_dir, (int)pid) < 0) {
 			buf_release(&b);
-			return set_err(err, -ENOMEM, "out of memory");
+			return buf_set_error(err, -ENOMEM, "out of memory");
 		}
 		path = buf_detach(&b, NULL);
 	}
 	if (!path)
-		return set_err(err, -ENOMEM, "out of memory");
+		return buf_set_error(err, -ENOMEM, "out of memory");
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (fd < 0) {
 		if (errno == ENOENT && !p)
-			return set_err(err, -ESRCH, "no managed process %d", (int)pid);
-		return set_err(err, -errno, "cannot open the log of process %d on node %u: %s",
+			return buf_set_error(err, -ESRCH, "no managed process %d", (int)pid);
+		return buf_set_error(err, -errno, "cannot open the log of process %d on node %u: %s",
 			       (int)pid, d->self, strerror(errno));
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return set_err(err, -EIO, "the log of process %d on node %u is not a file",
+		return buf_set_error(err, -EIO, "the log of process %d on node %u is not a file",
 			       (int)pid, d->self);
 	if (uid != 0 && uid != (p ? p->uid : st.st_uid))
-		return set_err(err, -EPERM, "process %d belongs to another user", (int)pid);
+		return buf_set_error(err, -EPERM, "process %d belongs to another user", (int)pid);
 	if ((uint64_t)st.st_size <= offset)
 		return 1;
 	want = (size_t)MIN((uint64_t)LOGS_CHUNK, (uint64_t)st.st_size - offset);
 	r = buf_reserve(data, want);
 	if (r < 0)
-		return set_err(err, r, "out of memory");
+		return buf_set_error(err, r, "out of memory");
 	do
 		n = pread(fd, data->data + data->len, want, (off_t)offset);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return set_err(err, -errno, "cannot read the log of process %d on node %u: %s",
+		return buf_set_error(err, -errno, "cannot read the log of process %d on node %u: %s",
 			       (int)pid, d->self, strerror(errno));
 	data->len += (size_t)n;
 	data->data[data->len] = '\0';
@@ -1306,22 +1293,22 @@ int proc_kill(struct node_daemon *d, pid_t pid, int sig, uid_t uid, struct buf *
 	struct mproc *p = proc_find_or_adopt(d, pid);
 
 	if (!p || p->state == MPROC_ELSEWHERE || p->exec_failed)
-		return set_err(err, -ESRCH, "no managed process %d", (int)pid);
+		return buf_set_error(err, -ESRCH, "no managed process %d", (int)pid);
 	if (p->state == MPROC_EXITED)
-		return set_err(err, -ESRCH, "process %d has exited", (int)pid);
+		return buf_set_error(err, -ESRCH, "process %d has exited", (int)pid);
 	if (uid != 0 && uid != p->uid)
-		return set_err(err, -EPERM,
+		return buf_set_error(err, -EPERM,
 			       "not allowed to signal process %d: it belongs to another user",
 			       (int)pid);
 	if (sig < 0 || sig >= NSIG)
-		return set_err(err, -EINVAL, "bad signal %d", sig);
+		return buf_set_error(err, -EINVAL, "bad signal %d", sig);
 	if (p->moving && move_defer_signal(d, p, sig)) {
 		log_info("process %d: signal %d for uid %u kept until its move ends", (int)pid,
 			 sig, (unsigned)uid);
 		return 0;
 	}
 	if (kill(pid, sig) < 0)
-		return set_err(err, -errno, "cannot signal process %d: %s", (int)pid,
+		return buf_set_error(err, -errno, "cannot signal process %d: %s", (int)pid,
 			       strerror(errno));
 	log_info("process %d: signal %d sent for uid %u", (int)pid, sig, (unsigned)uid);
 	return 0;
