@@ -67,6 +67,7 @@
  *   PROC_CHILD_EXITED             standin_recv_child_exited()
  *   a parent of this node ended   standin_parent_exited()
  *   stand-in connection gone      standin_conn_gone()
+ *   stand-in process ended        on_standin_end()
  *   parent stand-in report        on_parent_io()
  */
 #include <errno.h>
@@ -95,6 +96,7 @@
 
 struct standin {
 	struct standin *next, *prev;
+	struct node_daemon *d;
 	pid_t pid;              /* the PID it holds: the process it stands in for */
 	pid_t parent;           /* its parent here, which sees it as that process */
 	uint32_t node;          /* where that process ran when the stand-in was made */
@@ -104,6 +106,9 @@ struct standin {
 	bool for_parent;        /* its parent waits for it: it lives until the process ends */
 	bool arriving;          /* made by an import that is not committed yet */
 	struct ctl_conn *conn;  /* once it called in */
+	/* Its end, seen even before it called in: a SIGKILL may come first. */
+	int pidfd;
+	struct loop_io *pid_io;
 	bool have_exit;         /* the process exited: mirror wstatus */
 	int wstatus;
 	bool exit_sent;         /* told to end (the process's way, or quietly): the
@@ -353,6 +358,8 @@ static void standin_free(struct node_daemon *d, struct standin *s)
 	LIST_REMOVE(d->standins, s);
 	if (s->conn)
 		ctl_conn_set_standin(s->conn, NULL);
+	loop_io_free(s->pid_io);
+	safe_close(s->pidfd);
 	free(s);
 }
 
@@ -363,6 +370,8 @@ static struct standin *standin_new(struct node_daemon *d, pid_t pid, pid_t paren
 
 	if (!s)
 		return NULL;
+	s->d = d;
+	s->pidfd = -1;
 	s->pid = pid;
 	s->parent = parent;
 	s->uid = uid;
@@ -430,6 +439,39 @@ static void standin_retire(struct node_daemon *d, struct standin *s)
 	buf_release(&b);
 }
 
+/* The stand-in process ended. Once it has called in, its connection's end
+ * says so too and standin_conn_gone() decides; before that (killed while
+ * it was starting) only this does. */
+static void on_standin_end(struct loop_io *io, int fd, unsigned events, void *userdata)
+{
+	struct standin *s = userdata;
+
+	(void)io;
+	(void)fd;
+	(void)events;
+	s->pid_io = loop_io_free(s->pid_io);
+	s->pidfd = safe_close(s->pidfd);
+	if (!s->conn)
+		standin_conn_gone(s, s->d);
+}
+
+/* Watch the stand-in process with a pidfd. One gone already is taken as
+ * ended now. */
+static void standin_watch(struct node_daemon *d, struct standin *s)
+{
+	s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+	if (s->pidfd >= 0 &&
+	    loop_io_new(d->loop, s->pidfd, LOOP_READ, on_standin_end, s, &s->pid_io) >= 0)
+		return;
+	if (s->pidfd < 0 && errno == ESRCH) {
+		on_standin_end(NULL, -1, 0, s);
+		return;
+	}
+	/* Without a watch it is seen ending only once it has called in. */
+	log_warn_errno(errno, "process %d: cannot watch its stand-in", (int)s->pid);
+	s->pidfd = safe_close(s->pidfd);
+}
+
 /* ---- making stand-ins ---------------------------------------------------------- */
 
 int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, gid_t gid, uint32_t node,
@@ -459,6 +501,7 @@ int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, gid_t gid, uint32_
 		standin_free(d, s);
 		return r;
 	}
+	standin_watch(d, s);
 	/* The freeze of the move stopped it: let the stand-in run. */
 	(void)kill(pid, SIGCONT);
 	log_info("process %d: a stand-in keeps its PID here for its %s", (int)pid,
@@ -521,12 +564,17 @@ void standin_arrivals_cancel(struct node_daemon *d, pid_t parent)
 
 void standin_arrivals_commit(struct node_daemon *d, pid_t parent, const void *data, size_t len)
 {
+	struct standin *s, *next;
 	struct attr_iter it;
 	struct attr a;
 
-	for (struct standin *s = d->standins; s; s = s->next)
-		if (s->arriving && s->parent == parent)
+	for (s = d->standins; s; s = next) {
+		next = s->next;
+		if (s->arriving && s->parent == parent) {
 			s->arriving = false;
+			standin_watch(d, s);
+		}
+	}
 	/* Children whose exit the source knew: their stand-ins here end so. */
 	attr_iter_init(&it, data, len);
 	while (attr_next(&it, &a) > 0) {
