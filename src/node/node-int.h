@@ -1036,6 +1036,21 @@ void dstream_conn_gone(struct dsep *e);
 void dstream_node_down(struct node_daemon *d, uint32_t node);
 void dstream_free_all(struct node_daemon *d);
 
+/* fault.c: fault injection for tests. One item of $var for this node: the
+ * message names[type] is handled delay_ms late. */
+struct node_fault {
+	uint32_t type;
+	uint32_t delay_ms;
+};
+/* Read $var ("MSG@NODE:MS" items, comma separated; MSG one of names[],
+ * whose NULL entries are no message): this node's items into ret (at most
+ * max), their number; each is logged. Items for other nodes are skipped; a
+ * malformed or unknown one is logged and ignored (a daemon does not refuse
+ * to start over a test knob). */
+size_t node_faults_parse(const struct node_daemon *d, const char *var,
+			 const char *const *names, size_t n_names, struct node_fault *ret,
+			 size_t max);
+
 /* move.c: migrations */
 void move_register(struct node_daemon *d);
 /* A PROC_MOVE_REQ for a process of this node, as req.c parsed it. */
