@@ -77,6 +77,7 @@
  *   DSM_FEED, DSM_TAKEN (X)              on_feed(), on_taken() -> feed_flush()
  *   DSM_PEER_CLOSED, DSM_DESTROYED       on_peer_closed(), on_destroyed()
  *   node down                            dstream_node_down()
+ *   $GHOST_DS_FAULT (tests)              dsm_recv() -> fault_delays(), take_fault_hold()
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,6 +109,19 @@
 /* Handshakes a listening link end runs at once. */
 #define BUILD_HS_MAX 4
 #define SECRET_SIZE 16
+
+/* Fault injection for tests: $GHOST_DS_FAULT holds "MSG@NODE:MS" items
+ * (comma separated, read by node_faults_parse()). Node NODE handles the
+ * dstream message MSG (a name of fault_names[]) MS milliseconds late, and
+ * the messages its sender sends after it wait behind it: the protocol
+ * counts on msg's order between two nodes (an ATTACH_REP before the LINK
+ * that needs its endpoint). MSG "feed" is the other way round: node NODE,
+ * sending what it held for an endpoint woken up elsewhere, holds the rest
+ * back MS ms after the first chunk. Each logs "holding the MSG from (to)
+ * node N back", so that a test fails a node at a known point of a wakeup
+ * without racing it. */
+#define FAULT_ENV "GHOST_DS_FAULT"
+#define FAULTS_MAX 4
 
 /* ---- directory entries, at the home ------------------------------------- */
 
@@ -210,6 +224,8 @@ struct dsep {
 	size_t take_pos;
 	bool take_pre_sent;
 	bool take_paused;      /* msg's window to take_to is full */
+	bool take_held;        /* fault injection holds the rest back (timer) */
+	bool take_fault_done;
 	struct loop_io *take_io;
 };
 
@@ -236,10 +252,24 @@ struct dsbuild {
 	struct loop_timer *timer;
 };
 
+/* A message fault injection holds back: with a timer, the one that is
+ * late; without, one that came after it from the same node. */
+struct dsdelayed {
+	struct dsdelayed *next;
+	struct node_daemon *d;
+	struct loop_timer *timer;
+	uint32_t node, type;
+	size_t len;
+	uint8_t data[];
+};
+
 struct ds_mgr {
 	struct dsdir *dirs;
 	struct dsep *eps;
 	struct dsbuild *builds;
+	struct dsdelayed *delayed; /* in the order they came */
+	struct node_fault faults[FAULTS_MAX];
+	size_t n_faults;
 };
 
 static struct ds_mgr *mgr(struct node_daemon *d)
@@ -1421,11 +1451,20 @@ static void ep_reply(struct node_daemon *d, uint32_t from, uint32_t type, const 
 	}
 }
 
+static void take_resume(struct dsep *e);
+
 static void on_ep_timeout(struct loop_timer *t, void *userdata)
 {
 	struct dsep *e = userdata;
 
 	(void)t;
+	if (e->state == EP_TAKING && e->take_held) {
+		/* A take has no request: the timer was fault injection's. */
+		log_warn("fault injection: sending the feed to node %u on now", e->take_to);
+		e->take_held = false;
+		take_resume(e);
+		return;
+	}
 	if (!e->req)
 		return;
 	if (e->state == EP_HELD) {
@@ -1678,6 +1717,30 @@ static int feed_send(struct dsep *e, uint32_t peer, const void *data, size_t len
 	return dsend(e->d, e->take_to, DSM_FEED, &b, r);
 }
 
+static const struct node_fault *fault_find(struct node_daemon *d, uint32_t type)
+{
+	for (size_t i = 0; i < mgr(d)->n_faults; i++)
+		if (mgr(d)->faults[i].type == type)
+			return &mgr(d)->faults[i];
+	return NULL;
+}
+
+/* Fault injection ("feed"): once the first chunk of a take is sent, the
+ * rest waits for the endpoint's timer. True if it does. */
+static bool take_fault_hold(struct dsep *e)
+{
+	const struct node_fault *f = fault_find(e->d, DSM_FEED);
+
+	if (!f || e->take_fault_done)
+		return false;
+	e->take_fault_done = true;
+	e->take_held = true;
+	loop_timer_arm(e->timer, (uint64_t)f->delay_ms * 1000);
+	log_warn("fault injection: holding the feed to node %u back for %u ms", e->take_to,
+		 f->delay_ms);
+	return true;
+}
+
 static void take_done(struct dsep *e, int err, const char *why)
 {
 	struct buf b = BUF_INIT;
@@ -1703,7 +1766,7 @@ static void on_take_io(struct loop_io *io, int fd, unsigned events, void *userda
 	struct dslink *l = &e->links[e->take_link];
 	static uint8_t chunk[FEED_CHUNK];
 	size_t got = 0;
-	bool end = false;
+	bool end = false, held;
 
 	(void)io;
 	(void)events;
@@ -1727,7 +1790,12 @@ static void on_take_io(struct loop_io *io, int fd, unsigned events, void *userda
 	}
 	if (got && feed_send(e, e->take_link, chunk, got, false) < 0)
 		return take_done(e, -EHOSTDOWN, "its new node is down");
+	held = got && take_fault_hold(e);
 	if (!end) {
+		if (held) {
+			(void)loop_io_set_events(e->take_io, 0);
+			return;
+		}
 		/* Read no faster than the new node takes it: msg's window. */
 		if (msg_peer_writable(e->d->msg, e->take_to) == 0) {
 			e->take_paused = true;
@@ -1738,7 +1806,17 @@ static void on_take_io(struct loop_io *io, int fd, unsigned events, void *userda
 	e->take_io = loop_io_free(e->take_io);
 	l->fds[e->take_pos] = safe_close(l->fds[e->take_pos]);
 	e->take_pos++;
-	take_step(e);
+	if (!held)
+		take_step(e);
+}
+
+/* The take goes on after fault injection held it back. */
+static void take_resume(struct dsep *e)
+{
+	if (!e->take_io)
+		take_step(e);
+	else if (!e->take_paused)
+		(void)loop_io_set_events(e->take_io, LOOP_READ);
 }
 
 /* Send the held links one after the other: the undelivered bytes, then
@@ -1754,10 +1832,14 @@ static void take_step(struct dsep *e)
 			continue;
 		}
 		if (!e->take_pre_sent) {
+			bool sent = l->pre.len > 0;
+
 			e->take_pre_sent = true;
-			if (l->pre.len && feed_send(e, e->take_link, l->pre.data, l->pre.len, false) < 0)
+			if (sent && feed_send(e, e->take_link, l->pre.data, l->pre.len, false) < 0)
 				return take_done(e, -EHOSTDOWN, "its new node is down");
 			buf_release(&l->pre);
+			if (sent && take_fault_hold(e))
+				return; /* the timer goes on */
 		}
 		if (e->take_pos < l->n_fds) {
 			r = loop_io_new(e->d->loop, l->fds[e->take_pos], LOOP_READ, on_take_io, e,
@@ -1786,7 +1868,7 @@ static void on_writable(struct msg *m, uint32_t node, void *userdata)
 		if (e->state != EP_TAKING || e->take_to != node || !e->take_paused)
 			continue;
 		e->take_paused = false;
-		if (e->take_io)
+		if (e->take_io && !e->take_held)
 			(void)loop_io_set_events(e->take_io, LOOP_READ);
 	}
 }
@@ -2102,16 +2184,11 @@ static void on_destroyed(struct node_daemon *d, const struct dsattrs *a)
 	}
 }
 
-static void dsm_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t type,
-		    const void *data, size_t len, void *userdata)
+static void dsm_dispatch(struct node_daemon *d, uint32_t node, uint32_t type, const void *data,
+			 size_t len)
 {
-	struct node_daemon *d = userdata;
 	struct dsattrs a;
 
-	(void)m;
-	(void)channel;
-	if (!d->dstreams)
-		return; /* shutting down */
 	switch (type) {
 	case DSM_CREATE:
 	case DSM_DESTROY:
@@ -2160,6 +2237,117 @@ static void dsm_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t ty
 	}
 }
 
+/* ---- fault injection: messages handled late ---------------------------------- */
+
+static const char *const fault_names[] = {
+	[DSM_CREATE] = "create",
+	[DSM_DESTROY] = "destroy",
+	[DSM_ATTACH] = "attach",
+	[DSM_WAKEUP] = "wakeup",
+	[DSM_SUSPEND] = "suspend",
+	[DSM_UNATTACH] = "unattach",
+	[DSM_REPLY] = "reply",
+	[DSM_ATTACH_REP] = "attached",
+	[DSM_LINK] = "link",
+	[DSM_LINK_CONNECT] = "connect",
+	[DSM_LINKED] = "linked",
+	[DSM_PEER_CLOSED] = "closed",
+	[DSM_DESTROYED] = "destroyed",
+	[DSM_TAKE] = "take",
+	[DSM_FEED] = "feed", /* held back where it is sent: take_fault_hold() */
+	[DSM_TAKEN] = "taken",
+};
+
+static struct dsdelayed *delayed_free(struct dsdelayed *x)
+{
+	struct ds_mgr *g = mgr(x->d);
+
+	for (struct dsdelayed **pp = &g->delayed; *pp; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			break;
+		}
+	loop_timer_free(x->timer);
+	free(x);
+	return NULL;
+}
+
+/* Handle what is held back from node, in the order it came. */
+static void delayed_release(struct node_daemon *d, uint32_t node)
+{
+	for (;;) {
+		struct dsdelayed *x = mgr(d)->delayed;
+
+		while (x && x->node != node)
+			x = x->next;
+		if (!x)
+			return;
+		if (x->timer)
+			log_warn("fault injection: handling the %s from node %u now",
+				 fault_names[x->type], node);
+		dsm_dispatch(d, node, x->type, x->data, x->len);
+		delayed_free(x);
+	}
+}
+
+static void on_delayed(struct loop_timer *t, void *userdata)
+{
+	struct dsdelayed *x = userdata;
+
+	(void)t;
+	delayed_release(x->d, x->node);
+}
+
+/* True if fault injection holds this message back: it is late, or one
+ * from the same node is. */
+static bool fault_delays(struct node_daemon *d, uint32_t node, uint32_t type, const void *data,
+			 size_t len)
+{
+	const struct node_fault *f = type == DSM_FEED ? NULL : fault_find(d, type);
+	struct dsdelayed *x, **tail = &mgr(d)->delayed;
+	bool behind = false;
+
+	for (; *tail; tail = &(*tail)->next)
+		behind |= (*tail)->node == node;
+	if (!f && !behind)
+		return false;
+	x = calloc(1, sizeof(*x) + len);
+	if (!x) {
+		log_warn("fault injection: out of memory, handling the message %u now", type);
+		return false;
+	}
+	x->d = d;
+	x->node = node;
+	x->type = type;
+	x->len = len;
+	memcpy(x->data, data, len);
+	if (!behind) {
+		if (loop_timer_new(d->loop, on_delayed, x, &x->timer) < 0) {
+			free(x);
+			return false;
+		}
+		loop_timer_arm(x->timer, (uint64_t)f->delay_ms * 1000);
+		log_warn("fault injection: holding the %s from node %u back for %u ms",
+			 fault_names[type], node, f->delay_ms);
+	}
+	*tail = x;
+	return true;
+}
+
+static void dsm_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t type,
+		     const void *data, size_t len, void *userdata)
+{
+	struct node_daemon *d = userdata;
+
+	(void)m;
+	(void)channel;
+	if (!d->dstreams)
+		return; /* shutting down */
+	if (mgr(d)->n_faults && fault_delays(d, node, type, data, len))
+		return;
+	dsm_dispatch(d, node, type, data, len);
+}
+
 int dstream_init(struct node_daemon *d)
 {
 	struct msg_handler h = { .recv = dsm_recv, .writable = on_writable };
@@ -2167,6 +2355,8 @@ int dstream_init(struct node_daemon *d)
 	d->dstreams = calloc(1, sizeof(struct ds_mgr));
 	if (!d->dstreams)
 		return -ENOMEM;
+	mgr(d)->n_faults = node_faults_parse(d, FAULT_ENV, fault_names, ARRAY_SIZE(fault_names),
+					     mgr(d)->faults, FAULTS_MAX);
 	return msg_register(d->msg, NODE_CH_DSTREAM, &h, d);
 }
 
@@ -2178,6 +2368,8 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 
 	if (!d->dstreams)
 		return;
+	/* What fault injection held back from the node came before it failed. */
+	delayed_release(d, node);
 	/* As the home: endpoints there are lost, their peers learn it. */
 	for (x = mgr(d)->dirs; x; x = xn) {
 		xn = x->next;
@@ -2236,6 +2428,8 @@ void dstream_free_all(struct node_daemon *d)
 {
 	if (!d->dstreams)
 		return;
+	while (mgr(d)->delayed)
+		delayed_free(mgr(d)->delayed);
 	while (mgr(d)->builds)
 		build_free(mgr(d)->builds);
 	while (mgr(d)->eps)
