@@ -48,7 +48,9 @@
  *      |                   +---- connection gone (unattach) ---+     | DSM_TAKE
  *      +-- error ----------+---------------------------------+ |     v
  *                                                            v v   TAKING --all sent--> gone
- *                                                            gone   (HELD: destroyed, home lost)
+ *                                                            gone   (HELD: destroyed, home lost;
+ *                                                                    HELD, TAKING: woken up on a node
+ *                                                                    that failed)
  *
  * Invariants:
  *   1. The home runs one attach or wakeup of a stream at a time and starts
@@ -76,6 +78,7 @@
  *   DSM_TAKE (S)                         on_take() -> take_step(), on_take_io()
  *   DSM_FEED, DSM_TAKEN (X)              on_feed(), on_taken() -> feed_flush()
  *   DSM_PEER_CLOSED, DSM_DESTROYED       on_peer_closed(), on_destroyed()
+ *   DSM_DROP (S)                         on_drop() -> drop_woken()
  *   node down                            dstream_node_down()
  *   $GHOST_DS_FAULT (tests)              dsm_recv() -> fault_delays(), take_fault_hold()
  */
@@ -137,6 +140,8 @@ struct dsdir_ep {
 	uint32_t node;
 	uint8_t secret[SECRET_SIZE];
 	uint64_t linked; /* bit j: a link with endpoint j was built */
+	uint32_t held_on; /* woken up: the node that held it (0: none), which may
+			     not have handed what it held to `node` yet */
 };
 
 /* A request that waits for the stream's operation under way. */
@@ -694,6 +699,7 @@ static void build_links(struct dsdir *x, uint32_t i)
 static void close_endpoint(struct dsdir *x, uint32_t i)
 {
 	x->ep[i].state = DIR_CLOSED;
+	x->ep[i].held_on = 0;
 	memset(x->ep[i].secret, 0, SECRET_SIZE);
 	for (uint32_t j = 0; j < x->n; j++) {
 		struct buf b = BUF_INIT;
@@ -863,6 +869,7 @@ static void home_wakeup(struct dsdir *x, uint32_t from, const struct dsattrs *a)
 				  held, i, x->id);
 	x->ep[i].state = DIR_ATTACHED;
 	x->ep[i].node = from;
+	x->ep[i].held_on = held == from ? 0 : held;
 	memset(x->ep[i].secret, 0, SECRET_SIZE);
 	r = put_attached(&b, x, i);
 	put32(&b, &r, A_NODE, held);
@@ -886,6 +893,7 @@ static void home_suspend(struct dsdir *x, uint32_t from, const struct dsattrs *a
 				  "endpoint %u of stream %" PRIx64 " is not attached on node %u",
 				  a->index, x->id, from);
 	x->ep[i].state = DIR_SUSPENDED;
+	x->ep[i].held_on = 0;
 	memcpy(x->ep[i].secret, a->secret, SECRET_SIZE);
 	log_debug("stream %" PRIx64 ": endpoint %u suspended on node %u", x->id, i, from);
 	node_answer(d, from, NODE_CH_DSTREAM, DSM_REPLY, a->req, NULL);
@@ -2163,6 +2171,26 @@ static void on_peer_closed(struct node_daemon *d, const struct dsattrs *a)
 	buf_release(&b);
 }
 
+/* What the endpoint held here is for node, which failed: nobody else will
+ * ever take it. */
+static void drop_woken(struct dsep *e, uint32_t node)
+{
+	log_warn("stream %" PRIx64 ": endpoint %u woke up on node %u, which is down: dropping "
+		 "what it held here", e->id, e->index, node);
+	ep_free(e);
+}
+
+/* The endpoint held here woke up on a node that failed (the home says so,
+ * for a take that may not have started: that node's DSM_TAKE never came). */
+static void on_drop(struct node_daemon *d, const struct dsattrs *a)
+{
+	struct dsep *e = ep_find(d, a->id, a->index, true);
+
+	if (!e || e->req || (e->state == EP_TAKING && e->take_to != a->node))
+		return;
+	drop_woken(e, a->node);
+}
+
 static void on_destroyed(struct node_daemon *d, const struct dsattrs *a)
 {
 	struct dsep *e, *next;
@@ -2232,6 +2260,9 @@ static void dsm_dispatch(struct node_daemon *d, uint32_t node, uint32_t type, co
 	case DSM_TAKEN:
 		on_taken(d, node, &a);
 		break;
+	case DSM_DROP:
+		on_drop(d, &a);
+		break;
 	default:
 		break;
 	}
@@ -2256,6 +2287,7 @@ static const char *const fault_names[] = {
 	[DSM_TAKE] = "take",
 	[DSM_FEED] = "feed", /* held back where it is sent: take_fault_hold() */
 	[DSM_TAKEN] = "taken",
+	[DSM_DROP] = "drop",
 };
 
 static struct dsdelayed *delayed_free(struct dsdelayed *x)
@@ -2370,16 +2402,30 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 		return;
 	/* What fault injection held back from the node came before it failed. */
 	delayed_release(d, node);
-	/* As the home: endpoints there are lost, their peers learn it. */
+	/* As the home: endpoints there are lost, their peers learn it. One
+	 * that woke up there may have left what it held on the node that
+	 * held it: nobody else will ever take that. */
 	for (x = mgr(d)->dirs; x; x = xn) {
 		xn = x->next;
-		for (uint32_t i = 0; i < x->n; i++)
-			if ((x->ep[i].state == DIR_ATTACHED || x->ep[i].state == DIR_SUSPENDED) &&
-			    x->ep[i].node == node) {
-				log_info("stream %" PRIx64 ": endpoint %u lost with node %u", x->id,
-					 i, node);
-				close_endpoint(x, i);
+		for (uint32_t i = 0; i < x->n; i++) {
+			struct dsdir_ep *p = &x->ep[i];
+
+			if ((p->state != DIR_ATTACHED && p->state != DIR_SUSPENDED) ||
+			    p->node != node)
+				continue;
+			log_info("stream %" PRIx64 ": endpoint %u lost with node %u", x->id, i,
+				 node);
+			if (p->state == DIR_ATTACHED && p->held_on && node_up(d, p->held_on)) {
+				struct buf m = BUF_INIT;
+				int r = 0;
+
+				put64(&m, &r, A_STREAM, x->id);
+				put32(&m, &r, A_INDEX, i);
+				put32(&m, &r, A_NODE, node);
+				dsend(d, p->held_on, DSM_DROP, &m, r);
 			}
+			close_endpoint(x, i);
+		}
 		for (size_t k = 0; k < x->n_waits;)
 			if (x->waits[k] == node)
 				x->waits[k] = x->waits[--x->n_waits];
@@ -2396,9 +2442,7 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 			continue;
 		}
 		if (e->state == EP_TAKING && e->take_to == node) {
-			log_warn("stream %" PRIx64 ": endpoint %u woke up on node %u, which is down: "
-				 "dropping what it held here", e->id, e->index, node);
-			ep_free(e);
+			drop_woken(e, node);
 			continue;
 		}
 		if (e->home == node && e->state == EP_HELD) {

@@ -457,6 +457,8 @@ enum ds_msg_type {
 	DSM_FEED = 16,         /* S->X: A_STREAM, A_INDEX, A_PEER, [A_DATA], A_FLAGS (1: the
 				  link's last) */
 	DSM_TAKEN = 17,        /* S->X: A_STREAM, A_INDEX, A_ERRNO: nothing more comes */
+	DSM_DROP = 18,         /* H->S: A_STREAM, A_INDEX, A_NODE (X): the endpoint woke up on
+				  X, which failed; drop what it held unless another took it */
 };
 
 enum ds_link_how {

@@ -9,6 +9,9 @@
 #     whole prefix of what S held (no message torn, none twice, in order),
 #     then goes on with its new link and gets what A sends after the wakeup;
 #     A reads the end of the stream when it unattaches.
+#  2. X (node 3) fails before it asked S for what it held: A sees B closed
+#     (the end of the stream, EPIPE), S drops what it held, a second wakeup
+#     of the handle gets EALREADY and says why.
 # Nothing may hang: each process ends by itself, with every check done. To
 # fail a node at a known point of the wakeup without racing it, the daemons
 # run with fault injection ($GHOST_DS_FAULT, docs/ghostd.md): the test kills
@@ -24,6 +27,7 @@ BEFORE=30
 AFTER=20
 # Long enough that only the test's kill ends what is held back.
 HOLD_MS=30000
+EALREADY=114
 
 # cluster_up FAULT: a new cluster whose daemons run with GHOST_DS_FAULT=FAULT.
 cluster_up() {
@@ -95,6 +99,12 @@ wait_links() {
 	return 1
 }
 
+# dropped NODE: NODE's ghostd lets go of the link sockets it held, while A
+# (whose end of the link would take them down with it) still runs.
+dropped() {
+	wait_links "$1" 0 && kill -0 "${PIDS[A]}" 2>/dev/null
+}
+
 # peer_and_held HOME MODE HELD-NODE: A on node 1, with a stream whose home is
 # HOME; B attached on HELD-NODE, suspended once A sent its messages.
 peer_and_held() {
@@ -119,6 +129,32 @@ else
 fi
 check "X ends the feed where it is" wait_log 3 "node 2 failed before it sent all endpoint 1 held"
 finish_role W
+echo 1 > "$D/done"
+finish_role A
+cluster_down
+
+# ---- 2. X fails before it asked S for what it held ----
+D=$TEST_TMP/attached
+mkdir -p "$D"
+cluster_up attached@3:$HOLD_MS
+peer_and_held 1 closed 2
+check "S holds B's link" wait_links 2 1
+role W 3 wakeup "$D"
+if wait_log 3 "holding the attached from node 1 back"; then
+	check "X's ghostd is killed before it handles the home's answer" fail_node 3
+else
+	not_ok "X held the home's answer back"
+fi
+check "S drops what it held for B" dropped 2
+check "S says so" wait_log 2 "endpoint 1 woke up on node 3, which is down: dropping what it held"
+wait "${PIDS[W]}"
+read -r st msg < "$D/W.out"
+check "the wakeup on X fails with one line" test "$st" -lt 0 -a -n "$msg"
+echo "# $msg"
+out=$(in_node 1 "$DSTEST" wakeup "$D")
+check_eq "B's handle again: EALREADY" \
+	"-$EALREADY endpoint 1 of stream $(cat "$D/id") is not suspended (woken up already, or closed)" \
+	"$out"
 echo 1 > "$D/done"
 finish_role A
 cluster_down
