@@ -80,6 +80,7 @@ struct dlink {
 	bool expected;  /* this endpoint exchanges messages with that one */
 	bool seen;      /* a link socket came */
 	bool closed;    /* the peer unattached: the link ends after its chain */
+	bool lost;      /* closed with its node: the chain ends with what has come */
 	int send_fd;    /* the newest link socket, -1 */
 	bool send_in_chain; /* send_fd is also still to be read */
 	int *chain;     /* sockets to read, in order */
@@ -264,6 +265,7 @@ static int apply(struct ds_ep *ep, const struct node_ds_event *ev)
 		return 0;
 	case NODE_DS_CLOSED:
 		l->closed = true;
+		l->lost |= ev->lost;
 		return 0;
 	default:
 		safe_close(ev->fd);
@@ -552,11 +554,18 @@ static int link_fill(struct dlink *l)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN)
+			if (errno == EAGAIN && !l->lost)
 				return 0;
-			if (errno != ECONNRESET)
+			if (errno != EAGAIN && errno != ECONNRESET)
 				return -errno;
-			n = 0; /* a reset ends the socket as its end would */
+			/* A reset ends the socket as its end would. So does
+			 * nothing more to read from a peer lost with its node:
+			 * its sockets may never end (nothing comes from a dead
+			 * machine, and a process whose node's daemon died may
+			 * hold its end open for ever), but the home said it was
+			 * lost msg's failure timeout after its node went silent:
+			 * all it sent before has come. */
+			n = 0;
 		}
 		if (n == 0) {
 			chain_pop(l);

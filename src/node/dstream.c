@@ -695,8 +695,9 @@ static void build_links(struct dsdir *x, uint32_t i)
 	}
 }
 
-/* Endpoint i closed: its peers learn it (suspended ones when they wake up). */
-static void close_endpoint(struct dsdir *x, uint32_t i)
+/* Endpoint i closed: its peers learn it (suspended ones when they wake up);
+ * flags: enum ds_closed_flags. */
+static void close_endpoint(struct dsdir *x, uint32_t i, uint32_t flags)
 {
 	x->ep[i].state = DIR_CLOSED;
 	x->ep[i].held_on = 0;
@@ -710,6 +711,7 @@ static void close_endpoint(struct dsdir *x, uint32_t i)
 		put64(&b, &r, A_STREAM, x->id);
 		put32(&b, &r, A_INDEX, j);
 		put32(&b, &r, A_PEER, i);
+		put32(&b, &r, A_FLAGS, flags);
 		dsend(x->d, x->ep[j].node, DSM_PEER_CLOSED, &b, r);
 	}
 }
@@ -907,7 +909,7 @@ static void home_unattach(struct dsdir *x, uint32_t from, const struct dsattrs *
 	    (x->ep[i].state != DIR_ATTACHED && x->ep[i].state != DIR_SUSPENDED))
 		return;
 	log_debug("stream %" PRIx64 ": endpoint %u closed on node %u", x->id, i, from);
-	close_endpoint(x, i);
+	close_endpoint(x, i, 0);
 }
 
 static void home_linked(struct dsdir *x, uint32_t from, const struct dsattrs *a)
@@ -2166,6 +2168,7 @@ static void on_peer_closed(struct node_daemon *d, const struct dsattrs *a)
 	if (!e || e->state != EP_ATTACHED || a->peer >= e->n)
 		return;
 	put32(&b, &r, A_PEER, a->peer);
+	put32(&b, &r, A_FLAGS, a->flags & DS_CLOSED_LOST);
 	if (r >= 0)
 		(void)ctl_send(e->conn, CTL_DS_CLOSED, &b);
 	buf_release(&b);
@@ -2424,7 +2427,7 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 				put32(&m, &r, A_NODE, node);
 				dsend(d, p->held_on, DSM_DROP, &m, r);
 			}
-			close_endpoint(x, i);
+			close_endpoint(x, i, DS_CLOSED_LOST);
 		}
 		for (size_t k = 0; k < x->n_waits;)
 			if (x->waits[k] == node)

@@ -262,7 +262,7 @@ enum ctl_type {
 	CTL_DS_ATTACHED = 141,   /* A_STREAM, A_INDEX, A_KIND, A_COUNT */
 	CTL_DS_LINK = 142,       /* A_PEER, an fd: the link's next socket; send on it from now on */
 	CTL_DS_FEED = 143,       /* A_PEER, an fd: bytes the link reads next (receive only) */
-	CTL_DS_CLOSED = 144,     /* A_PEER: that endpoint unattached */
+	CTL_DS_CLOSED = 144,     /* A_PEER, A_FLAGS (enum ds_closed_flags): that endpoint closed */
 	CTL_DS_DESTROYED = 145,  /* the stream was destroyed */
 	CTL_DS_SUSPEND_GO = 146, /* no event follows: hand the links over */
 	CTL_DS_SUSPENDED = 147,  /* A_HANDLE; ends the request */
@@ -459,6 +459,11 @@ enum ds_msg_type {
 	DSM_TAKEN = 17,        /* S->X: A_STREAM, A_INDEX, A_ERRNO: nothing more comes */
 	DSM_DROP = 18,         /* H->S: A_STREAM, A_INDEX, A_NODE (X): the endpoint woke up on
 				  X, which failed; drop what it held unless another took it */
+};
+
+/* A_FLAGS of DSM_PEER_CLOSED and CTL_DS_CLOSED. */
+enum ds_closed_flags {
+	DS_CLOSED_LOST = 1 << 0, /* with its node: its sockets may never end */
 };
 
 enum ds_link_how {

@@ -12,6 +12,7 @@
 #  2. X (node 3) fails before it asked S for what it held: A sees B closed
 #     (the end of the stream, EPIPE), S drops what it held, a second wakeup
 #     of the handle gets EALREADY and says why.
+#  3. X (node 3) fails while S (node 2) feeds it: the same.
 # Nothing may hang: each process ends by itself, with every check done. To
 # fail a node at a known point of the wakeup without racing it, the daemons
 # run with fault injection ($GHOST_DS_FAULT, docs/ghostd.md): the test kills
@@ -157,6 +158,30 @@ check_eq "B's handle again: EALREADY" \
 	"$out"
 echo 1 > "$D/done"
 finish_role A
+cluster_down
+
+# ---- 3. X fails while S feeds it ----
+D=$TEST_TMP/taking
+mkdir -p "$D"
+cluster_up feed@2:$HOLD_MS
+peer_and_held 1 closed 2
+check "S holds B's link" wait_links 2 1
+role W 3 wakeup "$D" stay
+if wait_log 2 "holding the feed to node 3 back"; then
+	check "X's ghostd is killed while S feeds it" fail_node 3
+else
+	not_ok "S sent the first chunk of what it held, and then held the rest back"
+fi
+check "S drops what it held for B" dropped 2
+check "S says so" wait_log 2 "endpoint 1 woke up on node 3, which is down: dropping what it held"
+out=$(in_node 1 "$DSTEST" wakeup "$D")
+check_eq "B's handle again: EALREADY" \
+	"-$EALREADY endpoint 1 of stream $(cat "$D/id") is not suspended (woken up already, or closed)" \
+	"$out"
+echo 1 > "$D/done"
+finish_role A
+wait "${PIDS[W]}"
+sed 's/^/# W: /' "$D/W.out"
 cluster_down
 
 finish
