@@ -1057,6 +1057,33 @@ static void ep_free(struct dsep *e)
 	free(e);
 }
 
+/* Endpoint e closes for good while its stream's home is down: no
+ * directory can tell its peers, and nobody else knows where they are, so
+ * every node that is up hears it (its own node by msg too). Without this
+ * a peer would wait for the endpoint's next socket for ever. */
+static void peers_closed_everywhere(struct dsep *e)
+{
+	struct node_daemon *d = e->d;
+
+	for (size_t k = 0; k < d->config.n_nodes; k++) {
+		uint32_t node = d->config.nodes[k].id;
+
+		if (!node_up(d, node))
+			continue;
+		for (uint32_t j = 0; j < e->n; j++) {
+			struct buf b = BUF_INIT;
+			int r = 0;
+
+			if (!ds_pair(e->type, e->index, j))
+				continue;
+			put64(&b, &r, A_STREAM, e->id);
+			put32(&b, &r, A_INDEX, j);
+			put32(&b, &r, A_PEER, e->index);
+			dsend(d, node, DSM_PEER_CLOSED, &b, r);
+		}
+	}
+}
+
 /* The endpoint is closed for good: the home learns it, the rest goes. */
 static void ep_close(struct dsep *e)
 {
@@ -1064,9 +1091,13 @@ static void ep_close(struct dsep *e)
 	int r = 0;
 
 	if (e->state != EP_REQUEST && e->state != EP_TAKING) {
-		put64(&b, &r, A_STREAM, e->id);
-		put32(&b, &r, A_INDEX, e->index);
-		dsend(e->d, e->home, DSM_UNATTACH, &b, r);
+		if (!node_up(e->d, e->home)) {
+			peers_closed_everywhere(e);
+		} else {
+			put64(&b, &r, A_STREAM, e->id);
+			put32(&b, &r, A_INDEX, e->index);
+			dsend(e->d, e->home, DSM_UNATTACH, &b, r);
+		}
 	}
 	ep_free(e);
 }
@@ -1207,6 +1238,14 @@ static void ep_fail(struct dsep *e, int err, const char *fmt, ...)
 	ep_close(e);
 }
 
+/* The home of e's stream cannot be reached (r): the request fails, with
+ * the same line wherever that is found (docs/ghostd.md, "Failures"). */
+static void ep_fail_home(struct dsep *e, int r)
+{
+	ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the stream "
+		"is lost with it)", home_of(e->d, e->id), e->id, strerror(-r));
+}
+
 static int create_try(struct dsep *e)
 {
 	struct node_daemon *d = e->d;
@@ -1302,8 +1341,7 @@ void dstream_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl
 		return ep_fail(e, -EPROTO, "unknown dstream request");
 	}
 	if (r < 0)
-		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the "
-			"stream is lost with it)", home_of(d, e->id), e->id, strerror(-r));
+		ep_fail_home(e, r);
 }
 
 /* The endpoint's process has it; send the attach answer, with the feeds
@@ -1561,8 +1599,7 @@ static void suspend_end(struct dsep *e)
 	putb(&b, &r, A_SECRET, e->secret, sizeof(e->secret));
 	r = ep_ask(e, DSM_SUSPEND, &b, r);
 	if (r < 0)
-		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the "
-			"stream is lost with it)", e->home, e->id, strerror(-r));
+		ep_fail_home(e, r);
 }
 
 void dstream_conn_frame(struct dsep *e, const struct ctl_request *req)
@@ -2440,8 +2477,7 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 	for (e = mgr(d)->eps; e; e = en) {
 		en = e->next;
 		if (e->req && e->req_node == node) {
-			ep_fail(e, -EHOSTDOWN, "node %u, the home of stream %" PRIx64 ", is down",
-				node, e->id);
+			ep_fail_home(e, -EHOSTDOWN);
 			continue;
 		}
 		if (e->state == EP_TAKING && e->take_to == node) {
@@ -2449,9 +2485,11 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 			continue;
 		}
 		if (e->home == node && e->state == EP_HELD) {
-			/* Its handle can no longer be used: nobody knows it is suspended. */
+			/* Its handle can no longer be used: nobody knows it is
+			 * suspended. It is closed for good. */
 			log_warn("stream %" PRIx64 ": endpoint %u held here is lost with its home "
 				 "node %u", e->id, e->index, node);
+			peers_closed_everywhere(e);
 			ep_free(e);
 			continue;
 		}

@@ -25,7 +25,7 @@
  *                                            until that fails
  *
  * A node failing during a wakeup (dstream-faults.sh): A, the peer, on node
- * 1; the endpoint held on node 2; woken up on node 3.
+ * 1; the endpoint B held on node 2 (or 1), woken up on node 3.
  *   dstest fault-peer DIR HOME MODE N M      A: creates a DIRECT stream whose
  *                                            home is node HOME, sends N
  *                                            messages; MODE feed: then M more
@@ -620,6 +620,10 @@ static int homeless(bool first, unsigned home)
 		r = ds_attach(id, &other);
 		check(r == -EHOSTDOWN, "attach: -EHOSTDOWN (%s)", ds_errmsg());
 		ds_unattach(other);
+		/* P2's endpoint was closed when its suspend failed: with no home
+		 * to say so, its node told every node. */
+		r = ds_recv(ep, buf, sizeof(buf), WAIT_MS);
+		check(r == 0, "P1 sees P2's endpoint closed: the end of the stream (%d)", r);
 		ds_unattach(ep);
 	} else {
 		char handle[DS_HANDLE_MAX];

@@ -13,6 +13,9 @@
 #     (the end of the stream, EPIPE), S drops what it held, a second wakeup
 #     of the handle gets EALREADY and says why.
 #  3. X (node 3) fails while S (node 2) feeds it: the same.
+#  4. The home (node 2) fails during the wakeup, B held on node 1 with A:
+#     the wakeup fails with EHOSTDOWN and the documented line, node 1 drops
+#     what it held and A sees B closed.
 # Nothing may hang: each process ends by itself, with every check done. To
 # fail a node at a known point of the wakeup without racing it, the daemons
 # run with fault injection ($GHOST_DS_FAULT, docs/ghostd.md): the test kills
@@ -29,6 +32,7 @@ AFTER=20
 # Long enough that only the test's kill ends what is held back.
 HOLD_MS=30000
 EALREADY=114
+EHOSTDOWN=112
 
 # cluster_up FAULT: a new cluster whose daemons run with GHOST_DS_FAULT=FAULT.
 cluster_up() {
@@ -182,6 +186,27 @@ echo 1 > "$D/done"
 finish_role A
 wait "${PIDS[W]}"
 sed 's/^/# W: /' "$D/W.out"
+cluster_down
+
+# ---- 4. the home fails during the wakeup ----
+D=$TEST_TMP/home
+mkdir -p "$D"
+cluster_up wakeup@2:$HOLD_MS
+peer_and_held 2 lost 1
+role W 3 wakeup "$D"
+if wait_log 2 "holding the wakeup from node 3 back"; then
+	check "the home's ghostd is killed before it handles the wakeup" fail_node 2
+else
+	not_ok "the home held the wakeup back"
+fi
+wait "${PIDS[W]}"
+check_eq "the wakeup fails with EHOSTDOWN and says why" \
+	"-$EHOSTDOWN the home node 2 of stream $(cat "$D/id") cannot be reached: Host is down (the stream is lost with it)" \
+	"$(cat "$D/W.out")"
+check "node 1 drops what it held for B" \
+	wait_log 1 "endpoint 1 held here is lost with its home node 2"
+echo 1 > "$D/done"
+finish_role A
 cluster_down
 
 finish

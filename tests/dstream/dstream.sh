@@ -19,7 +19,8 @@
 #     stream, another user's stream, a process outside the node.
 #  5. The home node of a stream leaves: the stream's messages still go,
 #     what needs its directory entry (suspend, attach, destroy) fails with
-#     EHOSTDOWN and says why.
+#     EHOSTDOWN and says why, and the peer of the endpoint whose suspend
+#     failed sees it closed.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 . "$(dirname "$0")/lib.sh"
