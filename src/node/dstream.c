@@ -39,7 +39,8 @@
  * process reads first (CTL_DS_FEED), ahead of the link's new socket. A
  * peer ends its old socket when it moves its sending to the new one, which
  * it does between two messages, so a held socket's end is exactly the
- * last message the peer sent on it: nothing is lost or read twice.
+ * last message the peer sent on it: nothing is lost or read twice. A peer
+ * whose node failed never ends it: S ends it then (held_end_from()).
  *
  * On an endpoint's node (struct dsep; a link builder is struct dsbuild):
  *
@@ -82,9 +83,11 @@
  *   node down                            dstream_node_down()
  *   $GHOST_DS_FAULT (tests)              dsm_recv() -> fault_delays(), take_fault_hold()
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2432,8 +2435,43 @@ int dstream_init(struct node_daemon *d)
 	return msg_register(d->msg, NODE_CH_DSTREAM, &h, d);
 }
 
+/* Is fd a TCP connection to address (numeric, as in cluster.conf)? */
+static bool sock_peer_is(int fd, const char *address)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	uint8_t want[sizeof(struct in6_addr)];
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    inet_pton(ss.ss_family, address, want) != 1)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return !memcmp(&((struct sockaddr_in *)&ss)->sin_addr, want, sizeof(struct in_addr));
+	if (ss.ss_family == AF_INET6)
+		return !memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, want,
+			       sizeof(struct in6_addr));
+	return false;
+}
+
+/* The node of a held endpoint's peer failed: the held sockets from there
+ * end with what has come (a read then gets their end). Else a take would
+ * wait for their end for ever: the peer's process ends its old socket when
+ * it moves to the link's next one, which only its node's daemon gives it,
+ * and nothing at all comes from a dead machine. */
+static void held_end_from(struct dsep *e, const char *address)
+{
+	for (uint32_t j = 0; j < e->n; j++) {
+		struct dslink *l = &e->links[j];
+
+		for (size_t k = 0; k < l->n_fds; k++)
+			if (l->fds[k] >= 0 && sock_peer_is(l->fds[k], address))
+				(void)shutdown(l->fds[k], SHUT_RD);
+	}
+}
+
 void dstream_node_down(struct node_daemon *d, uint32_t node)
 {
+	const struct node_config_node *gone = node_config_find(&d->config, node);
 	struct dsdir *x, *xn;
 	struct dsep *e, *en;
 	struct dsbuild *b, *bn;
@@ -2493,6 +2531,8 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 			ep_free(e);
 			continue;
 		}
+		if (gone && e->links && (e->state == EP_HELD || e->state == EP_TAKING))
+			held_end_from(e, gone->address);
 		if (e->feeds && e->feed_from == node)
 			for (uint32_t j = 0; j < e->n; j++)
 				if (e->feeds[j]) {

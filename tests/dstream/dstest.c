@@ -31,10 +31,13 @@
  *                                            messages; MODE feed: then M more
  *                                            on the new link; closed, lost:
  *                                            sees the endpoint closed (and
- *                                            the home up, or down)
+ *                                            the home up, or down); gone: its
+ *                                            node fails, nothing to check (B
+ *                                            attaches first)
  *   dstest fault-held DIR                    reads one message, suspends
  *   dstest fault-woken DIR N M               wakes up, gets a prefix of A's
- *                                            N, then A's M on the new link
+ *                                            N, then A's M on the new link;
+ *                                            M 0: all N, then A closed
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -739,9 +742,18 @@ static int fault_peer(unsigned home, const char *mode, unsigned before, unsigned
 		ds_destroy(id);
 	}
 	check(tries < 200, "a stream whose home is node %u", home);
-	if (ds_attach(id, &ep) < 0)
-		die("A attaches");
-	put_id(id);
+	if (!strcmp(mode, "gone")) {
+		/* B attaches first: the link is then built with A's node
+		 * listening, and only the wakeup's has A's node connect. */
+		put_id(id);
+		(void)get_file("b.attached");
+		if (ds_attach(id, &ep) < 0)
+			die("A attaches");
+	} else {
+		if (ds_attach(id, &ep) < 0)
+			die("A attaches");
+		put_id(id);
+	}
 	if (ds_wait(ep, WAIT_MS) < 0)
 		die("A waits for the other endpoint");
 	for (uint32_t k = 0; k < before; k++)
@@ -763,6 +775,10 @@ static int fault_peer(unsigned home, const char *mode, unsigned before, unsigned
 		ds_unattach(ep);
 		(void)get_file("done");
 		check(ds_destroy(id) == 0, "A destroys the stream");
+	} else if (!strcmp(mode, "gone")) {
+		/* Its node fails: whatever it sees then is not the test's. */
+		(void)get_file("done");
+		ds_unattach(ep);
 	} else {
 		r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
 		check(r == 0, "A sees the endpoint closed: the end of the stream (%d)", r);
@@ -793,8 +809,11 @@ static int fault_held(void)
 
 	if (!buf)
 		die("out of memory");
-	if (ds_attach(get_id(), &ep) < 0 || ds_wait(ep, WAIT_MS) < 0)
+	if (ds_attach(get_id(), &ep) < 0)
 		die("the held endpoint attaches");
+	put_file("b.attached", "1");
+	if (ds_wait(ep, WAIT_MS) < 0)
+		die("the held endpoint waits for A");
 	(void)get_file("a.sent");
 	r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
 	check(r > 0 && check_rec(buf, r, &h) == 0 && h.writer == 1 && h.seq == 0,
@@ -809,7 +828,8 @@ static int fault_held(void)
 
 /* The woken endpoint: A's messages 1..k of the N it sent before (a whole
  * prefix: what its node got before the holding node failed), then the M it
- * sends after, on the new link. */
+ * sends after, on the new link. M 0: A's node fails instead; all N come
+ * (the holding node had them), then the end of the stream. */
 static int fault_woken(unsigned before, unsigned after)
 {
 	uint8_t *buf = malloc(DS_MSG_MAX);
@@ -824,15 +844,19 @@ static int fault_woken(unsigned before, unsigned after)
 	r = ds_wakeup(handle, &ep);
 	if (r < 0)
 		die("the endpoint wakes up on node 3: %s", strerror(-r));
-	r = ds_send(ep, buf, make_rec(buf, 3, 0, FAULT_HELLO));
-	check(r == 0, "the woken endpoint sends (%d)", r);
-	while (got_after < after) {
+	if (after) {
+		r = ds_send(ep, buf, make_rec(buf, 3, 0, FAULT_HELLO));
+		check(r == 0, "the woken endpoint sends (%d)", r);
+	}
+	while (got_after < after || !after) {
 		struct rec h;
 
 		r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
+		if (r == 0 && !after)
+			break;
 		if (r <= 0) {
-			check(false, "the woken endpoint receives A's message %u after the wakeup "
-			      "(%d)", FAULT_AFTER + got_after, r);
+			check(false, "the woken endpoint receives A's next message (%d), after %u "
+			      "of those before the wakeup and %u after", r, next - 1, got_after);
 			break;
 		}
 		if (next == 1 && got_after == 0)
@@ -854,9 +878,18 @@ static int fault_woken(unsigned before, unsigned after)
 	}
 	check(bad == 0, "every message it receives is whole and intact (%u not)", bad);
 	check(order == 0, "each once, in the order sent (%u out of it)", order);
-	check(next > 1 && next <= before, "it got a prefix of what was held: A's messages 1 to "
-	      "%u (of %u)", next - 1, before - 1);
-	check(got_after == after, "then A's %u messages after the wakeup (%u)", after, got_after);
+	if (after) {
+		check(next > 1 && next <= before, "it got a prefix of what was held: A's "
+		      "messages 1 to %u (of %u)", next - 1, before - 1);
+		check(got_after == after, "then A's %u messages after the wakeup (%u)", after,
+		      got_after);
+	} else {
+		check(next == before, "it got all that was held: A's messages 1 to %u (of %u)",
+		      next - 1, before - 1);
+		check(r == 0, "then the end of the stream: A was lost with its node (%d)", r);
+		r = ds_send(ep, buf, make_rec(buf, 3, 0, FAULT_HELLO));
+		check(r == -EPIPE, "sending to A: -EPIPE (%d)", r);
+	}
 	ds_unattach(ep);
 	free(buf);
 	return failures ? 1 : 0;

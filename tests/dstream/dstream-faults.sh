@@ -16,6 +16,9 @@
 #  4. The home (node 2) fails during the wakeup, B held on node 1 with A:
 #     the wakeup fails with EHOSTDOWN and the documented line, node 1 drops
 #     what it held and A sees B closed.
+#  5. A's node (1) fails while S (node 2) feeds X (node 3), before A moved
+#     to the new link: the woken process gets all A sent before the wakeup
+#     (S had it), then the end of the stream; S's take ends by itself.
 # Nothing may hang: each process ends by itself, with every check done. To
 # fail a node at a known point of the wakeup without racing it, the daemons
 # run with fault injection ($GHOST_DS_FAULT, docs/ghostd.md): the test kills
@@ -205,6 +208,24 @@ check_eq "the wakeup fails with EHOSTDOWN and says why" \
 	"$(cat "$D/W.out")"
 check "node 1 drops what it held for B" \
 	wait_log 1 "endpoint 1 held here is lost with its home node 2"
+echo 1 > "$D/done"
+finish_role A
+cluster_down
+
+# ---- 5. A's node fails while S feeds X ----
+D=$TEST_TMP/peer
+mkdir -p "$D"
+cluster_up connect@1:$HOLD_MS
+peer_and_held 3 gone 2
+check "S holds B's link" wait_links 2 1
+role W 3 fault-woken "$D" $BEFORE 0
+if wait_log 1 "holding the connect from node 3 back"; then
+	check "A's ghostd is killed before A can move to the new link" fail_node 1
+else
+	not_ok "A's node held the new link back"
+fi
+check "S's take ends by itself" dropped 2
+finish_role W
 echo 1 > "$D/done"
 finish_role A
 cluster_down
