@@ -110,7 +110,8 @@ int ds_wait(struct ds_ep *ep, int timeout_ms);
  * reader of a FIFO or LIFO stream. */
 int ds_send(struct ds_ep *ep, const void *buf, size_t len);
 /* Receive one message into buf: its length, or 0 at the end of the stream
- * (every peer it receives from unattached, and all they sent was read).
+ * (every peer it receives from unattached, and all they sent was read; or
+ * was lost with its node, and all that came from it was read).
  * -EMSGSIZE: the next message is larger than cap (it stays next);
  * -ETIMEDOUT (timeout_ms >= 0); -EOPNOTSUPP: a writer of a FIFO or LIFO. */
 int ds_recv(struct ds_ep *ep, void *buf, size_t cap, int timeout_ms);

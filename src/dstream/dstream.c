@@ -80,9 +80,11 @@ struct dlink {
 	bool expected;  /* this endpoint exchanges messages with that one */
 	bool seen;      /* a link socket came */
 	bool closed;    /* the peer unattached: the link ends after its chain */
+	bool lost;      /* closed with its node: the chain ends with what has come */
 	int send_fd;    /* the newest link socket, -1 */
 	bool send_in_chain; /* send_fd is also still to be read */
 	int *chain;     /* sockets to read, in order */
+	int feed_fd;    /* the feed in the chain (its first), -1 */
 	size_t n_chain;
 	struct buf in;  /* read from chain[0], not yet delivered */
 	size_t in_off;
@@ -194,6 +196,7 @@ static void link_release(struct dlink *l)
 	buf_release(&l->in);
 	memset(l, 0, sizeof(*l));
 	l->send_fd = -1;
+	l->feed_fd = -1;
 }
 
 static struct ds_ep *ep_free(struct ds_ep *ep)
@@ -261,9 +264,11 @@ static int apply(struct ds_ep *ep, const struct node_ds_event *ev)
 			safe_close(ev->fd);
 			return -ENOMEM;
 		}
+		l->feed_fd = ev->fd;
 		return 0;
 	case NODE_DS_CLOSED:
 		l->closed = true;
+		l->lost |= ev->lost;
 		return 0;
 	default:
 		safe_close(ev->fd);
@@ -340,6 +345,7 @@ static int ep_new(struct node_ds *c, const struct node_ds_info *info, struct ds_
 	}
 	for (uint32_t j = 0; j < ep->n; j++) {
 		ep->links[j].send_fd = -1;
+		ep->links[j].feed_fd = -1;
 		ep->links[j].expected = ds_pair(ep->type, ep->index, j);
 	}
 	*ret = ep;
@@ -518,6 +524,8 @@ static void chain_pop(struct dlink *l)
 	int fd = l->chain[0];
 
 	memmove(l->chain, l->chain + 1, --l->n_chain * sizeof(int));
+	if (fd == l->feed_fd)
+		l->feed_fd = -1;
 	if (fd == l->send_fd)
 		l->send_in_chain = false;
 	else
@@ -552,11 +560,19 @@ static int link_fill(struct dlink *l)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN)
+			if (errno == EAGAIN && (!l->lost || l->chain[0] == l->feed_fd))
 				return 0;
-			if (errno != ECONNRESET)
+			if (errno != EAGAIN && errno != ECONNRESET)
 				return -errno;
-			n = 0; /* a reset ends the socket as its end would */
+			/* A reset ends the socket as its end would. So does
+			 * nothing more to read from a peer lost with its node:
+			 * its sockets may never end (nothing comes from a dead
+			 * machine, and a process whose node's daemon died may
+			 * hold its end open for ever), but the home said it was
+			 * lost msg's failure timeout after its node went silent:
+			 * all it sent before has come. Not the feed: the node
+			 * that held this endpoint writes it, and ends it. */
+			n = 0;
 		}
 		if (n == 0) {
 			chain_pop(l);

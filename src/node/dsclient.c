@@ -325,9 +325,15 @@ int node_ds_next(struct node_ds *c, struct node_ds_event *ret, struct buf *err)
 		if (ret->fd < 0)
 			return set_err(err, -EPROTO, "ghostd sent a link without its socket");
 		return 1;
-	case CTL_DS_CLOSED:
+	case CTL_DS_CLOSED: {
+		uint32_t flags = 0;
+
+		if (attr_find(payload, len, A_FLAGS, &a) >= 0)
+			(void)attr_u32(&a, &flags);
 		ret->kind = NODE_DS_CLOSED;
+		ret->lost = flags & DS_CLOSED_LOST;
 		return 1;
+	}
 	case CTL_DS_DESTROYED:
 		ret->kind = NODE_DS_DESTROYED;
 		return 1;

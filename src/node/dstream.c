@@ -39,7 +39,8 @@
  * process reads first (CTL_DS_FEED), ahead of the link's new socket. A
  * peer ends its old socket when it moves its sending to the new one, which
  * it does between two messages, so a held socket's end is exactly the
- * last message the peer sent on it: nothing is lost or read twice.
+ * last message the peer sent on it: nothing is lost or read twice. A peer
+ * whose node failed never ends it: S ends it then (held_end_from()).
  *
  * On an endpoint's node (struct dsep; a link builder is struct dsbuild):
  *
@@ -48,7 +49,9 @@
  *      |                   +---- connection gone (unattach) ---+     | DSM_TAKE
  *      +-- error ----------+---------------------------------+ |     v
  *                                                            v v   TAKING --all sent--> gone
- *                                                            gone   (HELD: destroyed, home lost)
+ *                                                            gone   (HELD: destroyed, home lost;
+ *                                                                    HELD, TAKING: woken up on a node
+ *                                                                    that failed)
  *
  * Invariants:
  *   1. The home runs one attach or wakeup of a stream at a time and starts
@@ -76,11 +79,15 @@
  *   DSM_TAKE (S)                         on_take() -> take_step(), on_take_io()
  *   DSM_FEED, DSM_TAKEN (X)              on_feed(), on_taken() -> feed_flush()
  *   DSM_PEER_CLOSED, DSM_DESTROYED       on_peer_closed(), on_destroyed()
+ *   DSM_DROP (S)                         on_drop() -> drop_woken()
  *   node down                            dstream_node_down()
+ *   $GHOST_DS_FAULT (tests)              dsm_recv() -> fault_delays(), take_fault_hold()
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +116,19 @@
 #define BUILD_HS_MAX 4
 #define SECRET_SIZE 16
 
+/* Fault injection for tests: $GHOST_DS_FAULT holds "MSG@NODE:MS" items
+ * (comma separated, read by node_faults_parse()). Node NODE handles the
+ * dstream message MSG (a name of fault_names[]) MS milliseconds late, and
+ * the messages its sender sends after it wait behind it: the protocol
+ * counts on msg's order between two nodes (an ATTACH_REP before the LINK
+ * that needs its endpoint). MSG "feed" is the other way round: node NODE,
+ * sending what it held for an endpoint woken up elsewhere, holds the rest
+ * back MS ms after the first chunk. Each logs "holding the MSG from (to)
+ * node N back", so that a test fails a node at a known point of a wakeup
+ * without racing it. */
+#define FAULT_ENV "GHOST_DS_FAULT"
+#define FAULTS_MAX 4
+
 /* ---- directory entries, at the home ------------------------------------- */
 
 enum dsdir_state {
@@ -123,6 +143,8 @@ struct dsdir_ep {
 	uint32_t node;
 	uint8_t secret[SECRET_SIZE];
 	uint64_t linked; /* bit j: a link with endpoint j was built */
+	uint32_t held_on; /* woken up: the node that held it (0: none), which may
+			     not have handed what it held to `node` yet */
 };
 
 /* A request that waits for the stream's operation under way. */
@@ -210,6 +232,8 @@ struct dsep {
 	size_t take_pos;
 	bool take_pre_sent;
 	bool take_paused;      /* msg's window to take_to is full */
+	bool take_held;        /* fault injection holds the rest back (timer) */
+	bool take_fault_done;
 	struct loop_io *take_io;
 };
 
@@ -236,10 +260,24 @@ struct dsbuild {
 	struct loop_timer *timer;
 };
 
+/* A message fault injection holds back: with a timer, the one that is
+ * late; without, one that came after it from the same node. */
+struct dsdelayed {
+	struct dsdelayed *next;
+	struct node_daemon *d;
+	struct loop_timer *timer;
+	uint32_t node, type;
+	size_t len;
+	uint8_t data[];
+};
+
 struct ds_mgr {
 	struct dsdir *dirs;
 	struct dsep *eps;
 	struct dsbuild *builds;
+	struct dsdelayed *delayed; /* in the order they came */
+	struct node_fault faults[FAULTS_MAX];
+	size_t n_faults;
 };
 
 static struct ds_mgr *mgr(struct node_daemon *d)
@@ -660,10 +698,12 @@ static void build_links(struct dsdir *x, uint32_t i)
 	}
 }
 
-/* Endpoint i closed: its peers learn it (suspended ones when they wake up). */
-static void close_endpoint(struct dsdir *x, uint32_t i)
+/* Endpoint i closed: its peers learn it (suspended ones when they wake up);
+ * flags: enum ds_closed_flags. */
+static void close_endpoint(struct dsdir *x, uint32_t i, uint32_t flags)
 {
 	x->ep[i].state = DIR_CLOSED;
+	x->ep[i].held_on = 0;
 	memset(x->ep[i].secret, 0, SECRET_SIZE);
 	for (uint32_t j = 0; j < x->n; j++) {
 		struct buf b = BUF_INIT;
@@ -674,6 +714,7 @@ static void close_endpoint(struct dsdir *x, uint32_t i)
 		put64(&b, &r, A_STREAM, x->id);
 		put32(&b, &r, A_INDEX, j);
 		put32(&b, &r, A_PEER, i);
+		put32(&b, &r, A_FLAGS, flags);
 		dsend(x->d, x->ep[j].node, DSM_PEER_CLOSED, &b, r);
 	}
 }
@@ -833,6 +874,7 @@ static void home_wakeup(struct dsdir *x, uint32_t from, const struct dsattrs *a)
 				  held, i, x->id);
 	x->ep[i].state = DIR_ATTACHED;
 	x->ep[i].node = from;
+	x->ep[i].held_on = held == from ? 0 : held;
 	memset(x->ep[i].secret, 0, SECRET_SIZE);
 	r = put_attached(&b, x, i);
 	put32(&b, &r, A_NODE, held);
@@ -856,6 +898,7 @@ static void home_suspend(struct dsdir *x, uint32_t from, const struct dsattrs *a
 				  "endpoint %u of stream %" PRIx64 " is not attached on node %u",
 				  a->index, x->id, from);
 	x->ep[i].state = DIR_SUSPENDED;
+	x->ep[i].held_on = 0;
 	memcpy(x->ep[i].secret, a->secret, SECRET_SIZE);
 	log_debug("stream %" PRIx64 ": endpoint %u suspended on node %u", x->id, i, from);
 	node_answer(d, from, NODE_CH_DSTREAM, DSM_REPLY, a->req, NULL);
@@ -869,7 +912,7 @@ static void home_unattach(struct dsdir *x, uint32_t from, const struct dsattrs *
 	    (x->ep[i].state != DIR_ATTACHED && x->ep[i].state != DIR_SUSPENDED))
 		return;
 	log_debug("stream %" PRIx64 ": endpoint %u closed on node %u", x->id, i, from);
-	close_endpoint(x, i);
+	close_endpoint(x, i, 0);
 }
 
 static void home_linked(struct dsdir *x, uint32_t from, const struct dsattrs *a)
@@ -1017,6 +1060,33 @@ static void ep_free(struct dsep *e)
 	free(e);
 }
 
+/* Endpoint e closes for good while its stream's home is down: no
+ * directory can tell its peers, and nobody else knows where they are, so
+ * every node that is up hears it (its own node by msg too). Without this
+ * a peer would wait for the endpoint's next socket for ever. */
+static void peers_closed_everywhere(struct dsep *e)
+{
+	struct node_daemon *d = e->d;
+
+	for (size_t k = 0; k < d->config.n_nodes; k++) {
+		uint32_t node = d->config.nodes[k].id;
+
+		if (!node_up(d, node))
+			continue;
+		for (uint32_t j = 0; j < e->n; j++) {
+			struct buf b = BUF_INIT;
+			int r = 0;
+
+			if (!ds_pair(e->type, e->index, j))
+				continue;
+			put64(&b, &r, A_STREAM, e->id);
+			put32(&b, &r, A_INDEX, j);
+			put32(&b, &r, A_PEER, e->index);
+			dsend(d, node, DSM_PEER_CLOSED, &b, r);
+		}
+	}
+}
+
 /* The endpoint is closed for good: the home learns it, the rest goes. */
 static void ep_close(struct dsep *e)
 {
@@ -1024,9 +1094,13 @@ static void ep_close(struct dsep *e)
 	int r = 0;
 
 	if (e->state != EP_REQUEST && e->state != EP_TAKING) {
-		put64(&b, &r, A_STREAM, e->id);
-		put32(&b, &r, A_INDEX, e->index);
-		dsend(e->d, e->home, DSM_UNATTACH, &b, r);
+		if (!node_up(e->d, e->home)) {
+			peers_closed_everywhere(e);
+		} else {
+			put64(&b, &r, A_STREAM, e->id);
+			put32(&b, &r, A_INDEX, e->index);
+			dsend(e->d, e->home, DSM_UNATTACH, &b, r);
+		}
 	}
 	ep_free(e);
 }
@@ -1167,6 +1241,14 @@ static void ep_fail(struct dsep *e, int err, const char *fmt, ...)
 	ep_close(e);
 }
 
+/* The home of e's stream cannot be reached (r): the request fails, with
+ * the same line wherever that is found (docs/ghostd.md, "Failures"). */
+static void ep_fail_home(struct dsep *e, int r)
+{
+	ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the stream "
+		"is lost with it)", home_of(e->d, e->id), e->id, strerror(-r));
+}
+
 static int create_try(struct dsep *e)
 {
 	struct node_daemon *d = e->d;
@@ -1262,8 +1344,7 @@ void dstream_request(struct node_daemon *d, struct ctl_conn *c, const struct ctl
 		return ep_fail(e, -EPROTO, "unknown dstream request");
 	}
 	if (r < 0)
-		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the "
-			"stream is lost with it)", home_of(d, e->id), e->id, strerror(-r));
+		ep_fail_home(e, r);
 }
 
 /* The endpoint's process has it; send the attach answer, with the feeds
@@ -1421,11 +1502,20 @@ static void ep_reply(struct node_daemon *d, uint32_t from, uint32_t type, const 
 	}
 }
 
+static void take_resume(struct dsep *e);
+
 static void on_ep_timeout(struct loop_timer *t, void *userdata)
 {
 	struct dsep *e = userdata;
 
 	(void)t;
+	if (e->state == EP_TAKING && e->take_held) {
+		/* A take has no request: the timer was fault injection's. */
+		log_warn("fault injection: sending the feed to node %u on now", e->take_to);
+		e->take_held = false;
+		take_resume(e);
+		return;
+	}
 	if (!e->req)
 		return;
 	if (e->state == EP_HELD) {
@@ -1512,8 +1602,7 @@ static void suspend_end(struct dsep *e)
 	putb(&b, &r, A_SECRET, e->secret, sizeof(e->secret));
 	r = ep_ask(e, DSM_SUSPEND, &b, r);
 	if (r < 0)
-		ep_fail(e, r, "the home node %u of stream %" PRIx64 " cannot be reached: %s (the "
-			"stream is lost with it)", e->home, e->id, strerror(-r));
+		ep_fail_home(e, r);
 }
 
 void dstream_conn_frame(struct dsep *e, const struct ctl_request *req)
@@ -1678,6 +1767,30 @@ static int feed_send(struct dsep *e, uint32_t peer, const void *data, size_t len
 	return dsend(e->d, e->take_to, DSM_FEED, &b, r);
 }
 
+static const struct node_fault *fault_find(struct node_daemon *d, uint32_t type)
+{
+	for (size_t i = 0; i < mgr(d)->n_faults; i++)
+		if (mgr(d)->faults[i].type == type)
+			return &mgr(d)->faults[i];
+	return NULL;
+}
+
+/* Fault injection ("feed"): once the first chunk of a take is sent, the
+ * rest waits for the endpoint's timer. True if it does. */
+static bool take_fault_hold(struct dsep *e)
+{
+	const struct node_fault *f = fault_find(e->d, DSM_FEED);
+
+	if (!f || e->take_fault_done)
+		return false;
+	e->take_fault_done = true;
+	e->take_held = true;
+	loop_timer_arm(e->timer, (uint64_t)f->delay_ms * 1000);
+	log_warn("fault injection: holding the feed to node %u back for %u ms", e->take_to,
+		 f->delay_ms);
+	return true;
+}
+
 static void take_done(struct dsep *e, int err, const char *why)
 {
 	struct buf b = BUF_INIT;
@@ -1703,7 +1816,7 @@ static void on_take_io(struct loop_io *io, int fd, unsigned events, void *userda
 	struct dslink *l = &e->links[e->take_link];
 	static uint8_t chunk[FEED_CHUNK];
 	size_t got = 0;
-	bool end = false;
+	bool end = false, held;
 
 	(void)io;
 	(void)events;
@@ -1727,7 +1840,12 @@ static void on_take_io(struct loop_io *io, int fd, unsigned events, void *userda
 	}
 	if (got && feed_send(e, e->take_link, chunk, got, false) < 0)
 		return take_done(e, -EHOSTDOWN, "its new node is down");
+	held = got && take_fault_hold(e);
 	if (!end) {
+		if (held) {
+			(void)loop_io_set_events(e->take_io, 0);
+			return;
+		}
 		/* Read no faster than the new node takes it: msg's window. */
 		if (msg_peer_writable(e->d->msg, e->take_to) == 0) {
 			e->take_paused = true;
@@ -1738,7 +1856,17 @@ static void on_take_io(struct loop_io *io, int fd, unsigned events, void *userda
 	e->take_io = loop_io_free(e->take_io);
 	l->fds[e->take_pos] = safe_close(l->fds[e->take_pos]);
 	e->take_pos++;
-	take_step(e);
+	if (!held)
+		take_step(e);
+}
+
+/* The take goes on after fault injection held it back. */
+static void take_resume(struct dsep *e)
+{
+	if (!e->take_io)
+		take_step(e);
+	else if (!e->take_paused)
+		(void)loop_io_set_events(e->take_io, LOOP_READ);
 }
 
 /* Send the held links one after the other: the undelivered bytes, then
@@ -1754,10 +1882,14 @@ static void take_step(struct dsep *e)
 			continue;
 		}
 		if (!e->take_pre_sent) {
+			bool sent = l->pre.len > 0;
+
 			e->take_pre_sent = true;
-			if (l->pre.len && feed_send(e, e->take_link, l->pre.data, l->pre.len, false) < 0)
+			if (sent && feed_send(e, e->take_link, l->pre.data, l->pre.len, false) < 0)
 				return take_done(e, -EHOSTDOWN, "its new node is down");
 			buf_release(&l->pre);
+			if (sent && take_fault_hold(e))
+				return; /* the timer goes on */
 		}
 		if (e->take_pos < l->n_fds) {
 			r = loop_io_new(e->d->loop, l->fds[e->take_pos], LOOP_READ, on_take_io, e,
@@ -1786,7 +1918,7 @@ static void on_writable(struct msg *m, uint32_t node, void *userdata)
 		if (e->state != EP_TAKING || e->take_to != node || !e->take_paused)
 			continue;
 		e->take_paused = false;
-		if (e->take_io)
+		if (e->take_io && !e->take_held)
 			(void)loop_io_set_events(e->take_io, LOOP_READ);
 	}
 }
@@ -2076,9 +2208,30 @@ static void on_peer_closed(struct node_daemon *d, const struct dsattrs *a)
 	if (!e || e->state != EP_ATTACHED || a->peer >= e->n)
 		return;
 	put32(&b, &r, A_PEER, a->peer);
+	put32(&b, &r, A_FLAGS, a->flags & DS_CLOSED_LOST);
 	if (r >= 0)
 		(void)ctl_send(e->conn, CTL_DS_CLOSED, &b);
 	buf_release(&b);
+}
+
+/* What the endpoint held here is for node, which failed: nobody else will
+ * ever take it. */
+static void drop_woken(struct dsep *e, uint32_t node)
+{
+	log_warn("stream %" PRIx64 ": endpoint %u woke up on node %u, which is down: dropping "
+		 "what it held here", e->id, e->index, node);
+	ep_free(e);
+}
+
+/* The endpoint held here woke up on a node that failed (the home says so,
+ * for a take that may not have started: that node's DSM_TAKE never came). */
+static void on_drop(struct node_daemon *d, const struct dsattrs *a)
+{
+	struct dsep *e = ep_find(d, a->id, a->index, true);
+
+	if (!e || e->req || (e->state == EP_TAKING && e->take_to != a->node))
+		return;
+	drop_woken(e, a->node);
 }
 
 static void on_destroyed(struct node_daemon *d, const struct dsattrs *a)
@@ -2102,16 +2255,11 @@ static void on_destroyed(struct node_daemon *d, const struct dsattrs *a)
 	}
 }
 
-static void dsm_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t type,
-		    const void *data, size_t len, void *userdata)
+static void dsm_dispatch(struct node_daemon *d, uint32_t node, uint32_t type, const void *data,
+			 size_t len)
 {
-	struct node_daemon *d = userdata;
 	struct dsattrs a;
 
-	(void)m;
-	(void)channel;
-	if (!d->dstreams)
-		return; /* shutting down */
 	switch (type) {
 	case DSM_CREATE:
 	case DSM_DESTROY:
@@ -2155,9 +2303,124 @@ static void dsm_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t ty
 	case DSM_TAKEN:
 		on_taken(d, node, &a);
 		break;
+	case DSM_DROP:
+		on_drop(d, &a);
+		break;
 	default:
 		break;
 	}
+}
+
+/* ---- fault injection: messages handled late ---------------------------------- */
+
+static const char *const fault_names[] = {
+	[DSM_CREATE] = "create",
+	[DSM_DESTROY] = "destroy",
+	[DSM_ATTACH] = "attach",
+	[DSM_WAKEUP] = "wakeup",
+	[DSM_SUSPEND] = "suspend",
+	[DSM_UNATTACH] = "unattach",
+	[DSM_REPLY] = "reply",
+	[DSM_ATTACH_REP] = "attached",
+	[DSM_LINK] = "link",
+	[DSM_LINK_CONNECT] = "connect",
+	[DSM_LINKED] = "linked",
+	[DSM_PEER_CLOSED] = "closed",
+	[DSM_DESTROYED] = "destroyed",
+	[DSM_TAKE] = "take",
+	[DSM_FEED] = "feed", /* held back where it is sent: take_fault_hold() */
+	[DSM_TAKEN] = "taken",
+	[DSM_DROP] = "drop",
+};
+
+static struct dsdelayed *delayed_free(struct dsdelayed *x)
+{
+	struct ds_mgr *g = mgr(x->d);
+
+	for (struct dsdelayed **pp = &g->delayed; *pp; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			break;
+		}
+	loop_timer_free(x->timer);
+	free(x);
+	return NULL;
+}
+
+/* Handle what is held back from node, in the order it came. */
+static void delayed_release(struct node_daemon *d, uint32_t node)
+{
+	for (;;) {
+		struct dsdelayed *x = mgr(d)->delayed;
+
+		while (x && x->node != node)
+			x = x->next;
+		if (!x)
+			return;
+		if (x->timer)
+			log_warn("fault injection: handling the %s from node %u now",
+				 fault_names[x->type], node);
+		dsm_dispatch(d, node, x->type, x->data, x->len);
+		delayed_free(x);
+	}
+}
+
+static void on_delayed(struct loop_timer *t, void *userdata)
+{
+	struct dsdelayed *x = userdata;
+
+	(void)t;
+	delayed_release(x->d, x->node);
+}
+
+/* True if fault injection holds this message back: it is late, or one
+ * from the same node is. */
+static bool fault_delays(struct node_daemon *d, uint32_t node, uint32_t type, const void *data,
+			 size_t len)
+{
+	const struct node_fault *f = type == DSM_FEED ? NULL : fault_find(d, type);
+	struct dsdelayed *x, **tail = &mgr(d)->delayed;
+	bool behind = false;
+
+	for (; *tail; tail = &(*tail)->next)
+		behind |= (*tail)->node == node;
+	if (!f && !behind)
+		return false;
+	x = calloc(1, sizeof(*x) + len);
+	if (!x) {
+		log_warn("fault injection: out of memory, handling the message %u now", type);
+		return false;
+	}
+	x->d = d;
+	x->node = node;
+	x->type = type;
+	x->len = len;
+	memcpy(x->data, data, len);
+	if (!behind) {
+		if (loop_timer_new(d->loop, on_delayed, x, &x->timer) < 0) {
+			free(x);
+			return false;
+		}
+		loop_timer_arm(x->timer, (uint64_t)f->delay_ms * 1000);
+		log_warn("fault injection: holding the %s from node %u back for %u ms",
+			 fault_names[type], node, f->delay_ms);
+	}
+	*tail = x;
+	return true;
+}
+
+static void dsm_recv(struct msg *m, uint32_t node, uint16_t channel, uint32_t type,
+		     const void *data, size_t len, void *userdata)
+{
+	struct node_daemon *d = userdata;
+
+	(void)m;
+	(void)channel;
+	if (!d->dstreams)
+		return; /* shutting down */
+	if (mgr(d)->n_faults && fault_delays(d, node, type, data, len))
+		return;
+	dsm_dispatch(d, node, type, data, len);
 }
 
 int dstream_init(struct node_daemon *d)
@@ -2167,27 +2430,80 @@ int dstream_init(struct node_daemon *d)
 	d->dstreams = calloc(1, sizeof(struct ds_mgr));
 	if (!d->dstreams)
 		return -ENOMEM;
+	mgr(d)->n_faults = node_faults_parse(d, FAULT_ENV, fault_names, ARRAY_SIZE(fault_names),
+					     mgr(d)->faults, FAULTS_MAX);
 	return msg_register(d->msg, NODE_CH_DSTREAM, &h, d);
+}
+
+/* Is fd a TCP connection to address (numeric, as in cluster.conf)? */
+static bool sock_peer_is(int fd, const char *address)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	uint8_t want[sizeof(struct in6_addr)];
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    inet_pton(ss.ss_family, address, want) != 1)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return !memcmp(&((struct sockaddr_in *)&ss)->sin_addr, want, sizeof(struct in_addr));
+	if (ss.ss_family == AF_INET6)
+		return !memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, want,
+			       sizeof(struct in6_addr));
+	return false;
+}
+
+/* The node of a held endpoint's peer failed: the held sockets from there
+ * end with what has come (a read then gets their end). Else a take would
+ * wait for their end for ever: the peer's process ends its old socket when
+ * it moves to the link's next one, which only its node's daemon gives it,
+ * and nothing at all comes from a dead machine. */
+static void held_end_from(struct dsep *e, const char *address)
+{
+	for (uint32_t j = 0; j < e->n; j++) {
+		struct dslink *l = &e->links[j];
+
+		for (size_t k = 0; k < l->n_fds; k++)
+			if (l->fds[k] >= 0 && sock_peer_is(l->fds[k], address))
+				(void)shutdown(l->fds[k], SHUT_RD);
+	}
 }
 
 void dstream_node_down(struct node_daemon *d, uint32_t node)
 {
+	const struct node_config_node *gone = node_config_find(&d->config, node);
 	struct dsdir *x, *xn;
 	struct dsep *e, *en;
 	struct dsbuild *b, *bn;
 
 	if (!d->dstreams)
 		return;
-	/* As the home: endpoints there are lost, their peers learn it. */
+	/* What fault injection held back from the node came before it failed. */
+	delayed_release(d, node);
+	/* As the home: endpoints there are lost, their peers learn it. One
+	 * that woke up there may have left what it held on the node that
+	 * held it: nobody else will ever take that. */
 	for (x = mgr(d)->dirs; x; x = xn) {
 		xn = x->next;
-		for (uint32_t i = 0; i < x->n; i++)
-			if ((x->ep[i].state == DIR_ATTACHED || x->ep[i].state == DIR_SUSPENDED) &&
-			    x->ep[i].node == node) {
-				log_info("stream %" PRIx64 ": endpoint %u lost with node %u", x->id,
-					 i, node);
-				close_endpoint(x, i);
+		for (uint32_t i = 0; i < x->n; i++) {
+			struct dsdir_ep *p = &x->ep[i];
+
+			if ((p->state != DIR_ATTACHED && p->state != DIR_SUSPENDED) ||
+			    p->node != node)
+				continue;
+			log_info("stream %" PRIx64 ": endpoint %u lost with node %u", x->id, i,
+				 node);
+			if (p->state == DIR_ATTACHED && p->held_on && node_up(d, p->held_on)) {
+				struct buf m = BUF_INIT;
+				int r = 0;
+
+				put64(&m, &r, A_STREAM, x->id);
+				put32(&m, &r, A_INDEX, i);
+				put32(&m, &r, A_NODE, node);
+				dsend(d, p->held_on, DSM_DROP, &m, r);
 			}
+			close_endpoint(x, i, DS_CLOSED_LOST);
+		}
 		for (size_t k = 0; k < x->n_waits;)
 			if (x->waits[k] == node)
 				x->waits[k] = x->waits[--x->n_waits];
@@ -2199,23 +2515,24 @@ void dstream_node_down(struct node_daemon *d, uint32_t node)
 	for (e = mgr(d)->eps; e; e = en) {
 		en = e->next;
 		if (e->req && e->req_node == node) {
-			ep_fail(e, -EHOSTDOWN, "node %u, the home of stream %" PRIx64 ", is down",
-				node, e->id);
+			ep_fail_home(e, -EHOSTDOWN);
 			continue;
 		}
 		if (e->state == EP_TAKING && e->take_to == node) {
-			log_warn("stream %" PRIx64 ": endpoint %u woke up on node %u, which is down: "
-				 "dropping what it held here", e->id, e->index, node);
-			ep_free(e);
+			drop_woken(e, node);
 			continue;
 		}
 		if (e->home == node && e->state == EP_HELD) {
-			/* Its handle can no longer be used: nobody knows it is suspended. */
+			/* Its handle can no longer be used: nobody knows it is
+			 * suspended. It is closed for good. */
 			log_warn("stream %" PRIx64 ": endpoint %u held here is lost with its home "
 				 "node %u", e->id, e->index, node);
+			peers_closed_everywhere(e);
 			ep_free(e);
 			continue;
 		}
+		if (gone && e->links && (e->state == EP_HELD || e->state == EP_TAKING))
+			held_end_from(e, gone->address);
 		if (e->feeds && e->feed_from == node)
 			for (uint32_t j = 0; j < e->n; j++)
 				if (e->feeds[j]) {
@@ -2236,6 +2553,8 @@ void dstream_free_all(struct node_daemon *d)
 {
 	if (!d->dstreams)
 		return;
+	while (mgr(d)->delayed)
+		delayed_free(mgr(d)->delayed);
 	while (mgr(d)->builds)
 		build_free(mgr(d)->builds);
 	while (mgr(d)->eps)

@@ -262,7 +262,7 @@ enum ctl_type {
 	CTL_DS_ATTACHED = 141,   /* A_STREAM, A_INDEX, A_KIND, A_COUNT */
 	CTL_DS_LINK = 142,       /* A_PEER, an fd: the link's next socket; send on it from now on */
 	CTL_DS_FEED = 143,       /* A_PEER, an fd: bytes the link reads next (receive only) */
-	CTL_DS_CLOSED = 144,     /* A_PEER: that endpoint unattached */
+	CTL_DS_CLOSED = 144,     /* A_PEER, A_FLAGS (enum ds_closed_flags): that endpoint closed */
 	CTL_DS_DESTROYED = 145,  /* the stream was destroyed */
 	CTL_DS_SUSPEND_GO = 146, /* no event follows: hand the links over */
 	CTL_DS_SUSPENDED = 147,  /* A_HANDLE; ends the request */
@@ -457,6 +457,13 @@ enum ds_msg_type {
 	DSM_FEED = 16,         /* S->X: A_STREAM, A_INDEX, A_PEER, [A_DATA], A_FLAGS (1: the
 				  link's last) */
 	DSM_TAKEN = 17,        /* S->X: A_STREAM, A_INDEX, A_ERRNO: nothing more comes */
+	DSM_DROP = 18,         /* H->S: A_STREAM, A_INDEX, A_NODE (X): the endpoint woke up on
+				  X, which failed; drop what it held unless another took it */
+};
+
+/* A_FLAGS of DSM_PEER_CLOSED and CTL_DS_CLOSED. */
+enum ds_closed_flags {
+	DS_CLOSED_LOST = 1 << 0, /* with its node: its sockets may never end */
 };
 
 enum ds_link_how {
@@ -1035,6 +1042,21 @@ void dstream_conn_frame(struct dsep *e, const struct ctl_request *req);
 void dstream_conn_gone(struct dsep *e);
 void dstream_node_down(struct node_daemon *d, uint32_t node);
 void dstream_free_all(struct node_daemon *d);
+
+/* fault.c: fault injection for tests. One item of $var for this node: the
+ * message names[type] is handled delay_ms late. */
+struct node_fault {
+	uint32_t type;
+	uint32_t delay_ms;
+};
+/* Read $var ("MSG@NODE:MS" items, comma separated; MSG one of names[],
+ * whose NULL entries are no message): this node's items into ret (at most
+ * max), their number; each is logged. Items for other nodes are skipped; a
+ * malformed or unknown one is logged and ignored (a daemon does not refuse
+ * to start over a test knob). */
+size_t node_faults_parse(const struct node_daemon *d, const char *var,
+			 const char *const *names, size_t n_names, struct node_fault *ret,
+			 size_t max);
 
 /* move.c: migrations */
 void move_register(struct node_daemon *d);

@@ -326,7 +326,8 @@ struct node_ds_info {
 enum node_ds_event_kind {
 	NODE_DS_LINK = 1,   /* fd: the link's next socket: read it after the others, send on it */
 	NODE_DS_FEED,       /* fd: bytes the link reads next (receive only) */
-	NODE_DS_CLOSED,     /* the peer unattached: the link ends after its sockets */
+	NODE_DS_CLOSED,     /* the peer closed: the link ends after its sockets (lost: after
+			       what has come on them) */
 	NODE_DS_DESTROYED,  /* the stream was destroyed */
 	NODE_DS_SUSPEND_GO, /* after node_ds_suspend_begin(): no event follows */
 };
@@ -335,6 +336,7 @@ struct node_ds_event {
 	enum node_ds_event_kind kind;
 	uint32_t peer;
 	int fd;             /* LINK, FEED: the caller's now (O_CLOEXEC); else -1 */
+	bool lost;          /* CLOSED: the peer was lost with its node */
 };
 
 int node_ds_create(const char *path, uint32_t type, uint32_t n, uint64_t *ret_id,

@@ -20,6 +20,24 @@
  *   dstest homeless-p1 DIR HOME              a stream whose home node leaves
  *   dstest homeless-p2 DIR
  *   dstest attach ID                         attach, print the error code
+ *   dstest wakeup DIR [stay]                 wake the handle in DIR up, print
+ *                                            the error code; stay: then read
+ *                                            until that fails
+ *
+ * A node failing during a wakeup (dstream-faults.sh): A, the peer, on node
+ * 1; the endpoint B held on node 2 (or 1), woken up on node 3.
+ *   dstest fault-peer DIR HOME MODE N M      A: creates a DIRECT stream whose
+ *                                            home is node HOME, sends N
+ *                                            messages; MODE feed: then M more
+ *                                            on the new link; closed, lost:
+ *                                            sees the endpoint closed (and
+ *                                            the home up, or down); gone: its
+ *                                            node fails, nothing to check (B
+ *                                            attaches first)
+ *   dstest fault-held DIR                    reads one message, suspends
+ *   dstest fault-woken DIR N M               wakes up, gets a prefix of A's
+ *                                            N, then A's M on the new link;
+ *                                            M 0: all N, then A closed
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -605,6 +623,10 @@ static int homeless(bool first, unsigned home)
 		r = ds_attach(id, &other);
 		check(r == -EHOSTDOWN, "attach: -EHOSTDOWN (%s)", ds_errmsg());
 		ds_unattach(other);
+		/* P2's endpoint was closed when its suspend failed: with no home
+		 * to say so, its node told every node. */
+		r = ds_recv(ep, buf, sizeof(buf), WAIT_MS);
+		check(r == 0, "P1 sees P2's endpoint closed: the end of the stream (%d)", r);
 		ds_unattach(ep);
 	} else {
 		char handle[DS_HANDLE_MAX];
@@ -691,6 +713,188 @@ static int errors(void)
 	return failures ? 1 : 0;
 }
 
+/* ---- a node fails during a wakeup ---------------------------------------------- */
+
+/* A's messages before the wakeup are seqs 0..N-1 of FAULT_REC bytes: the
+ * held endpoint's process reads 64 KiB of them at once and delivers one,
+ * so what it hands over with the endpoint ends inside a message. Those A
+ * sends after the wakeup are seqs FAULT_AFTER... */
+#define FAULT_REC 3000
+#define FAULT_AFTER 1000
+/* The woken endpoint's first message, to A. */
+#define FAULT_HELLO 100
+
+static int fault_peer(unsigned home, const char *mode, unsigned before, unsigned after)
+{
+	uint8_t *buf = malloc(DS_MSG_MAX);
+	struct ds_ep *ep;
+	struct rec h;
+	uint64_t id = 0;
+	int r, tries;
+
+	if (!buf)
+		die("out of memory");
+	for (tries = 0; tries < 200; tries++) {
+		if (ds_create(DS_DIRECT, 2, &id) < 0)
+			die("A creates a stream");
+		if (home_of(id, 3) == home)
+			break;
+		ds_destroy(id);
+	}
+	check(tries < 200, "a stream whose home is node %u", home);
+	if (!strcmp(mode, "gone")) {
+		/* B attaches first: the link is then built with A's node
+		 * listening, and only the wakeup's has A's node connect. */
+		put_id(id);
+		(void)get_file("b.attached");
+		if (ds_attach(id, &ep) < 0)
+			die("A attaches");
+	} else {
+		if (ds_attach(id, &ep) < 0)
+			die("A attaches");
+		put_id(id);
+	}
+	if (ds_wait(ep, WAIT_MS) < 0)
+		die("A waits for the other endpoint");
+	for (uint32_t k = 0; k < before; k++)
+		if (ds_send(ep, buf, make_rec(buf, 1, k, FAULT_REC)) < 0)
+			die("A sends message %u", k);
+	put_file("a.sent", "1");
+	if (!strcmp(mode, "feed")) {
+		/* The woken endpoint's first message comes on the new link: A
+		 * has switched to it, and what it sends from now on goes there. */
+		r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
+		check(r > 0 && check_rec(buf, r, &h) == 0 && h.writer == 3 && h.seq == 0,
+		      "A receives the woken endpoint's first message (%d)", r);
+		for (uint32_t k = 0; k < after; k++)
+			if (ds_send(ep, buf, make_rec(buf, 1, FAULT_AFTER + k, rec_len(1, k))) < 0)
+				die("A sends message %u after the wakeup", FAULT_AFTER + k);
+		r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
+		check(r == 0, "A reads the end of the stream once the woken endpoint unattached "
+		      "(%d)", r);
+		ds_unattach(ep);
+		(void)get_file("done");
+		check(ds_destroy(id) == 0, "A destroys the stream");
+	} else if (!strcmp(mode, "gone")) {
+		/* Its node fails: whatever it sees then is not the test's. */
+		(void)get_file("done");
+		ds_unattach(ep);
+	} else {
+		r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
+		check(r == 0, "A sees the endpoint closed: the end of the stream (%d)", r);
+		r = ds_send(ep, buf, make_rec(buf, 1, FAULT_AFTER, FAULT_REC));
+		check(r == -EPIPE, "A sends to it: -EPIPE (%d)", r);
+		/* The test checks what the held node keeps (A's end of their
+		 * link stays open meanwhile) and tries the handle again. */
+		(void)get_file("done");
+		ds_unattach(ep);
+		r = ds_destroy(id);
+		if (!strcmp(mode, "lost"))
+			check(r == -EHOSTDOWN, "A destroys the stream whose home is lost: -EHOSTDOWN "
+			      "(%d: %s)", r, ds_errmsg());
+		else
+			check(r == 0, "A destroys the stream (%d: %s)", r, ds_errmsg());
+	}
+	free(buf);
+	return failures ? 1 : 0;
+}
+
+static int fault_held(void)
+{
+	uint8_t *buf = malloc(DS_MSG_MAX);
+	char handle[DS_HANDLE_MAX];
+	struct ds_ep *ep;
+	struct rec h;
+	int r;
+
+	if (!buf)
+		die("out of memory");
+	if (ds_attach(get_id(), &ep) < 0)
+		die("the held endpoint attaches");
+	put_file("b.attached", "1");
+	if (ds_wait(ep, WAIT_MS) < 0)
+		die("the held endpoint waits for A");
+	(void)get_file("a.sent");
+	r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
+	check(r > 0 && check_rec(buf, r, &h) == 0 && h.writer == 1 && h.seq == 0,
+	      "its process receives A's message 0 (%d)", r);
+	r = ds_suspend(ep, handle, sizeof(handle));
+	check(r == 0, "its process suspends it");
+	if (r == 0)
+		put_file("handle", handle);
+	free(buf);
+	return failures ? 1 : 0;
+}
+
+/* The woken endpoint: A's messages 1..k of the N it sent before (a whole
+ * prefix: what its node got before the holding node failed), then the M it
+ * sends after, on the new link. M 0: A's node fails instead; all N come
+ * (the holding node had them), then the end of the stream. */
+static int fault_woken(unsigned before, unsigned after)
+{
+	uint8_t *buf = malloc(DS_MSG_MAX);
+	char handle[DS_HANDLE_MAX];
+	unsigned bad = 0, order = 0, got_after = 0, next = 1;
+	struct ds_ep *ep;
+	int r;
+
+	if (!buf)
+		die("out of memory");
+	snprintf(handle, sizeof(handle), "%s", get_file("handle"));
+	r = ds_wakeup(handle, &ep);
+	if (r < 0)
+		die("the endpoint wakes up on node 3: %s", strerror(-r));
+	if (after) {
+		r = ds_send(ep, buf, make_rec(buf, 3, 0, FAULT_HELLO));
+		check(r == 0, "the woken endpoint sends (%d)", r);
+	}
+	while (got_after < after || !after) {
+		struct rec h;
+
+		r = ds_recv(ep, buf, DS_MSG_MAX, WAIT_MS);
+		if (r == 0 && !after)
+			break;
+		if (r <= 0) {
+			check(false, "the woken endpoint receives A's next message (%d), after %u "
+			      "of those before the wakeup and %u after", r, next - 1, got_after);
+			break;
+		}
+		if (next == 1 && got_after == 0)
+			put_file("w.first", "1");
+		if (check_rec(buf, r, &h) < 0 || h.writer != 1) {
+			printf("# a message of %d bytes is not one of A's, whole\n", r);
+			bad++;
+			continue;
+		}
+		if (h.seq < FAULT_AFTER) {
+			if (got_after || h.seq != next)
+				order++;
+			next = h.seq + 1;
+		} else {
+			if (h.seq != FAULT_AFTER + got_after)
+				order++;
+			got_after++;
+		}
+	}
+	check(bad == 0, "every message it receives is whole and intact (%u not)", bad);
+	check(order == 0, "each once, in the order sent (%u out of it)", order);
+	if (after) {
+		check(next > 1 && next <= before, "it got a prefix of what was held: A's "
+		      "messages 1 to %u (of %u)", next - 1, before - 1);
+		check(got_after == after, "then A's %u messages after the wakeup (%u)", after,
+		      got_after);
+	} else {
+		check(next == before, "it got all that was held: A's messages 1 to %u (of %u)",
+		      next - 1, before - 1);
+		check(r == 0, "then the end of the stream: A was lost with its node (%d)", r);
+		r = ds_send(ep, buf, make_rec(buf, 3, 0, FAULT_HELLO));
+		check(r == -EPIPE, "sending to A: -EPIPE (%d)", r);
+	}
+	ds_unattach(ep);
+	free(buf);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -700,6 +904,25 @@ int main(int argc, char **argv)
 
 		printf("%d %s\n", r, r < 0 ? ds_errmsg() : "attached");
 		ds_unattach(r < 0 ? NULL : ep);
+		return 0;
+	}
+	if (argc >= 3 && !strcmp(argv[1], "wakeup")) {
+		static char buf[DS_MSG_MAX];
+		bool stay = argc == 4 && !strcmp(argv[3], "stay");
+		struct ds_ep *ep = NULL;
+		int r;
+
+		dir = argv[2];
+		r = ds_wakeup(get_file("handle"), &ep);
+		printf("%d %s\n", r, r < 0 ? ds_errmsg() : "woken up");
+		if (r < 0)
+			return 0;
+		/* Keep the endpoint, reading, until that ends. */
+		while (stay && (r = ds_recv(ep, buf, sizeof(buf), WAIT_MS)) > 0)
+			;
+		if (stay)
+			printf("# then %d %s\n", r, r < 0 ? ds_errmsg() : "the end of the stream");
+		ds_unattach(ep);
 		return 0;
 	}
 	if (argc < 3) {
@@ -735,6 +958,15 @@ int main(int argc, char **argv)
 		return homeless(true, (unsigned)strtoul(argv[3], NULL, 10));
 	if (!strcmp(argv[1], "homeless-p2"))
 		return homeless(false, 0);
+	if (!strcmp(argv[1], "fault-peer") && argc == 7)
+		return fault_peer((unsigned)strtoul(argv[3], NULL, 10), argv[4],
+				  (unsigned)strtoul(argv[5], NULL, 10),
+				  (unsigned)strtoul(argv[6], NULL, 10));
+	if (!strcmp(argv[1], "fault-held"))
+		return fault_held();
+	if (!strcmp(argv[1], "fault-woken") && argc == 5)
+		return fault_woken((unsigned)strtoul(argv[3], NULL, 10),
+				   (unsigned)strtoul(argv[4], NULL, 10));
 	fprintf(stderr, "dstest: unknown role '%s'\n", argv[1]);
 	return 2;
 }

@@ -19,9 +19,11 @@
 #     stream, another user's stream, a process outside the node.
 #  5. The home node of a stream leaves: the stream's messages still go,
 #     what needs its directory entry (suspend, attach, destroy) fails with
-#     EHOSTDOWN and says why.
+#     EHOSTDOWN and says why, and the peer of the endpoint whose suspend
+#     failed sees it closed.
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
+. "$(dirname "$0")/lib.sh"
 DSTEST=$(realpath "$(dirname "$0")")/dstest
 [ -n "${DSTEST_BIN:-}" ] && DSTEST=$DSTEST_BIN
 NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
@@ -31,58 +33,6 @@ record_cluster
 ok "cluster up --nodes 3"
 # nobody runs dstest too (scenario 4).
 chmod 755 "$TEST_TMP"
-
-node_init() {
-	"$GHOST" cluster status --json | grep -o "\"id\":$1,[^}]*" | grep -o '"pid":[0-9]*' |
-		cut -d: -f2
-}
-
-node_address() {
-	"$GHOST" nodes --json | python3 -c '
-import json, sys
-for n in json.load(sys.stdin):
-    if n["id"] == '"$1"': print(n["address"].rsplit(":", 1)[0])'
-}
-
-# in_node NODE CMD...: CMD in NODE's namespaces, with NODE's ghostd.
-in_node() {
-	local n=$1
-	shift
-	nsenter -t "$(node_init "$n")" -m -n -p -- \
-		env GHOST_CONTROL="$GHOST_CLUSTER_DIR/node$n/ghostd.sock" "$@"
-}
-
-declare -A PIDS
-# role NAME NODE DSTEST-ARGS...: start dstest in NODE, output in $D/NAME.out.
-role() {
-	local name=$1 n=$2
-	shift 2
-	in_node "$n" timeout 60 "$DSTEST" "$@" > "$D/$name.out" 2>&1 &
-	PIDS[$name]=$!
-}
-
-# finish_role NAME: wait for it; its checks become ours.
-finish_role() {
-	local st line
-	wait "${PIDS[$1]}"
-	st=$?
-	while IFS= read -r line; do
-		case $line in
-		"ok - "*) ok "$1: ${line#ok - }" ;;
-		"not ok - "*) not_ok "$1: ${line#not ok - }" ;;
-		*) echo "# $1: $line" ;;
-		esac
-	done < "$D/$1.out"
-	check_eq "$1 exits 0" 0 "$st"
-}
-
-wait_file() {
-	for _ in $(seq 600); do
-		[ -s "$1" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
 
 # tcp_peers NODE PID: the remote address of each TCP socket of PID (in
 # NODE), one line each.
@@ -203,9 +153,7 @@ role homeless-p1 1 homeless-p1 "$D" 3
 wait_file "$D/id" || not_ok "P1 found a stream whose home is node 3"
 role homeless-p2 2 homeless-p2 "$D"
 if wait_file "$D/p1.ready" && wait_file "$D/p2.ready"; then
-	for d in $(children "$(node_init 3)"); do
-		[ "$(cat "/proc/$d/comm" 2>/dev/null)" = ghostd ] && kill -TERM "$d"
-	done
+	kill -TERM $(node_daemon 3)
 	for n in 1 2; do
 		for _ in $(seq 100); do
 			GHOST_CONTROL=$GHOST_CLUSTER_DIR/node$n/ghostd.sock "$GHOST" nodes |
