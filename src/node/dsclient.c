@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,20 +28,6 @@ struct node_ds {
 	size_t n_fds;
 	bool eof;
 };
-
-static int set_err(struct buf *err, int r, const char *fmt, ...) _printf_(3, 4);
-static int set_err(struct buf *err, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		buf_reset(err);
-		va_start(ap, fmt);
-		(void)buf_vprintf(err, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
 
 int node_ds_fd(const struct node_ds *c)
 {
@@ -157,12 +142,12 @@ static int request(const char *path, uint16_t type, const struct buf *payload,
 	int r;
 
 	if (!c)
-		return set_err(err, -ENOMEM, "out of memory");
+		return buf_set_error(err, -ENOMEM, "out of memory");
 	r = client_connect(&c->cl, path, err);
 	if (r >= 0) {
 		r = client_send(&c->cl, type, payload, NULL, 0);
 		if (r < 0)
-			r = set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+			r = buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	}
 	if (r < 0) {
 		node_ds_free(c);
@@ -174,7 +159,7 @@ static int request(const char *path, uint16_t type, const struct buf *payload,
 
 static int unexpected(struct node_ds *c, uint16_t type, struct buf *err)
 {
-	return set_err(err, -EPROTO, "ghostd at '%s' sent an unexpected frame (type %u)",
+	return buf_set_error(err, -EPROTO, "ghostd at '%s' sent an unexpected frame (type %u)",
 		       c->cl.path, type);
 }
 
@@ -193,7 +178,7 @@ int node_ds_create(const char *path, uint32_t type, uint32_t n, uint64_t *ret_id
 	if (r >= 0)
 		r = attr_put_u32(&b, A_COUNT, n);
 	if (r < 0)
-		r = set_err(err, r, "out of memory");
+		r = buf_set_error(err, r, "out of memory");
 	else
 		r = request(path, CTL_DS_CREATE, &b, &c, err);
 	buf_release(&b);
@@ -202,7 +187,7 @@ int node_ds_create(const char *path, uint32_t type, uint32_t n, uint64_t *ret_id
 	if (r >= 0 && t != CTL_DS_CREATED)
 		r = unexpected(c, t, err);
 	if (r >= 0 && (attr_find(payload, len, A_STREAM, &a) < 0 || attr_u64(&a, ret_id) < 0))
-		r = set_err(err, -EPROTO, "ghostd sent no stream id");
+		r = buf_set_error(err, -EPROTO, "ghostd sent no stream id");
 	node_ds_free(c);
 	return r < 0 ? r : 0;
 }
@@ -218,7 +203,7 @@ int node_ds_destroy(const char *path, uint64_t id, struct buf *err)
 
 	r = attr_put_u64(&b, A_STREAM, id);
 	if (r < 0)
-		r = set_err(err, r, "out of memory");
+		r = buf_set_error(err, r, "out of memory");
 	else
 		r = request(path, CTL_DS_DESTROY, &b, &c, err);
 	buf_release(&b);
@@ -261,7 +246,7 @@ static int attached(struct node_ds *c, struct node_ds **ret, struct node_ds_info
 	}
 	if (info->n < 2 || info->index >= info->n) {
 		node_ds_free(c);
-		return set_err(err, -EPROTO, "ghostd sent a malformed endpoint");
+		return buf_set_error(err, -EPROTO, "ghostd sent a malformed endpoint");
 	}
 	*ret = c;
 	return 0;
@@ -276,7 +261,7 @@ int node_ds_attach(const char *path, uint64_t id, struct node_ds **ret,
 
 	r = attr_put_u64(&b, A_STREAM, id);
 	if (r < 0)
-		r = set_err(err, r, "out of memory");
+		r = buf_set_error(err, r, "out of memory");
 	else
 		r = request(path, CTL_DS_ATTACH, &b, &c, err);
 	buf_release(&b);
@@ -294,7 +279,7 @@ int node_ds_wakeup(const char *path, const char *handle, struct node_ds **ret,
 
 	r = attr_put_str(&b, A_HANDLE, handle);
 	if (r < 0)
-		r = set_err(err, r, "out of memory");
+		r = buf_set_error(err, r, "out of memory");
 	else
 		r = request(path, CTL_DS_WAKEUP, &b, &c, err);
 	buf_release(&b);
@@ -323,7 +308,7 @@ int node_ds_next(struct node_ds *c, struct node_ds_event *ret, struct buf *err)
 		ret->kind = t == CTL_DS_LINK ? NODE_DS_LINK : NODE_DS_FEED;
 		ret->fd = take_fd(c);
 		if (ret->fd < 0)
-			return set_err(err, -EPROTO, "ghostd sent a link without its socket");
+			return buf_set_error(err, -EPROTO, "ghostd sent a link without its socket");
 		return 1;
 	case CTL_DS_CLOSED: {
 		uint32_t flags = 0;
@@ -350,7 +335,7 @@ int node_ds_suspend_begin(struct node_ds *c, struct buf *err)
 	int r = client_send(&c->cl, CTL_DS_SUSPEND, NULL, NULL, 0);
 
 	if (r < 0)
-		return set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+		return buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	return 0;
 }
 
@@ -374,7 +359,7 @@ int node_ds_hand(struct node_ds *c, uint32_t peer, const void *data, size_t len,
 			r = client_send(&c->cl, CTL_DS_HAND, &b, k ? fds + sent : NULL, k);
 		buf_release(&b);
 		if (r < 0)
-			return set_err(err, r, "cannot hand a link over to ghostd: %s", strerror(-r));
+			return buf_set_error(err, r, "cannot hand a link over to ghostd: %s", strerror(-r));
 		sent += k;
 	} while (sent < n_fds);
 	return 0;
@@ -390,7 +375,7 @@ int node_ds_suspend_end(struct node_ds *c, char *handle, size_t size, struct buf
 
 	r = client_send(&c->cl, CTL_DS_HANDED, NULL, NULL, 0);
 	if (r < 0)
-		return set_err(err, r, "cannot send to ghostd: %s", strerror(-r));
+		return buf_set_error(err, r, "cannot send to ghostd: %s", strerror(-r));
 	r = ds_frame(c, true, &t, &payload, &len, err);
 	if (r < 0)
 		return r;
@@ -398,6 +383,6 @@ int node_ds_suspend_end(struct node_ds *c, char *handle, size_t size, struct buf
 		return unexpected(c, t, err);
 	if (attr_find(payload, len, A_HANDLE, &a) < 0 || a.len + 1 > size ||
 	    attr_strcpy(&a, handle, size) < 0)
-		return set_err(err, -EPROTO, "ghostd sent no usable handle");
+		return buf_set_error(err, -EPROTO, "ghostd sent no usable handle");
 	return 0;
 }
