@@ -273,14 +273,9 @@ struct sdelayed {
 /* Fault injection for tests: $GHOST_FAULT holds "MSG@NODE:MS" items (comma
  * separated; MSG is hold, drain or wake): node NODE handles that message
  * MS milliseconds late, so a test can fail a node or kill a holder at a
- * known point of a switch without racing it. */
+ * known point of a switch without racing it (fault.c reads it). */
 #define FAULT_ENV "GHOST_FAULT"
 #define MAX_FAULTS 4
-
-struct sfault {
-	uint32_t type;
-	uint32_t delay_ms;
-};
 
 struct stream_mgr {
 	struct loop_timer *watchdog; /* lets go of holds nobody released */
@@ -290,7 +285,7 @@ struct stream_mgr {
 	struct sdata *datas;
 	struct stream_rec *recs;
 	struct sdelayed *delayed;
-	struct sfault faults[MAX_FAULTS];
+	struct node_fault faults[MAX_FAULTS];
 	size_t n_faults;
 };
 
@@ -2881,36 +2876,8 @@ static const char *const fault_names[] = {
  * and ignored (a daemon does not refuse to start over a test knob). */
 static void stream_faults_parse(struct node_daemon *d)
 {
-	const char *env = getenv(FAULT_ENV);
-	char item[64];
-
-	while (env && *env) {
-		size_t n = strcspn(env, ",");
-		unsigned node, ms;
-		char name[16];
-		int used = 0;
-
-		snprintf(item, sizeof(item), "%.*s", (int)(n < sizeof(item) ? n : sizeof(item) - 1),
-			 env);
-		env += n + (env[n] == ',');
-		if (sscanf(item, "%15[a-z]@%u:%u%n", name, &node, &ms, &used) != 3 ||
-		    item[used] != '\0') {
-			log_warn("%s: ignoring '%s' (want MSG@NODE:MS)", FAULT_ENV, item);
-			continue;
-		}
-		for (uint32_t t = 0; t < ARRAY_SIZE(fault_names); t++) {
-			if (!fault_names[t] || strcmp(fault_names[t], name) != 0)
-				continue;
-			if (node == d->self && mgr(d)->n_faults < MAX_FAULTS) {
-				mgr(d)->faults[mgr(d)->n_faults++] = (struct sfault){ t, ms };
-				log_warn("fault injection: %s messages handled %u ms late", name,
-					 ms);
-			}
-			name[0] = '\0';
-		}
-		if (name[0])
-			log_warn("%s: ignoring '%s' (MSG is hold, drain or wake)", FAULT_ENV, item);
-	}
+	mgr(d)->n_faults = node_faults_parse(d, FAULT_ENV, fault_names, ARRAY_SIZE(fault_names),
+					     mgr(d)->faults, MAX_FAULTS);
 }
 
 static void sdelayed_free(struct node_daemon *d, struct sdelayed *x)
