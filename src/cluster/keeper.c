@@ -90,6 +90,26 @@ static bool fault_at(const struct keeper *k, const char *step, size_t i)
 	return k->a->fault && strcmp(k->a->fault, step) == 0 && i + 1 == k->n_nodes;
 }
 
+/* What node kn's init said on its control socket: "ready", or "error ERRNO
+ * TEXT". */
+static int init_said(struct keeper *k, const struct knode *kn, const char *msg)
+{
+	if (strcmp(msg, "ready") == 0)
+		return 0;
+	if (strncmp(msg, "error ", 6) == 0) {
+		char *text = NULL;
+		long e = strtol(msg + 6, &text, 10);
+
+		if (e <= 0 || e > 4095)
+			e = EIO;
+		if (text && *text == ' ')
+			text++;
+		return cl_fail(&k->err, (int)-e, "node %u: %s: %s", kn->n->id, text ? text : "?",
+			       strerror((int)e));
+	}
+	return cl_fail(&k->err, -EPROTO, "node %u: its init said '%s'", kn->n->id, msg);
+}
+
 static int spawn_node(struct keeper *k, size_t i)
 {
 	struct knode *kn = &k->nodes[i];
@@ -125,8 +145,22 @@ static int spawn_node(struct keeper *k, size_t i)
 			       kn->n->id, strerror(-r));
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
 	kn->netns = open(path, O_RDONLY | O_CLOEXEC);
-	if (kn->netns < 0)
-		return cl_fail_errno(&k->err, -errno, "cannot open '%s'", path);
+	if (kn->netns < 0) {
+		char msg[256];
+		ssize_t n;
+
+		r = -errno;
+		/* An init that failed at once is gone, its namespaces with it:
+		 * what it said is the reason. */
+		n = recv(kn->ctl, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+		if (n > 0) {
+			msg[n] = '\0';
+			r = init_said(k, kn, msg);
+			if (r < 0)
+				return r;
+		}
+		return cl_fail(&k->err, r, "cannot open '%s': %s", path, strerror(-r));
+	}
 	return 0;
 }
 
@@ -158,20 +192,7 @@ static int wait_ready(struct keeper *k, size_t i)
 	if (n == 0)
 		return cl_fail(&k->err, -ECHILD, "node %u: its init exited before it was ready",
 			       kn->n->id);
-	if (strcmp(msg, "ready") == 0)
-		return 0;
-	if (strncmp(msg, "error ", 6) == 0) {
-		char *text = NULL;
-		long e = strtol(msg + 6, &text, 10);
-
-		if (e <= 0 || e > 4095)
-			e = EIO;
-		if (text && *text == ' ')
-			text++;
-		return cl_fail(&k->err, (int)-e, "node %u: %s: %s", kn->n->id, text ? text : "?",
-			       strerror((int)e));
-	}
-	return cl_fail(&k->err, -EPROTO, "node %u: its init said '%s'", kn->n->id, msg);
+	return init_said(k, kn, msg);
 }
 
 static void node_mac(uint32_t id, uint8_t mac[6])
