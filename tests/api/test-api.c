@@ -1627,12 +1627,26 @@ static void expect_waiter_watches(pid_t pid, ino_t ino)
 	assert_string_equal(got, want);
 }
 
+/* Bytes written at wr wake the epoll waiter pid, which reports them under the
+ * data its first instance registered, on report_rd, and exits 0. */
+static void expect_waiter_woken(pid_t pid, int wr, int report_rd, const char *bytes)
+{
+	char report[128], want[128];
+	size_t len = strlen(bytes);
+
+	assert_int_equal(write(wr, bytes, len), (ssize_t)len);
+	read_report(report_rd, report, sizeof(report));
+	snprintf(want, sizeof(want), "%llx:%s", EP_WAIT_DATA, bytes);
+	assert_string_equal(report, want);
+	assert_int_equal(exit_status(pid), 0);
+}
+
 static void test_hold_swap_keeps_epoll(void **state)
 {
 	struct epoll_run run = start_epoll_waiter();
 	struct ghost_hold *h = NULL;
 	int old = -1, fd_flags = -1, status = -1, b[2], mfd;
-	char why[256], report[128], want[128];
+	char why[256];
 	struct pollfd p;
 	struct stat sb;
 
@@ -1669,11 +1683,7 @@ static void test_hold_swap_keeps_epoll(void **state)
 	wait_blocked_nr(run.pid, SYS_epoll_wait);
 
 	/* Bytes in the new one wake it, with the data it registered. */
-	assert_int_equal(write(b[1], "BBBB", 4), 4);
-	read_report(run.report_rd, report, sizeof(report));
-	snprintf(want, sizeof(want), "%llx:BBBB", EP_WAIT_DATA);
-	assert_string_equal(report, want);
-	assert_int_equal(exit_status(run.pid), 0);
+	expect_waiter_woken(run.pid, b[1], run.report_rd, "BBBB");
 	close(old);
 	close(b[0]);
 	close(b[1]);
@@ -1735,11 +1745,7 @@ static void test_hold_install_instance_then_swap(void **state)
 	epoll_lines(run.pid, EP_THIRD_FD, true, got, sizeof(got));
 	assert_string_equal(got, want);
 
-	assert_int_equal(write(b[1], "CCCC", 4), 4);
-	read_report(run.report_rd, got, sizeof(got));
-	snprintf(want, sizeof(want), "%llx:CCCC", EP_WAIT_DATA);
-	assert_string_equal(got, want);
-	assert_int_equal(exit_status(run.pid), 0);
+	expect_waiter_woken(run.pid, b[1], run.report_rd, "CCCC");
 	close(ep3);
 	close(old);
 	close(b[0]);
@@ -1762,7 +1768,7 @@ static void test_export_carried_epoll(void **state)
 	struct ghost_hold *h = NULL;
 	struct ghost *g = NULL;
 	pid_t pid = run.pid, restored = 0;
-	char why[256], path[64], link[64], report[128], want[128];
+	char why[256], path[64], link[64];
 	int b[2], c[2];
 	struct stat sb;
 	ssize_t n;
@@ -1813,11 +1819,7 @@ static void test_export_carried_epoll(void **state)
 	close(c[1]);
 	expect_waiter_watches(pid, sb.st_ino);
 	assert_int_equal(kill(pid, SIGCONT), 0);
-	assert_int_equal(write(b[1], "CCCC", 4), 4);
-	read_report(c[0], report, sizeof(report));
-	snprintf(want, sizeof(want), "%llx:CCCC", EP_WAIT_DATA);
-	assert_string_equal(report, want);
-	assert_int_equal(exit_status(pid), 0);
+	expect_waiter_woken(pid, b[1], c[0], "CCCC");
 	close(b[0]);
 	close(b[1]);
 	close(c[0]);
