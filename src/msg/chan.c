@@ -184,52 +184,66 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 	}
 }
 
-/* Handshake I/O on a non-blocking socket, bounded by deadline. */
-static int send_until(int fd, const uint8_t *p, size_t len, uint64_t deadline)
+/* Handshake I/O on a non-blocking socket: move bytes *off up to len of p
+ * without waiting. 1 once all are moved, 0 when the socket would block,
+ * -errno; an early end of stream is -ECONNRESET. */
+static int send_some(int fd, const uint8_t *p, size_t *off, size_t len)
 {
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		int r;
+	while (*off < len) {
+		ssize_t n = send(fd, p + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN)
-				return -errno;
-			r = wait_fd(fd, POLLOUT, deadline);
-			if (r < 0)
-				return r;
-			continue;
+			return errno == EAGAIN ? 0 : -errno;
 		}
-		p += n;
-		len -= (size_t)n;
+		*off += (size_t)n;
 	}
-	return 0;
+	return 1;
 }
 
-/* As send_until(); an early end of stream is -ECONNRESET. */
-static int recv_until(int fd, uint8_t *p, size_t len, uint64_t deadline)
+static int recv_some(int fd, uint8_t *p, size_t *off, size_t len)
 {
-	while (len > 0) {
-		ssize_t n = recv(fd, p, len, MSG_DONTWAIT);
-		int r;
+	while (*off < len) {
+		ssize_t n = recv(fd, p + *off, len - *off, MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN)
-				return -errno;
-			r = wait_fd(fd, POLLIN, deadline);
-			if (r < 0)
-				return r;
-			continue;
+			return errno == EAGAIN ? 0 : -errno;
 		}
 		if (n == 0)
 			return -ECONNRESET;
-		p += n;
-		len -= (size_t)n;
+		*off += (size_t)n;
 	}
-	return 0;
+	return 1;
+}
+
+/* The same, waiting as needed, bounded by deadline. */
+static int send_until(int fd, const uint8_t *p, size_t len, uint64_t deadline)
+{
+	size_t off = 0;
+	int r;
+
+	while ((r = send_some(fd, p, &off, len)) == 0) {
+		r = wait_fd(fd, POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+	return r < 0 ? r : 0;
+}
+
+static int recv_until(int fd, uint8_t *p, size_t len, uint64_t deadline)
+{
+	size_t off = 0;
+	int r;
+
+	while ((r = recv_some(fd, p, &off, len)) == 0) {
+		r = wait_fd(fd, POLLIN, deadline);
+		if (r < 0)
+			return r;
+	}
+	return r < 0 ? r : 0;
 }
 
 /* ---- handshake ---- */
@@ -414,21 +428,10 @@ static int pending_step(struct pending *p, const uint8_t key[MSG_CHAN_KEY_SIZE],
 			uint8_t ret_key[MSG_CHAN_KEY_SIZE])
 {
 	size_t need = p->mac_wait ? CHAN_MAC_SIZE : CHAN_HELLO_SIZE;
+	int r = recv_some(p->fd, p->in, &p->have, need);
 
-	while (p->have < need) {
-		ssize_t n = recv(p->fd, p->in + p->have, need - p->have, MSG_DONTWAIT);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return 0;
-			return -errno;
-		}
-		if (n == 0)
-			return -ECONNRESET;
-		p->have += (size_t)n;
-	}
+	if (r <= 0)
+		return r;
 	p->have = 0;
 	if (!p->mac_wait)
 		return on_hello(p, key);
@@ -675,20 +678,7 @@ short msg_chan_hs_events(const struct msg_chan_hs *hs)
 /* Write what is left of out[]; 1 once all of it is written, 0 if the socket is full. */
 static int hs_flush(struct msg_chan_hs *hs)
 {
-	while (hs->out_off < hs->out_len) {
-		ssize_t n = send(hs->fd, hs->out + hs->out_off, hs->out_len - hs->out_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return 0;
-			return -errno;
-		}
-		hs->out_off += (size_t)n;
-	}
-	return 1;
+	return send_some(hs->fd, hs->out, &hs->out_off, hs->out_len);
 }
 
 static int hs_sender_step(struct msg_chan_hs *hs)
@@ -732,21 +722,9 @@ static int hs_sender_step(struct msg_chan_hs *hs)
 		hs->state = HS_REPLY_WAIT;
 		/* fall through */
 	case HS_REPLY_WAIT:
-		while (hs->have < sizeof(hs->reply)) {
-			ssize_t n = recv(hs->fd, hs->reply + hs->have, sizeof(hs->reply) - hs->have,
-					 MSG_DONTWAIT);
-
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				if (errno == EAGAIN)
-					return 0;
-				return -errno;
-			}
-			if (n == 0)
-				return -ECONNRESET;
-			hs->have += (size_t)n;
-		}
+		r = recv_some(hs->fd, hs->reply, &hs->have, sizeof(hs->reply));
+		if (r <= 0)
+			return r;
 		chan_mac(hs->key, LABEL_R, hs->ns, hs->reply, mac);
 		if (sodium_memcmp(mac, hs->reply + CHAN_NONCE_SIZE, CHAN_MAC_SIZE) != 0)
 			return log_debug_errno(-EACCES, "channel peer failed authentication");
