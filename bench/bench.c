@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -451,6 +452,28 @@ int bench_spawn_target(const char *const *argv, const char *ready_path, pid_t *r
 	}
 	*ret_pid = pid;
 	return 0;
+}
+
+static bool warm_disabled;
+
+void bench_warm_disable(void)
+{
+	warm_disabled = true;
+}
+
+void bench_warm_memory(size_t bytes)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *p;
+
+	if (warm_disabled || bytes == 0)
+		return;
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return; /* only the figures suffer */
+	for (size_t off = 0; off < bytes; off += (size_t)page)
+		p[off] = 1;
+	munmap(p, bytes);
 }
 
 void bench_sleep_ms(unsigned ms)

@@ -27,6 +27,20 @@ double bench_ms(uint64_t ns);
 /* Median of n values (sorts v in place); NAN when n == 0. NANs are skipped. */
 double bench_median(double *v, size_t n);
 
+/*
+ * Touch bytes of fresh memory and free it again, right before a timed step
+ * that allocates about that much, so that the step (Ghost's or a limit's
+ * alike) gets memory the machine already backs. A virtual machine's host may
+ * back guest memory only when the guest first touches it and take freed
+ * pages back a few seconds later (virtio-balloon free page reporting): a
+ * page it must back again costs several times a warm one, and which step
+ * meets such pages is luck (seen here: the same 1 GiB restore limit from 0.4
+ * to 3.2 s in one run). Does nothing after bench_warm_disable(). The memory
+ * goes back to the kernel, which hands out the pages freed last first.
+ */
+void bench_warm_memory(size_t bytes);
+void bench_warm_disable(void);
+
 /* Sleep ms milliseconds, whatever signals come. */
 void bench_sleep_ms(unsigned ms);
 /* The number after "key": in a JSON text (the CLI's --json output); -ENOENT

@@ -198,8 +198,10 @@ int limit_write(const void *buf, size_t size, const char *dir, bool sync, unsign
 		return -ENOMEM;
 	if (reps == 0 || reps > MAX_REPS)
 		return -EINVAL;
-	for (unsigned i = 0; i < reps && r >= 0; i++)
+	for (unsigned i = 0; i < reps && r >= 0; i++) {
+		bench_warm_memory(size + size / 4);
 		r = write_once(buf, size, path, sync, &t[i]);
+	}
 	unlink(path);
 	if (r < 0)
 		return r;
@@ -222,6 +224,7 @@ int limit_restore(const void *buf, size_t size, unsigned reps, double *ret_ms)
 		r = child_with_memory(size, false, &pid, &addr);
 		if (r < 0)
 			break;
+		bench_warm_memory(size + size / 4);
 		t0 = bench_now_ns();
 		r = vm_copy(pid, (void *)buf, addr, size, true);
 		t[i] = bench_ms(bench_now_ns() - t0);

@@ -644,6 +644,7 @@ static int measure_migrate(const struct config *c, uint64_t mib, struct mig_samp
 	if (r < 0)
 		return r;
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
+	bench_warm_memory((size_t)mib * MIB + (size_t)mib * MIB / 4);
 	r = run_ok("'ghost migrate --json PID 2'", argv, 0, &out, &s->command);
 	if (r >= 0 && (bench_json_number(out, "image_bytes", &s->image_bytes) < 0 ||
 		       bench_json_number(out, "total_ms", &s->total) < 0 ||
@@ -729,14 +730,15 @@ static int measure_ckpt_restart(const struct config *c, uint64_t mib, double *re
 		return r;
 	/* The restore limit in the state the migration's destination met: a
 	 * fresh memhog of this size holding its memory, and another that much
-	 * to allocate. (On a virtual machine the host may have to back memory
-	 * the guest did not use lately, which costs several times more.) */
+	 * to allocate (warmed first, as the migration was: see bench.h). */
 	q = restore_limit(rbuf, restore_bytes, ret_restore_ms);
 	if (q < 0) {
 		*ret_restore_ms = NAN;
 		bench_err("restore limit, %llu MiB: %s", (unsigned long long)mib, strerror(-q));
 	}
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
+	/* the image on tmpfs and the new process */
+	bench_warm_memory(2 * (size_t)mib * MIB + (size_t)mib * MIB / 4);
 	t0 = bench_now_ns();
 	r = run_ok("'ghost checkpoint --kill' on node 1", ckpt, 0, &out1, NULL);
 	if (r >= 0)
@@ -1158,7 +1160,7 @@ static int supervise(struct config *c)
 static void usage(FILE *f)
 {
 	fputs("usage: migrate [--sizes MIB,...] [--reps N] [--encrypt yes|no|both] [--dir DIR]\n"
-	      "               [--ghost PATH] [--memhog PATH]\n"
+	      "               [--ghost PATH] [--memhog PATH] [--no-warm]\n"
 	      "Migrates memhog processes from node 1 to node 2 of a local cluster with\n"
 	      "'ghost migrate', and measures in the same run the link limit (plain TCP\n"
 	      "between the nodes; with encryption also sealed as the transfer seals it),\n"
@@ -1172,6 +1174,9 @@ static void usage(FILE *f)
 	      "  --ghost PATH     the ghost CLI (default: next to this program, or\n"
 	      "                   ../cmd/ghost/ghost from it, as in a build directory)\n"
 	      "  --memhog PATH    the memhog target (default: next to this program)\n"
+	      "  --no-warm        do not touch and free memory before each timed step\n"
+	      "                   (by default each step, Ghost's and the limits' alike,\n"
+	      "                   gets memory the machine already backs; see bench.h)\n"
 	      "Needs root: it brings 2-node clusters up and takes them down.\n"
 	      "Raw per-run numbers go to stderr, the table to stdout.\n",
 	      f);
@@ -1224,7 +1229,7 @@ static int find_programs(struct config *c)
 int main(int argc, char **argv)
 {
 	enum { OPT_SIZES = 256, OPT_REPS, OPT_GHOST, OPT_MEMHOG, OPT_ENCRYPT, OPT_DIR, OPT_ROLE,
-	       OPT_ADDR, OPT_PORT, OPT_BYTES, OPT_SEAL, OPT_HELP };
+	       OPT_ADDR, OPT_PORT, OPT_BYTES, OPT_SEAL, OPT_NO_WARM, OPT_HELP };
 	static const struct option options[] = {
 		{ "sizes", required_argument, NULL, OPT_SIZES },
 		{ "reps", required_argument, NULL, OPT_REPS },
@@ -1237,6 +1242,7 @@ int main(int argc, char **argv)
 		{ "port", required_argument, NULL, OPT_PORT },
 		{ "bytes", required_argument, NULL, OPT_BYTES },
 		{ "seal", no_argument, NULL, OPT_SEAL },
+		{ "no-warm", no_argument, NULL, OPT_NO_WARM },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{}
 	};
@@ -1297,6 +1303,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_DIR:
 			c.dir_parent = optarg;
+			break;
+		case OPT_NO_WARM:
+			bench_warm_disable();
 			break;
 		case OPT_ROLE:
 			role = optarg;
