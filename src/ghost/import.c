@@ -209,6 +209,7 @@ struct import_ctx {
 	pid_t stub;
 	struct tracee t;
 	uint64_t pages;
+	uint64_t pages_end; /* end of the last PAGES record */
 	struct populate pop;
 	int uffd;	  /* ours, -1 when the pages go in by writing */
 	bool *vma_uffd;	  /* per VMA: registered with uffd */
@@ -1430,7 +1431,7 @@ static int uffd_copy(struct import_ctx *c, uint64_t addr, const void *data, uint
 		if (u.copy > 0)
 			done += (uint64_t)u.copy;
 		else if (errno == EEXIST)
-			return corrupt(c, "page data given twice");
+			return corrupt(c, "page data given twice or out of address order");
 		else if (errno != EAGAIN && errno != EINTR)
 			return -errno;
 	}
@@ -1452,6 +1453,11 @@ static int write_pages(struct import_ctx *c, const struct img_record *rec, uint6
 
 	if (k < 0 || p->vaddr + len > c->vmas[k].end || !vma_has_pages(c->vmas[k].kind))
 		return corrupt(c, "page data outside the mappings that may hold it");
+	/* An export writes each page once, in address order; a page copied in
+	 * once is there for good (UFFDIO_COPY refuses a second copy). */
+	if (p->vaddr < c->pages_end)
+		return corrupt(c, "page data given twice or out of address order");
+	c->pages_end = p->vaddr + len;
 	if (c->uffd >= 0 && c->vma_uffd[k]) {
 		r = uffd_copy(c, p->vaddr, p + 1, len);
 	} else {

@@ -44,6 +44,8 @@
 #include <cmocka.h>
 
 #include "ghost/ghost.h"
+#include "image/image.h"
+#include "io/io.h"
 
 #define PATTERN_BYTES (8u << 20)
 #define MIB (1u << 20)
@@ -225,6 +227,108 @@ static void test_memory_checkpoint_restart(void **state)
 	assert_int_equal(finish_and_status(restored), 0);
 	ghost_free(g);
 	ghost_buffer_unref(buf);
+}
+
+/*
+ * Copy the image in src to dst, each record as it was (checksums made anew),
+ * except that the first PAGES record into private anonymous memory is written
+ * twice. Returns the address of the page data given twice.
+ */
+static uint64_t image_with_pages_twice(struct ghost_buffer *src, struct ghost_buffer *dst)
+{
+	struct ghost_io *in = NULL, *out = NULL;
+	struct img_reader *rd = NULL;
+	struct img_writer *w = NULL;
+	struct img_vma anon[64];
+	size_t n_anon = 0;
+	uint64_t twice = 0;
+	struct img_record rec;
+	int r;
+
+	assert_int_equal(io_memory_new(src, IO_READ, &in), 0);
+	assert_int_equal(io_memory_new(dst, IO_WRITE, &out), 0);
+	assert_int_equal(img_reader_new(in, 0, &rd), 0);
+	assert_int_equal(img_writer_new(out, &w), 0);
+	while ((r = img_read_record(rd, &rec)) > 0) {
+		if (rec.type == IMG_REC_VMA) {
+			const struct img_vma *v = rec.payload;
+
+			if (v->kind == IMG_VMA_ANON && !(v->flags & IMG_VMAF_HUGEPAGE) &&
+			    n_anon < ARRAY_SIZE(anon))
+				memcpy(&anon[n_anon++], v, sizeof(*v));
+		}
+		if (rec.type == IMG_REC_PAGES) {
+			const struct img_pages *pg = rec.payload;
+			int copies = 1;
+			void *data;
+
+			for (size_t i = 0; i < n_anon && !twice; i++)
+				if (pg->vaddr >= anon[i].start && pg->vaddr < anon[i].end) {
+					twice = pg->vaddr;
+					copies = 2;
+				}
+			while (copies-- > 0) {
+				assert_int_equal(img_write_pages_begin(w, pg->vaddr, pg->npages, &data), 0);
+				memcpy(data, pg + 1, (size_t)pg->npages * 4096);
+				assert_int_equal(img_write_pages_commit(w), 0);
+			}
+			continue;
+		}
+		assert_int_equal(img_write_record_flags(w, rec.type, rec.flags, rec.payload, rec.len,
+							NULL, 0),
+				 0);
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(img_writer_finish(w), 0);
+	img_writer_free(w);
+	img_reader_free(rd);
+	io_free(in);
+	io_free(out);
+	assert_true(twice != 0);
+	return twice;
+}
+
+/* Page data given twice for one page (every checksum sound) is refused by
+ * name, and nothing is left running: a page is copied into the new process
+ * once, as it is allocated. */
+static void test_import_refuses_pages_given_twice(void **state)
+{
+	struct ghost_export_opts eo = { .flags = GHOST_EXPORT_KILL };
+	struct ghost_buffer *buf = NULL, *bad = NULL;
+	struct ghost *g = NULL;
+	pid_t pid = start_target(), restored = 0;
+
+	(void)state;
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	assert_int_equal(ghost_buffer_new(0, &bad), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_export(g, pid, &eo) < 0)
+		fail_msg("export: %s", ghost_errmsg(g));
+	g = ghost_free(g);
+	image_with_pages_twice(buf, bad);
+
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, bad), 0);
+	assert_int_equal(ghost_import(g, &import_opts, &restored), GHOST_ECORRUPT);
+	assert_non_null(strstr(ghost_errmsg(g), "page data given twice"));
+	assert_int_equal(restored, 0);
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	g = ghost_free(g);
+
+	/* the untouched image still restores */
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	if (ghost_import(g, &import_opts, &restored) < 0)
+		fail_msg("import: %s", ghost_errmsg(g));
+	assert_int_equal(finish_and_status(restored), 0);
+	ghost_free(g);
+	ghost_buffer_unref(buf);
+	ghost_buffer_unref(bad);
 }
 
 static void test_snapshot_leaves_original_running(void **state)
@@ -1831,6 +1935,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_memory_checkpoint_restart),
+		cmocka_unit_test(test_import_refuses_pages_given_twice),
 		cmocka_unit_test(test_snapshot_leaves_original_running),
 		cmocka_unit_test(test_socket_streaming_into_other_pid_namespace),
 		cmocka_unit_test(test_bad_arguments),
