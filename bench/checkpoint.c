@@ -430,7 +430,8 @@ static int criu_run(const struct config *c, const char *const *argv)
  * kills it), reap it, restore detached (we are its subreaper). The last
  * restored process checks itself.
  */
-static int measure_criu(const struct config *c, const char *const *argv, struct samples *s)
+static int measure_criu(const struct config *c, const char *const *argv, size_t warm,
+			struct samples *s)
 {
 	_cleanup_free_ char *dir = bench_path_join(c->tmpfs_dir, "criu");
 	_cleanup_free_ char *ready = bench_path_join(c->tmpfs_dir, "ready");
@@ -458,6 +459,7 @@ static int measure_criu(const struct config *c, const char *const *argv, struct 
 			r = -errno;
 			break;
 		}
+		bench_warm_memory(warm);
 		t0 = bench_now_ns();
 		r = criu_run(c, dump);
 		s->criu_ckpt[i] = bench_ms(bench_now_ns() - t0);
@@ -466,6 +468,7 @@ static int measure_criu(const struct config *c, const char *const *argv, struct 
 		r = bench_wait_exit(pid, VERIFY_TIMEOUT_MS, NULL);
 		if (r < 0)
 			break;
+		bench_warm_memory(warm);
 		t0 = bench_now_ns();
 		r = criu_run(c, restore);
 		s->criu_rst[i] = bench_ms(bench_now_ns() - t0);
@@ -655,7 +658,7 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 	unlink(disk.path);
 
 	if (with_criu && c->criu) {
-		r = measure_criu(c, argv, &s);
+		r = measure_criu(c, argv, warm, &s);
 		if (r < 0)
 			fail();
 	}
