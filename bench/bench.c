@@ -39,6 +39,33 @@ uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+double bench_busy_ms(void)
+{
+	unsigned long long user, nice, sys, idle, iowait, irq, softirq;
+	char line[256];
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f = fopen("/proc/stat", "re");
+	int n;
+
+	if (!f)
+		return NAN;
+	n = fgets(line, sizeof(line), f)
+		    ? sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys,
+			     &idle, &iowait, &irq, &softirq)
+		    : 0;
+	fclose(f);
+	if (n != 7 || hz <= 0)
+		return NAN;
+	return (double)(user + nice + sys + irq + softirq) * 1000.0 / (double)hz;
+}
+
+unsigned bench_ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
 double bench_ms(uint64_t ns)
 {
 	return (double)ns / 1e6;

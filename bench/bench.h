@@ -24,6 +24,16 @@
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
 double bench_ms(uint64_t ns);
+/*
+ * CPU time the whole machine has spent busy so far, in ms, summed over its
+ * cores (/proc/stat: user, nice, system, irq and softirq; idle, iowait and
+ * steal left out): the difference around a step is what the step cost every
+ * process and the kernel's network processing, wherever it ran. NAN when
+ * /proc/stat cannot be read. Its unit is a clock tick (10 ms here).
+ */
+double bench_busy_ms(void);
+/* The number of online CPUs (at least 1). */
+unsigned bench_ncpus(void);
 /* Median of n values (sorts v in place); NAN when n == 0. NANs are skipped. */
 double bench_median(double *v, size_t n);
 

@@ -545,15 +545,55 @@ static void row_from_samples(struct samples *s, unsigned reps, struct row *row)
 	row->criu_rst = bench_median(s->criu_rst, reps);
 }
 
+/* One run of each physical limit, stored at index i of its samples. */
+struct limit_samples {
+	double readv[MAX_REPS], write_tmpfs[MAX_REPS], write_disk[MAX_REPS];
+	double write_disk_sync[MAX_REPS], restore[MAX_REPS];
+};
+
+static void limit_fail(const char *what, int r)
+{
+	bench_err("limit %s: %s", what, strerror(-r));
+	fail();
+}
+
+/* The checkpoint limits of run i, right after Ghost's checkpoints of run i. */
+static void measure_ckpt_limits(const struct config *c, void *buf, size_t size, unsigned i,
+				struct limit_samples *l)
+{
+	int r;
+
+	r = limit_readv(buf, size, 1, &l->readv[i], NULL);
+	if (r < 0)
+		limit_fail("readv", r);
+	r = limit_write(buf, size, c->tmpfs_dir, false, 1, &l->write_tmpfs[i]);
+	if (r < 0)
+		limit_fail("write to tmpfs", r);
+	if (!c->disk_dir)
+		return;
+	r = limit_write(buf, size, c->disk_dir, false, 1, &l->write_disk[i]);
+	if (r < 0)
+		limit_fail("write to disk", r);
+	r = limit_write(buf, size, c->disk_dir, true, 1, &l->write_disk_sync[i]);
+	if (r < 0)
+		limit_fail("write to disk with fsync", r);
+}
+
 /*
  * Start the target, checkpoint it reps times into each of tmpfs, disk and
  * memory (snapshots: it keeps running), let the original check itself and
  * exit (which frees its PID), then restart reps times from each image, each
  * restarted process checking itself. Failures are reported and counted; the
  * measurements that worked are kept.
+ *
+ * Each run of Ghost's is followed by one run of the limits it is compared
+ * with (the checkpoint limits after the checkpoints, the restore limit after
+ * the restarts), so that a ratio of medians compares runs made under the
+ * same load of this shared machine, not a sequence of Ghost's runs with a
+ * later sequence of the limits'. limit_bytes 0: no limits (lim may be NULL).
  */
 static int measure_target(const struct config *c, const char *const *argv, size_t hint,
-			  bool with_criu, struct row *row)
+			  size_t limit_bytes, bool with_criu, struct row *row, struct limits *lim)
 {
 	_cleanup_free_ char *ready = bench_path_join(c->tmpfs_dir, "ready");
 	_cleanup_free_ char *p_tmpfs = bench_path_join(c->tmpfs_dir, "image");
@@ -568,12 +608,22 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 	double unused;
 	uint64_t bytes = 0;
 	pid_t pid = 0, rpid;
+	struct limit_samples ls;
+	void *lbuf = NULL;
 	int r;
 
 	nan_fill((double *)&s, sizeof(s) / sizeof(double));
 	nan_fill((double *)row, sizeof(*row) / sizeof(double));
+	nan_fill((double *)&ls, sizeof(ls) / sizeof(double));
 	if (!ready || !p_tmpfs || !p_disk)
 		return -ENOMEM;
+	r = limit_bytes ? limits_buffer_new(limit_bytes, &lbuf) : 0;
+	if (r < 0) {
+		bench_err("a ready buffer of %zu bytes for the limits: %s", limit_bytes,
+			  strerror(-r));
+		fail();
+		lbuf = NULL;
+	}
 
 	r = bench_spawn_target(argv, ready, &pid);
 	if (r >= 0)
@@ -606,6 +656,14 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 			fail();
 		else if (!bytes)
 			bytes = ghost_buffer_size(buf);
+		if (lbuf) {
+			measure_ckpt_limits(c, lbuf, limit_bytes, i, &ls);
+			fprintf(stderr,
+				"raw: %zu MiB run %u: checkpoint tmpfs %.1f ms, disk %.1f ms, "
+				"memory %.1f ms; limits: readv %.1f ms, write tmpfs %.1f ms\n",
+				limit_bytes / MIB, i + 1, s.ckpt_tmpfs[i], s.ckpt_disk[i],
+				s.ckpt_mem[i], ls.readv[i], ls.write_tmpfs[i]);
+		}
 	}
 	row->image_bytes = bytes ? (double)bytes : NAN;
 
@@ -640,6 +698,16 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 				fail();
 			}
 		}
+		if (lbuf) {
+			r = limit_restore(lbuf, limit_bytes, 1, &ls.restore[i], NULL);
+			if (r < 0)
+				limit_fail("restore", r);
+			fprintf(stderr,
+				"raw: %zu MiB run %u: restart memory %.1f ms, tmpfs %.1f ms; "
+				"limit: restore %.1f ms\n",
+				limit_bytes / MIB, i + 1, s.rst_mem[i], s.rst_tmpfs[i],
+				ls.restore[i]);
+		}
 		if (disk.valid) {
 			drop_cache(disk.path);
 			rpid = 0;
@@ -656,6 +724,16 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 	ghost_buffer_unref(buf);
 	unlink(tmpfs.path);
 	unlink(disk.path);
+	limits_buffer_free(lbuf, limit_bytes);
+	if (lim) {
+		lim->readv_ms = bench_median(ls.readv, c->reps);
+		lim->write_tmpfs_ms = bench_median(ls.write_tmpfs, c->reps);
+		if (c->disk_dir) {
+			lim->write_disk_ms = bench_median(ls.write_disk, c->reps);
+			lim->write_disk_sync_ms = bench_median(ls.write_disk_sync, c->reps);
+		}
+		lim->restore_ms = bench_median(ls.restore, c->reps);
+	}
 
 	if (with_criu && c->criu) {
 		r = measure_criu(c, argv, warm, &s);
@@ -804,7 +882,7 @@ static void mgs_table(const struct config *c)
 		for (size_t k = 0; k < ARRAY_SIZE(report_table1); k++)
 			if (report_table1[k].n == c->mgs[i])
 				report = report_table1[k].kib;
-		measure_target(c, argv, 12 * c->mgs[i] * c->mgs[i] + 4 * MIB, false, &w);
+		measure_target(c, argv, 12 * c->mgs[i] * c->mgs[i] + 4 * MIB, 0, false, &w, NULL);
 		printf("%6llu", (unsigned long long)c->mgs[i]);
 		bench_cell(w.image_bytes / 1024, 9, 0);
 		bench_cell(report, 9, 0);
@@ -1008,12 +1086,8 @@ int main(int argc, char **argv)
 		const char *hog[] = { c.memhog, mib, NULL };
 
 		snprintf(mib, sizeof(mib), "%llu", (unsigned long long)c.sizes[i]);
-		measure_target(&c, hog, c.sizes[i] * MIB + 4 * MIB, true, &rows[i]);
-		r = limits_measure(c.sizes[i] * MIB, c.reps, c.tmpfs_dir, c.disk_dir, &lims[i]);
-		if (r < 0) {
-			bench_err("measuring the limits for %s MiB: %s", mib, strerror(-r));
-			fail();
-		}
+		measure_target(&c, hog, c.sizes[i] * MIB + 4 * MIB, c.sizes[i] * MIB, true, &rows[i],
+			       &lims[i]);
 		print_main_row(&c, c.sizes[i], &rows[i], &lims[i]);
 	}
 

@@ -116,9 +116,9 @@ static int vm_copy(pid_t pid, void *buf, uintptr_t addr, size_t size, bool to_ch
 	return 0;
 }
 
-int limit_readv(void *buf, size_t size, unsigned reps, double *ret_ms)
+int limit_readv(void *buf, size_t size, unsigned reps, double *ret_ms, double *ret_cpu_ms)
 {
-	double t[MAX_REPS];
+	double t[MAX_REPS], cpu[MAX_REPS];
 	uintptr_t addr;
 	pid_t pid;
 	int r = 0;
@@ -129,15 +129,20 @@ int limit_readv(void *buf, size_t size, unsigned reps, double *ret_ms)
 	if (r < 0)
 		return r;
 	for (unsigned i = 0; i < reps && r >= 0; i++) {
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0;
 
+		cpu[i] = bench_busy_ms();
+		t0 = bench_now_ns();
 		r = vm_copy(pid, buf, addr, size, false);
 		t[i] = bench_ms(bench_now_ns() - t0);
+		cpu[i] = bench_busy_ms() - cpu[i];
 	}
 	bench_kill_reap(pid);
 	if (r < 0)
 		return r;
 	*ret_ms = bench_median(t, reps);
+	if (ret_cpu_ms)
+		*ret_cpu_ms = bench_median(cpu, reps);
 	return 0;
 }
 
@@ -209,9 +214,10 @@ int limit_write(const void *buf, size_t size, const char *dir, bool sync, unsign
 	return 0;
 }
 
-int limit_restore(const void *buf, size_t size, unsigned reps, double *ret_ms)
+int limit_restore(const void *buf, size_t size, unsigned reps, double *ret_ms,
+		  double *ret_cpu_ms)
 {
-	double t[MAX_REPS];
+	double t[MAX_REPS], cpu[MAX_REPS];
 	int r = 0;
 
 	if (reps == 0 || reps > MAX_REPS)
@@ -225,14 +231,18 @@ int limit_restore(const void *buf, size_t size, unsigned reps, double *ret_ms)
 		if (r < 0)
 			break;
 		bench_warm_memory(size + size / 4);
+		cpu[i] = bench_busy_ms();
 		t0 = bench_now_ns();
 		r = vm_copy(pid, (void *)buf, addr, size, true);
 		t[i] = bench_ms(bench_now_ns() - t0);
+		cpu[i] = bench_busy_ms() - cpu[i];
 		bench_kill_reap(pid);
 	}
 	if (r < 0)
 		return r;
 	*ret_ms = bench_median(t, reps);
+	if (ret_cpu_ms)
+		*ret_cpu_ms = bench_median(cpu, reps);
 	return 0;
 }
 
@@ -252,13 +262,13 @@ int limits_measure(size_t size, unsigned reps, const char *tmpfs_dir, const char
 	r = limits_buffer_new(size, &buf);
 	if (r < 0)
 		return r;
-	keep_first(&r, limit_readv(buf, size, reps, &l.readv_ms));
+	keep_first(&r, limit_readv(buf, size, reps, &l.readv_ms, NULL));
 	keep_first(&r, limit_write(buf, size, tmpfs_dir, false, reps, &l.write_tmpfs_ms));
 	if (disk_dir) {
 		keep_first(&r, limit_write(buf, size, disk_dir, false, reps, &l.write_disk_ms));
 		keep_first(&r, limit_write(buf, size, disk_dir, true, reps, &l.write_disk_sync_ms));
 	}
-	keep_first(&r, limit_restore(buf, size, reps, &l.restore_ms));
+	keep_first(&r, limit_restore(buf, size, reps, &l.restore_ms, NULL));
 	limits_buffer_free(buf, size);
 	*ret = l;
 	return r;

@@ -35,10 +35,13 @@ void *limits_buffer_free(void *buf, size_t size);
 
 /* Each measures reps times and stores the median in ret_ms. buf is a ready
  * buffer of at least size bytes. */
-int limit_readv(void *buf, size_t size, unsigned reps, double *ret_ms);
+int limit_readv(void *buf, size_t size, unsigned reps, double *ret_ms, double *ret_cpu_ms);
 int limit_write(const void *buf, size_t size, const char *dir, bool sync, unsigned reps,
 		double *ret_ms);
-int limit_restore(const void *buf, size_t size, unsigned reps, double *ret_ms);
+/* ret_cpu_ms, unless NULL: the median of the machine's busy CPU time during
+ * each copy (bench_busy_ms()). */
+int limit_restore(const void *buf, size_t size, unsigned reps, double *ret_ms,
+		  double *ret_cpu_ms);
 
 /* All of the above for size bytes; disk_dir may be NULL. Fields that could not
  * be measured are NAN; the first error is returned after trying them all. */

@@ -75,6 +75,9 @@ struct row {
 	double link, restore;
 	double sealed_link; /* encrypted rows only: plain TCP + the chan's AEAD */
 	double ckpt_rst; /* checkpoint on node 1 + restart on node 2, end to end */
+	/* the machine's busy CPU time (bench_busy_ms()) during each */
+	double migrate_cpu, link_cpu, sealed_cpu, restore_cpu;
+	double readv, readv_cpu; /* process_vm_readv() of the image's bytes */
 };
 
 /* ---- small helpers ---- */
@@ -300,6 +303,7 @@ static int role_source(const char *addr, uint16_t port, uint64_t bytes, bool sea
 	struct sockaddr_in sa;
 	_cleanup_close_ int fd = -1;
 	uint64_t t0, t1, *buf;
+	double cpu0, cpu1;
 	uint8_t cnt[8];
 	int r;
 
@@ -327,6 +331,7 @@ static int role_source(const char *addr, uint16_t port, uint64_t bytes, bool sea
 		/* as the chan's connection: records must not wait for acks */
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
+	cpu0 = bench_busy_ms();
 	t0 = bench_now_ns();
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
@@ -341,10 +346,13 @@ static int role_source(const char *addr, uint16_t port, uint64_t bytes, bool sea
 	if (r >= 0)
 		r = read_all(fd, cnt, sizeof(cnt));
 	t1 = bench_now_ns();
+	cpu1 = bench_busy_ms();
 	if (r >= 0 && get_le64(cnt) != bytes)
 		r = -EPROTO;
+	/* the time, and the machine's busy CPU time meanwhile (both ends and
+	 * the network processing between them) */
 	if (r >= 0)
-		printf("%.3f\n", bench_ms(t1 - t0));
+		printf("%.3f %.3f\n", bench_ms(t1 - t0), cpu1 - cpu0);
 out:
 	munmap(buf, bytes);
 	return r;
@@ -630,6 +638,7 @@ static int start_memhog(const struct config *c, uint64_t mib, pid_t *ret_pid)
 /* One migration of a fresh memhog from node 1 to node 2. */
 struct mig_sample {
 	double image_bytes, total, frozen, export_ms, import_ms, command;
+	double cpu; /* the machine's busy CPU time during the command */
 };
 
 static int measure_migrate(const struct config *c, uint64_t mib, struct mig_sample *s)
@@ -645,7 +654,9 @@ static int measure_migrate(const struct config *c, uint64_t mib, struct mig_samp
 		return r;
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
 	bench_warm_memory((size_t)mib * MIB + (size_t)mib * MIB / 4);
+	s->cpu = bench_busy_ms();
 	r = run_ok("'ghost migrate --json PID 2'", argv, 0, &out, &s->command);
+	s->cpu = bench_busy_ms() - s->cpu;
 	if (r >= 0 && (bench_json_number(out, "image_bytes", &s->image_bytes) < 0 ||
 		       bench_json_number(out, "total_ms", &s->total) < 0 ||
 		       bench_json_number(out, "frozen_ms", &s->frozen) < 0))
@@ -686,7 +697,7 @@ struct restore_buf {
 	size_t size;
 };
 
-static int restore_limit(struct restore_buf *b, size_t size, double *ret_ms)
+static int restore_limit(struct restore_buf *b, size_t size, double *ret_ms, double *ret_cpu_ms)
 {
 	int r;
 
@@ -698,7 +709,7 @@ static int restore_limit(struct restore_buf *b, size_t size, double *ret_ms)
 			return r;
 		b->size = ALIGN_UP(size, MIB);
 	}
-	return limit_restore(b->p, size, 1, ret_ms);
+	return limit_restore(b->p, size, 1, ret_ms, ret_cpu_ms);
 }
 
 /*
@@ -709,7 +720,9 @@ static int restore_limit(struct restore_buf *b, size_t size, double *ret_ms)
  */
 static int measure_ckpt_restart(const struct config *c, uint64_t mib, double *ret_ms,
 				double *ret_image_bytes, struct restore_buf *rbuf,
-				size_t restore_bytes, double *ret_restore_ms)
+				size_t restore_bytes, double *ret_restore_ms,
+				double *ret_restore_cpu_ms, double *ret_readv_ms,
+				double *ret_readv_cpu_ms)
 {
 	_cleanup_free_ char *img = bench_path_join(c->work, "image");
 	_cleanup_free_ char *out1 = NULL, *out2 = NULL;
@@ -731,10 +744,18 @@ static int measure_ckpt_restart(const struct config *c, uint64_t mib, double *re
 	/* The restore limit in the state the migration's destination met: a
 	 * fresh memhog of this size holding its memory, and another that much
 	 * to allocate (warmed first, as the migration was: see bench.h). */
-	q = restore_limit(rbuf, restore_bytes, ret_restore_ms);
+	q = restore_limit(rbuf, restore_bytes, ret_restore_ms, ret_restore_cpu_ms);
 	if (q < 0) {
 		*ret_restore_ms = NAN;
 		bench_err("restore limit, %llu MiB: %s", (unsigned long long)mib, strerror(-q));
+	}
+	/* Copying the bytes out of a process, as the checkpoint limit does: the
+	 * one pass over the frozen process's memory a migration cannot skip
+	 * (its checksums read every byte). */
+	q = q < 0 ? q : limit_readv(rbuf->p, restore_bytes, 1, ret_readv_ms, ret_readv_cpu_ms);
+	if (q < 0) {
+		*ret_readv_ms = *ret_readv_cpu_ms = NAN;
+		bench_err("readv limit, %llu MiB: %s", (unsigned long long)mib, strerror(-q));
 	}
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
 	/* the image on tmpfs and the new process */
@@ -805,7 +826,8 @@ static int read_line(int fd, char *buf, size_t len, unsigned timeout_ms)
 
 /* The link limit: bytes from node 1 to node 2 over one plain TCP connection;
  * sealed, in the chan's sealed records. */
-static int measure_link(const struct config *c, uint64_t bytes, bool sealed, double *ret_ms)
+static int measure_link(const struct config *c, uint64_t bytes, bool sealed, double *ret_ms,
+			double *ret_cpu_ms)
 {
 	char port[8], count[24], line[64];
 	const char *sink[] = { c->ghost, "cluster", "exec", "2", "--", c->self, "--role", "sink",
@@ -831,8 +853,11 @@ static int measure_link(const struct config *c, uint64_t bytes, bool sealed, dou
 	}
 	r = run_ok("the source on node 1", source, 0, &out, NULL);
 	if (r >= 0) {
+		char *cpu_end;
+
 		*ret_ms = strtod(out, &end);
-		if (end == out || *ret_ms <= 0)
+		*ret_cpu_ms = strtod(end, &cpu_end);
+		if (end == out || *ret_ms <= 0 || cpu_end == end)
 			r = bench_err_r(-EPROTO, "unexpected output of the source: '%s'", out);
 	}
 	q = bench_wait_exit(spid, r < 0 ? 1 : SINK_TIMEOUT_MS, &status);
@@ -857,17 +882,21 @@ static void measure_size(const struct config *c, bool encrypt, uint64_t mib, str
 {
 	double total[MAX_REPS], frozen[MAX_REPS], command[MAX_REPS], image[MAX_REPS];
 	double ckpt[MAX_REPS], link[MAX_REPS], restore[MAX_REPS], sealed[MAX_REPS];
+	double mig_cpu[MAX_REPS], link_cpu[MAX_REPS], sealed_cpu[MAX_REPS], restore_cpu[MAX_REPS];
+	double readv[MAX_REPS], readv_cpu[MAX_REPS];
 	const char *mode = encrypt ? "encrypted" : "not encrypted";
 	struct restore_buf buf = { NULL, 0 };
 	int r;
 
 	*row = (struct row){ .encrypt = encrypt, .size_mib = mib };
 	for (unsigned i = 0; i < c->reps; i++) {
-		struct mig_sample s = { NAN, NAN, NAN, NAN, NAN, NAN };
+		struct mig_sample s = { NAN, NAN, NAN, NAN, NAN, NAN, NAN };
 		double ck_bytes = NAN;
 
 		total[i] = frozen[i] = command[i] = image[i] = NAN;
 		ckpt[i] = link[i] = restore[i] = sealed[i] = NAN;
+		mig_cpu[i] = link_cpu[i] = sealed_cpu[i] = restore_cpu[i] = NAN;
+		readv[i] = readv_cpu[i] = NAN;
 		r = measure_migrate(c, mib, &s);
 		if (r < 0) {
 			report_fail("migrate", mib, r);
@@ -876,15 +905,17 @@ static void measure_size(const struct config *c, bool encrypt, uint64_t mib, str
 			frozen[i] = s.frozen;
 			command[i] = s.command;
 			image[i] = s.image_bytes;
+			mig_cpu[i] = s.cpu;
 			fprintf(stderr,
 				"raw: %s %llu MiB run %u: migrate image %.0f B, total %.1f ms, "
-				"frozen %.1f ms (export %.1f, import %.1f), command %.1f ms\n",
+				"frozen %.1f ms (export %.1f, import %.1f), command %.1f ms, "
+				"cpu %.0f ms\n",
 				mode, (unsigned long long)mib, i + 1, s.image_bytes, s.total,
-				s.frozen, s.export_ms, s.import_ms, s.command);
+				s.frozen, s.export_ms, s.import_ms, s.command, s.cpu);
 		}
 		r = measure_ckpt_restart(c, mib, &ckpt[i], &ck_bytes, &buf,
 					 isnan(image[i]) ? (size_t)(mib * MIB) : (size_t)image[i],
-					 &restore[i]);
+					 &restore[i], &restore_cpu[i], &readv[i], &readv_cpu[i]);
 		if (r < 0) {
 			ckpt[i] = NAN;
 			report_fail("checkpoint + restart", mib, r);
@@ -893,25 +924,26 @@ static void measure_size(const struct config *c, bool encrypt, uint64_t mib, str
 			image[i] = ck_bytes;
 		if (isnan(image[i]))
 			continue;
-		r = measure_link(c, (uint64_t)image[i], false, &link[i]);
+		r = measure_link(c, (uint64_t)image[i], false, &link[i], &link_cpu[i]);
 		if (r < 0) {
 			link[i] = NAN;
 			report_fail("link limit", mib, r);
 		}
 		if (encrypt) {
-			r = measure_link(c, (uint64_t)image[i], true, &sealed[i]);
+			r = measure_link(c, (uint64_t)image[i], true, &sealed[i], &sealed_cpu[i]);
 			if (r < 0) {
 				sealed[i] = NAN;
 				report_fail("sealed link limit", mib, r);
 			}
 		}
-		fprintf(stderr, "raw:   link %.1f ms (%.2f GB/s), ", link[i],
-			image[i] / link[i] / 1e6);
+		fprintf(stderr, "raw:   link %.1f ms (%.2f GB/s, cpu %.0f ms), ", link[i],
+			image[i] / link[i] / 1e6, link_cpu[i]);
 		if (encrypt)
-			fprintf(stderr, "sealed link %.1f ms (%.2f GB/s), ", sealed[i],
-				image[i] / sealed[i] / 1e6);
-		fprintf(stderr, "restore %.1f ms (%.2f GB/s)\n", restore[i],
-			image[i] / restore[i] / 1e6);
+			fprintf(stderr, "sealed link %.1f ms (%.2f GB/s, cpu %.0f ms), ", sealed[i],
+				image[i] / sealed[i] / 1e6, sealed_cpu[i]);
+		fprintf(stderr, "restore %.1f ms (%.2f GB/s, cpu %.0f ms), readv %.1f ms (cpu %.0f ms)\n",
+			restore[i], image[i] / restore[i] / 1e6, restore_cpu[i], readv[i],
+			readv_cpu[i]);
 	}
 	limits_buffer_free(buf.p, buf.size);
 	row->total = bench_median(total, c->reps);
@@ -922,6 +954,12 @@ static void measure_size(const struct config *c, bool encrypt, uint64_t mib, str
 	row->sealed_link = encrypt ? bench_median(sealed, c->reps) : NAN;
 	row->restore = bench_median(restore, c->reps);
 	row->image_bytes = bench_median(image, c->reps);
+	row->migrate_cpu = bench_median(mig_cpu, c->reps);
+	row->link_cpu = bench_median(link_cpu, c->reps);
+	row->sealed_cpu = encrypt ? bench_median(sealed_cpu, c->reps) : NAN;
+	row->restore_cpu = bench_median(restore_cpu, c->reps);
+	row->readv = bench_median(readv, c->reps);
+	row->readv_cpu = bench_median(readv_cpu, c->reps);
 }
 
 /* The driver, in a child of the supervisor, with the cluster up. */
@@ -1043,6 +1081,54 @@ static double row_link(const struct row *w)
 	return w->encrypt ? w->sealed_link : w->link;
 }
 
+/*
+ * What the machine's cores allow: a migration does the work of three limits,
+ * copying the bytes out of the frozen process (readv; its checksums read
+ * every byte), the link's (sending and receiving them, and the network
+ * processing between the nodes) and the restore's (copying them into fresh
+ * memory). With every node on the same ncpu cores it cannot take less than
+ * the sum of their CPU times / ncpu, however well it overlaps them, nor less
+ * than the link's or the restore's time.
+ */
+static double row_cpu_bound(const struct row *w, unsigned ncpu)
+{
+	double link_cpu = w->encrypt ? w->sealed_cpu : w->link_cpu;
+
+	return max2(max2(row_link(w), w->restore),
+		    (w->readv_cpu + link_cpu + w->restore_cpu) / ncpu);
+}
+
+static void print_cpu_table(const struct row *rows, size_t n)
+{
+	unsigned ncpu = bench_ncpus();
+
+	printf("\nbusy CPU time of the whole machine (%u cores; every node shares them) during\n"
+	       "each step, medians in ms; readv = process_vm_readv of the image's bytes;\n"
+	       "bound = max(link, restore, (readv cpu + link cpu + restore cpu) / %u) is the\n"
+	       "least time the cores allow a migration, which does the work of all three\n\n",
+	       ncpu, ncpu);
+	printf("%-7s %6s | %8s %8s %8s %8s | %8s %8s %8s\n", "encrypt", "size", "migrate", "readv",
+	       "link", "restore", "bound", "migrate", "target");
+	printf("%-7s %6s | %8s %8s %8s %8s | %8s %8s %8s\n", "", "MiB", "cpu", "cpu", "cpu", "cpu", "",
+	       "/ bound", "/ bound");
+	for (size_t i = 0; i < n; i++) {
+		const struct row *w = &rows[i];
+		double bound = row_cpu_bound(w, ncpu);
+
+		printf("%-7s %6llu |", w->encrypt ? "yes" : "no", (unsigned long long)w->size_mib);
+		bench_cell(w->migrate_cpu, 8, 0);
+		bench_cell(w->readv_cpu, 8, 0);
+		bench_cell(w->encrypt ? w->sealed_cpu : w->link_cpu, 8, 0);
+		bench_cell(w->restore_cpu, 8, 0);
+		printf(" |");
+		bench_cell(bound, 8, 1);
+		bench_cell(w->total / bound, 8, 2);
+		bench_cell(TARGET_RATIO * max2(row_link(w), w->restore) / bound, 8, 2);
+		printf("\n");
+	}
+	printf("(target / bound below 1: this machine's cores cannot meet the 1.3x target)\n");
+}
+
 static void print_table(const struct config *c, const struct row *rows, size_t n)
 {
 	bool has_target = false;
@@ -1112,6 +1198,7 @@ static void print_table(const struct config *c, const struct row *rows, size_t n
 			       mode, w->command < w->ckpt_rst ? "yes" : "no", w->command,
 			       w->ckpt_rst, w->frozen);
 	}
+	print_cpu_table(rows, n);
 	fflush(stdout);
 }
 
