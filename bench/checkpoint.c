@@ -615,6 +615,8 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 	nan_fill((double *)&s, sizeof(s) / sizeof(double));
 	nan_fill((double *)row, sizeof(*row) / sizeof(double));
 	nan_fill((double *)&ls, sizeof(ls) / sizeof(double));
+	if (lim)
+		*lim = (struct limits){ NAN, NAN, NAN, NAN, NAN };
 	if (!ready || !p_tmpfs || !p_disk)
 		return -ENOMEM;
 	r = limit_bytes ? limits_buffer_new(limit_bytes, &lbuf) : 0;
@@ -631,6 +633,7 @@ static int measure_target(const struct config *c, const char *const *argv, size_
 	if (r < 0) {
 		bench_err("target '%s %s' did not get ready: %s", argv[0], argv[1], strerror(-r));
 		bench_kill_reap(pid);
+		limits_buffer_free(lbuf, limit_bytes);
 		fail();
 		return r;
 	}
