@@ -218,6 +218,11 @@ static int reader_map_all(struct ghost_io *io, const void **ret_ptr, size_t *ret
 			/* Not copied into children: the engine clones the new process
 			 * from itself while this mapping is in use. */
 			(void)madvise(p, f->map_size, MADV_DONTFORK);
+			/* Read front to back (verified, then copied). It also
+			 * keeps munmap() from marking every page accessed and
+			 * moving it on the LRU, which took 7% of a 1 GiB restart
+			 * here, on the caller's time after the new process runs. */
+			(void)madvise(p, f->map_size, MADV_SEQUENTIAL);
 			f->map = p;
 			f->map_skip = (size_t)(abs - (uint64_t)aligned);
 			f->map_len = (size_t)((uint64_t)st.st_size - abs);
