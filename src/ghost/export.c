@@ -349,6 +349,13 @@ static int write_pagemap(struct export_ctx *c)
 	return 0;
 }
 
+/*
+ * Pages per PAGES record written (the format allows up to IMG_PAGES_PER_REC):
+ * 1 MiB records keep the file writer's ring, where each record is read out of
+ * the process and then written out, small enough to stay in cache (file.c).
+ */
+#define EXPORT_PAGES_PER_REC 256u
+
 static int write_pages(struct export_ctx *c)
 {
 	uint64_t done = 0;
@@ -358,7 +365,7 @@ static int write_pages(struct export_ctx *c)
 		const struct page_run *run = &c->runs[i];
 
 		for (uint64_t off = 0; off < run->npages;) {
-			uint32_t n = (uint32_t)MIN(run->npages - off, (uint64_t)IMG_PAGES_PER_REC);
+			uint32_t n = (uint32_t)MIN(run->npages - off, (uint64_t)EXPORT_PAGES_PER_REC);
 			uint64_t addr = run->start + off * PAGE_SIZE_X;
 			void *data;
 			int r;

@@ -69,7 +69,7 @@ int io_memory_new(struct ghost_buffer *b, enum io_mode mode, struct ghost_io **r
  * closes it after. Reading or writing starts at the fd's current offset.
  *
  * Writes are overlapped with the caller's work by a forked writer process
- * sharing a ring buffer: once more than one 4 MiB slot of data has been
+ * sharing a ring buffer: once more than one 1 MiB slot of data has been
  * produced, a helper child is forked that write()s full slots while the
  * caller fills the next (smaller streams are written by the caller at
  * io_finish(), without a fork; so is everything if fork() fails). The
