@@ -120,8 +120,8 @@ int io_at_eof(struct ghost_io *io);
  * For readers on memory or on a regular file: lend the whole remaining
  * contents at once (the buffer itself or a read-only mapping of the file, made
  * once from the current offset to the file's end as it is then, and faulted
- * in as it is read), so the importer can verify every checksum before a byte reaches a new
- * process. -EOPNOTSUPP on streams (not sticky). Does not consume anything; the
+ * in as it is read), so the importer can verify every checksum before a byte
+ * reaches a new process. -EOPNOTSUPP on streams (not sticky). Does not consume anything; the
  * pointer stays valid until io_free() (memory: until the buffer grows), and
  * later reads lend pointers into the same mapping.
  */
