@@ -90,12 +90,10 @@ static bool fault_at(const struct keeper *k, const char *step, size_t i)
 	return k->a->fault && strcmp(k->a->fault, step) == 0 && i + 1 == k->n_nodes;
 }
 
-/* What node kn's init said on its control socket: "ready", or "error ERRNO
- * TEXT". */
-static int init_said(struct keeper *k, const struct knode *kn, const char *msg)
+/* A message of node kn's init that is not the one expected: "error ERRNO
+ * TEXT" fails with that error, anything else is a protocol error. */
+static int init_failed(struct keeper *k, const struct knode *kn, const char *msg)
 {
-	if (strcmp(msg, "ready") == 0)
-		return 0;
 	if (strncmp(msg, "error ", 6) == 0) {
 		char *text = NULL;
 		long e = strtol(msg + 6, &text, 10);
@@ -108,6 +106,15 @@ static int init_said(struct keeper *k, const struct knode *kn, const char *msg)
 			       strerror((int)e));
 	}
 	return cl_fail(&k->err, -EPROTO, "node %u: its init said '%s'", kn->n->id, msg);
+}
+
+/* What node kn's init said on its control socket: "ready", or "error ERRNO
+ * TEXT". */
+static int init_said(struct keeper *k, const struct knode *kn, const char *msg)
+{
+	if (strcmp(msg, "ready") == 0)
+		return 0;
+	return init_failed(k, kn, msg);
 }
 
 static int spawn_node(struct keeper *k, size_t i)
@@ -426,18 +433,7 @@ static int start_daemons(struct keeper *k)
 		msg[n] = '\0';
 		if (strncmp(msg, "started ", 8) == 0)
 			continue;
-		if (strncmp(msg, "error ", 6) == 0) {
-			char *text = NULL;
-			long e = strtol(msg + 6, &text, 10);
-
-			if (e <= 0 || e > 4095)
-				e = EIO;
-			if (text && *text == ' ')
-				text++;
-			return cl_fail(&k->err, (int)-e, "node %u: %s: %s", kn->n->id,
-				       text ? text : "?", strerror((int)e));
-		}
-		return cl_fail(&k->err, -EPROTO, "node %u: its init said '%s'", kn->n->id, msg);
+		return init_failed(k, kn, msg);
 	}
 	return 0;
 }
