@@ -2148,6 +2148,7 @@ static void load_start(struct keep *k, uint32_t holder, uint64_t xfer, const voi
 	const struct node_config_node *self = node_config_find(&d->config, d->self);
 	struct worker_import_job j = {
 		.flags = GHOST_IMPORT_STOPPED,
+		.job_fd = -1,
 		.source = holder,
 		.encrypt = d->config.encrypt,
 	};

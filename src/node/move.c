@@ -103,8 +103,11 @@ struct move {
 	uid_t uid;
 	struct mproc *proc;    /* OUT: the original; IN: the entry once imported */
 	/* the worker */
-	pid_t worker;
+	pid_t worker;          /* -1 when hosted */
 	int report_fd;
+	int job_fd;            /* IN, with ppid: the daemon's end of the job socket
+				  of the worker that stays as the parent's stand-in */
+	bool hosted;           /* IN: the parent's stand-in here imports it */
 	struct loop_io *report_io;
 	bool worker_done;
 	struct worker_report result;
@@ -178,6 +181,9 @@ static void move_free(struct move *m)
 	stream_release(m->streams);
 	m->report_io = loop_io_free(m->report_io);
 	m->report_fd = safe_close(m->report_fd);
+	m->job_fd = safe_close(m->job_fd);
+	if (m->hosted)
+		standin_parent_host_done(m->d, m->ppid);
 	m->timer = loop_timer_free(m->timer);
 	buf_release(&m->prepare);
 	free(m);
@@ -194,6 +200,7 @@ static struct move *move_new(struct node_daemon *d, enum move_role role)
 	m->d = d;
 	m->role = role;
 	m->report_fd = -1;
+	m->job_fd = -1;
 	m->worker = -1;
 	if (loop_timer_new(d->loop, on_timer, m, &m->timer) < 0) {
 		free(m);
@@ -1034,6 +1041,7 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		.flags = GHOST_IMPORT_STOPPED | GHOST_IMPORT_SESSION | GHOST_IMPORT_OWN_STDIO |
 			 GHOST_IMPORT_CARRIED,
 		.stdio = { -1, -1, -1 },
+		.job_fd = -1,
 		.source = from,
 		.encrypt = d->config.encrypt,
 	};
@@ -1145,8 +1153,23 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		return;
 	}
 	r = msg_chan_key_new(j.key);
-	if (r >= 0)
+	if (r >= 0 && j.parent) {
+		/* A sibling's import worker holds the parent's PID here already:
+		 * it imports this one too, as its child. */
+		r = standin_parent_host(d, j.parent, &j, m->spawn, &m->report_fd);
+		m->hosted = r >= 0;
+		if (m->hosted)
+			log_info("process %d: the stand-in of its parent %d here imports it",
+				 (int)m->pid, (int)j.parent);
+		else if (r == -ENOENT)
+			r = 0;
+	}
+	if (r >= 0 && !m->hosted && j.parent)
+		r = worker_job_socket(&m->job_fd, &j.job_fd);
+	if (r >= 0 && !m->hosted)
 		r = worker_import_start(&j, &m->worker, &m->report_fd);
+	if (j.parent && !m->hosted)
+		safe_close(j.job_fd);
 	safe_close(lfd);
 	for (int i = 0; i < 3; i++)
 		safe_close(j.stdio[i]);
@@ -1159,8 +1182,10 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		return;
 	}
 	if (r >= 0 && watch_worker(m) < 0) {
-		/* Without a watch the outcome would never be read. */
-		(void)kill(m->worker, SIGKILL);
+		/* Without a watch the outcome would never be read. (A hosted
+		 * import sees its report pipe close, and fails.) */
+		if (m->worker > 0)
+			(void)kill(m->worker, SIGKILL);
 		m->report_fd = safe_close(m->report_fd);
 		r = -ENOMEM;
 	}
@@ -1312,10 +1337,12 @@ static void worker_finished(struct move *m)
 {
 	m->worker_done = true;
 	m->report_io = loop_io_free(m->report_io);
-	if (m->role == ROLE_IN && m->ppid && m->result.err == 0 && m->result.pid > 0) {
+	if (m->role == ROLE_IN && m->ppid && !m->hosted && m->result.err == 0 &&
+	    m->result.pid > 0) {
 		/* The worker stays as the process's parent stand-in. */
-		if (standin_parent_adopt(m->d, m->ppid, m->result.pid, m->report_fd) >= 0)
-			m->report_fd = -1;
+		if (standin_parent_adopt(m->d, m->ppid, m->result.pid, m->report_fd,
+					 m->job_fd) >= 0)
+			m->report_fd = m->job_fd = -1;
 		else
 			(void)kill(m->worker, SIGKILL);
 	}

@@ -818,6 +818,9 @@ struct worker_import_job {
 	pid_t parent;          /* else 0: the worker takes this PID and stays as the
 				  process's parent stand-in (standin.c) */
 	uid_t parent_uid;
+	int job_fd;            /* with parent: the stand-in's end of its job socket,
+				  by which the imports of the parent's other
+				  children reach it (worker_host_send()) */
 	/* Stand-ins of the children the process left on its source, made as
 	 * its children by the import (standin.c). */
 	const struct ghost_import_child *children;
@@ -851,6 +854,16 @@ bool worker_link_error(int r);
 /* Fork a worker; its report pipe's read end (non-blocking) in ret_fd. */
 int worker_export_start(const struct worker_export_job *j, pid_t *ret_pid, int *ret_fd);
 int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *ret_fd);
+/* The job socket of an import worker that stays as a parent stand-in: the
+ * daemon's end and the worker's (worker_import_job.job_fd). */
+int worker_job_socket(int *ret_daemon_fd, int *ret_worker_fd);
+struct standin_spawn;
+/* Hand an import to the parent stand-in at the other end of job_fd, which
+ * runs it itself, so that the new process is its child too (standin.c):
+ * j's fds and spawn (NULL: no children) are sent, not consumed. The import's
+ * reports come on a new pipe: its read end (non-blocking) in ret_fd. */
+int worker_host_send(int job_fd, const struct worker_import_job *j,
+		     const struct standin_spawn *spawn, int *ret_fd);
 /* 1 with a report, 0 if none is ready, -EPIPE at end of file, -EBADMSG, -errno. */
 int worker_read_report(int fd, struct worker_report *ret);
 
@@ -868,7 +881,7 @@ enum worker_next worker_next_report(int fd, const char *what, uint32_t node,
 				    struct worker_report *ret);
 
 /* The parts of a worker that the keeper (keeper.c) shares. */
-#define WORKER_KEEP_MAX 4
+#define WORKER_KEEP_MAX 5
 typedef void (*worker_fn)(const void *job, int report_fd);
 /* Fork a worker: it keeps only the fds in keep_fds[] and the write end of its
  * report pipe, gets the default signal handling (SIGPIPE ignored), dies with
@@ -1100,6 +1113,7 @@ struct standin_spawn_argv {
 };
 struct standin_spawn {
 	char exe[32];
+	char control[108];     /* the daemon's control socket, argv[2] */
 	size_t n;
 	struct ghost_import_child child[MOVE_MAX_KIDS];
 	struct standin_spawn_argv a[MOVE_MAX_KIDS];
@@ -1112,6 +1126,8 @@ int standin_make(struct node_daemon *d, pid_t pid, uid_t uid, gid_t gid, uint32_
 /* Fill ret for the import of a process with these children. */
 int standin_spawn_fill(struct node_daemon *d, const struct move_kid *kids, size_t n,
 		       struct standin_spawn *ret);
+/* Point s's children and argv at s's own strings again, after a copy. */
+void standin_spawn_relink(struct standin_spawn *s);
 /* An import is about to make a stand-in with PID pid, a child of the
  * process parent, whose real process runs on node: expect it to call in. */
 int standin_expect(struct node_daemon *d, const struct move_kid *k, pid_t parent, uint32_t node);
@@ -1149,8 +1165,16 @@ void standin_conn_gone(struct standin *s, struct node_daemon *d);
 void standin_proc_exited(struct node_daemon *d, pid_t pid, int wstatus);
 void standin_node_down(struct node_daemon *d, uint32_t node);
 /* An import worker that stays as the parent of what it imported: watch its
- * reports (report_fd is consumed). */
-int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int report_fd);
+ * reports (report_fd and job_fd, the daemon's end of its job socket, are
+ * consumed). */
+int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int report_fd,
+			 int job_fd);
+/* The import of another child of parent, by parent's stand-in here if there
+ * is one that takes imports (-ENOENT if not): see worker_host_send(). */
+int standin_parent_host(struct node_daemon *d, pid_t parent, const struct worker_import_job *j,
+			const struct standin_spawn *spawn, int *ret_fd);
+/* That import is over (its move ended, whichever way). */
+void standin_parent_host_done(struct node_daemon *d, pid_t parent);
 void standin_free_all(struct node_daemon *d);
 /* keep.c: memory checkpoints */
 int keep_init(struct node_daemon *d, struct buf *err);

@@ -52,11 +52,15 @@
  * No stand-in is on any data path: it only mirrors exit status and signals,
  * as the Ghost report's migration keeps no forwarding of data.
  *
+ * - Siblings: a second child of P that comes to a node where P's parent
+ *   stand-in runs is imported by that stand-in itself (the daemon hands it
+ *   the job: standin_parent_host(), worker_host_send()), so that it is the
+ *   parent of both; it goes once it has no child and no import left.
+ *
  * Limits (refused with a message): C cannot come back to node A while its
  * stand-in holds its PID there, nor P to a node where a parent stand-in
- * holds its PID for a child; two children of one parent cannot be on the
- * same other node at once (one PID for both parent stand-ins); a parent
- * moves with at most MOVE_MAX_KIDS children.
+ * holds its PID for a child; a parent moves with at most MOVE_MAX_KIDS
+ * children.
  *
  *   event                         function
  *   move commits (source)         standin_make(), standin_hand_over()
@@ -69,6 +73,7 @@
  *   stand-in connection gone      standin_conn_gone()
  *   stand-in process ended        on_standin_end()
  *   parent stand-in report        on_parent_io()
+ *   import of a sibling here      standin_parent_host(), _host_done()
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,9 +124,12 @@ struct parent_standin {
 	struct parent_standin *next, *prev;
 	struct node_daemon *d;
 	pid_t pid;              /* the parent's PID, which it holds here */
-	pid_t child;            /* the process it holds as its child */
+	pid_t child;            /* the first process it held as its child */
 	int report_fd;
 	struct loop_io *report_io;
+	int job_fd;             /* imports of the parent's other children go this
+				   way; closed to let it go once it has no child */
+	unsigned jobs;          /* moves of those imports not yet ended */
 };
 
 /* ---- the stand-in program (ghostd --stand-in) ------------------------------ */
@@ -518,6 +526,9 @@ int standin_spawn_fill(struct node_daemon *d, const struct move_kid *kids, size_
 	 * copy of the daemon: this is the daemon's program, even if its file
 	 * was replaced meanwhile. */
 	snprintf(ret->exe, sizeof(ret->exe), "/proc/self/exe");
+	if (snprintf(ret->control, sizeof(ret->control), "%s", d->control_path) >=
+	    (int)sizeof(ret->control))
+		return -ENAMETOOLONG; /* cannot be: it is a socket's path */
 	for (size_t i = 0; i < n; i++) {
 		struct standin_spawn_argv *a = &ret->a[i];
 
@@ -525,20 +536,29 @@ int standin_spawn_fill(struct node_daemon *d, const struct move_kid *kids, size_
 		snprintf(a->daemon_pid, sizeof(a->daemon_pid), "%d", (int)getpid());
 		snprintf(a->uid, sizeof(a->uid), "%u", (unsigned)kids[i].uid);
 		snprintf(a->gid, sizeof(a->gid), "%u", (unsigned)kids[i].gid);
+		ret->child[i].pid = kids[i].pid;
+	}
+	ret->n = n;
+	standin_spawn_relink(ret);
+	return 0;
+}
+
+void standin_spawn_relink(struct standin_spawn *s)
+{
+	for (size_t i = 0; i < s->n && i < ARRAY_SIZE(s->child); i++) {
+		struct standin_spawn_argv *a = &s->a[i];
+
 		a->argv[0] = "ghostd";
 		a->argv[1] = "--stand-in";
-		a->argv[2] = d->control_path;
+		a->argv[2] = s->control;
 		a->argv[3] = a->comm;
 		a->argv[4] = a->daemon_pid;
 		a->argv[5] = a->uid;
 		a->argv[6] = a->gid;
 		a->argv[7] = NULL;
-		ret->child[i] = (struct ghost_import_child){
-			.pid = kids[i].pid, .path = ret->exe, .argv = a->argv
-		};
+		s->child[i].path = s->exe;
+		s->child[i].argv = a->argv;
 	}
-	ret->n = n;
-	return 0;
 }
 
 int standin_expect(struct node_daemon *d, const struct move_kid *k, pid_t parent, uint32_t node)
@@ -862,16 +882,32 @@ static struct parent_standin *parent_free(struct parent_standin *ps)
 	LIST_REMOVE(ps->d->parent_standins, ps);
 	ps->report_io = loop_io_free(ps->report_io);
 	ps->report_fd = safe_close(ps->report_fd);
+	ps->job_fd = safe_close(ps->job_fd);
 	free(ps);
+	return NULL;
+}
+
+static struct parent_standin *parent_find(struct node_daemon *d, pid_t pid)
+{
+	for (struct parent_standin *ps = d->parent_standins; ps; ps = ps->next)
+		if (ps->pid == pid)
+			return ps;
 	return NULL;
 }
 
 bool standin_is_parent(struct node_daemon *d, pid_t pid)
 {
-	for (struct parent_standin *ps = d->parent_standins; ps; ps = ps->next)
-		if (ps->pid == pid)
-			return true;
-	return false;
+	return parent_find(d, pid) != NULL;
+}
+
+/* No child left and no import of one on its way: let it go (it ends when it
+ * sees its job socket close). */
+static void parent_maybe_close(struct parent_standin *ps)
+{
+	if (ps->job_fd < 0 || ps->jobs > 0 || has_children(ps->pid))
+		return;
+	log_info("process %d: its stand-in here has no children left; it goes", (int)ps->pid);
+	ps->job_fd = safe_close(ps->job_fd);
 }
 
 static void on_parent_io(struct loop_io *io, int fd, unsigned events, void *userdata)
@@ -895,15 +931,18 @@ static void on_parent_io(struct loop_io *io, int fd, unsigned events, void *user
 		}
 		if (rep.kind == WORKER_SIGNAL) {
 			log_info("process %d: signal %d to its parent's stand-in passed on",
-				 (int)ps->child, (int)rep.done);
+				 rep.pid > 0 ? (int)rep.pid : (int)ps->child, (int)rep.done);
 			forward_signal(d, ps->pid, (int)rep.done);
 		} else if (rep.kind == WORKER_CHILD_EXIT) {
+			/* First, so that it is going before anyone hears of the end. */
+			parent_maybe_close(ps);
 			child_reaped(d, ps->pid, rep.pid, (int)rep.done);
 		}
 	}
 }
 
-int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int report_fd)
+int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int report_fd,
+			 int job_fd)
 {
 	struct parent_standin *ps = calloc(1, sizeof(*ps));
 	int r;
@@ -914,6 +953,7 @@ int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int repo
 	ps->pid = pid;
 	ps->child = child;
 	ps->report_fd = report_fd;
+	ps->job_fd = job_fd;
 	r = loop_io_new(d->loop, report_fd, LOOP_READ, on_parent_io, ps, &ps->report_io);
 	if (r < 0) {
 		free(ps);
@@ -921,6 +961,31 @@ int standin_parent_adopt(struct node_daemon *d, pid_t pid, pid_t child, int repo
 	}
 	LIST_PREPEND(d->parent_standins, ps);
 	return 0;
+}
+
+int standin_parent_host(struct node_daemon *d, pid_t parent, const struct worker_import_job *j,
+			const struct standin_spawn *spawn, int *ret_fd)
+{
+	struct parent_standin *ps = parent_find(d, parent);
+	int r;
+
+	if (!ps || ps->job_fd < 0)
+		return -ENOENT;
+	r = worker_host_send(ps->job_fd, j, spawn, ret_fd);
+	if (r < 0)
+		return r;
+	ps->jobs++;
+	return 0;
+}
+
+void standin_parent_host_done(struct node_daemon *d, pid_t parent)
+{
+	struct parent_standin *ps = parent_find(d, parent);
+
+	if (!ps || ps->jobs == 0)
+		return;
+	ps->jobs--;
+	parent_maybe_close(ps);
 }
 
 void standin_free_all(struct node_daemon *d)

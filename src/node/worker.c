@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -294,50 +295,25 @@ static _Noreturn void export_main(const struct worker_export_job *j, int report_
 	_exit(r < 0 ? 1 : 0);
 }
 
-/* After the import, as the parent's stand-in (standin.c): hold the process
- * as a child, pass on the signals it sends to its parent, and report its
- * end. Real and saved user IDs are the parent's, so that the process may
- * signal it as it could signal its parent. */
-static _Noreturn void parent_standin(const struct worker_import_job *j, int report_fd,
-				     pid_t child)
-{
-	struct worker_report rep = { 0 };
-	sigset_t all;
-	int sfd;
+/* A hosted import as it crosses the job socket: the job with its pointers
+ * and fds cleared, and the stand-ins its process gets. The fds come as
+ * SCM_RIGHTS in this order: the report pipe, the listening socket, then
+ * those of stdio that have_stdio names. */
+struct host_job {
+	struct worker_import_job j;
+	struct standin_spawn spawn;
+	bool have_spawn;
+	uint8_t have_stdio; /* bit i: stdio[i] came */
+};
 
-	sigfillset(&all);
-	(void)sigprocmask(SIG_SETMASK, &all, NULL);
-	sfd = signalfd(-1, &all, SFD_CLOEXEC);
-	(void)prctl(PR_SET_NAME, "ghost-parent");
-	/* On failure only the signals of another user would reach us: go on. */
-	(void)!setresuid(j->parent_uid, 0, j->parent_uid);
-	for (;;) {
-		struct signalfd_siginfo si;
-		int st;
-		pid_t w = waitpid(child, &st, WNOHANG);
+#define HOST_FDS_MAX 5
 
-		if (w == child) {
-			rep.kind = WORKER_CHILD_EXIT;
-			rep.pid = child;
-			rep.done = (uint64_t)(unsigned)st;
-			worker_report_send(report_fd, &rep);
-			_exit(0);
-		}
-		if (w < 0 && errno != EINTR)
-			_exit(0);
-		if (sfd < 0) {
-			pause();
-			continue;
-		}
-		if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si) || si.ssi_signo == SIGCHLD)
-			continue;
-		rep.kind = WORKER_SIGNAL;
-		rep.done = si.ssi_signo;
-		worker_report_send(report_fd, &rep);
-	}
-}
-
-static _Noreturn void import_main(const struct worker_import_job *j, int report_fd)
+/*
+ * Run the import of j, reporting its progress and its outcome (one
+ * WORKER_DONE) on report_fd; 0 with the new process's PID in ret_pid, or
+ * < 0. It returns rather than exits: a parent stand-in runs it too.
+ */
+static int import_run(const struct worker_import_job *j, int report_fd, pid_t *ret_pid)
 {
 	struct worker_report rep = { .kind = WORKER_DONE };
 	struct worker_progress pc = { .fd = report_fd };
@@ -358,30 +334,36 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 	int data_fd, r, rp;
 
 	r = msg_chan_accept(j->listen_fd, j->key, CHAN_TIMEOUT_MS, &cs);
-	safe_close(j->listen_fd);
-	if (r < 0)
-		worker_fail(report_fd, &rep, r,
-			    "node %u did not open the transfer connection: %s", j->source,
-			    strerror(-r));
+	if (r < 0) {
+		snprintf(rep.msg, sizeof(rep.msg), "node %u did not open the transfer connection: %s",
+			 j->source, strerror(-r));
+		goto out;
+	}
 	worker_set_stall_timeouts(cs.fd);
 	data_fd = cs.fd;
 	if (j->encrypt) {
 		r = worker_pump_start(&cs, false, &data_fd, &pump);
-		if (r < 0)
-			worker_fail(report_fd, &rep, r, "cannot start the opening pump: %s",
-				    strerror(-r));
+		if (r < 0) {
+			safe_close(cs.fd);
+			snprintf(rep.msg, sizeof(rep.msg), "cannot start the opening pump: %s",
+				 strerror(-r));
+			goto out;
+		}
 	}
 	r = ghost_new(&g);
 	if (r >= 0)
 		r = ghost_plug(g, GHOST_NET_RECV);
 	if (r >= 0)
 		r = ghost_associate_socket(g, data_fd);
-	if (r < 0)
-		worker_fail(report_fd, &rep, r, "cannot set up the import: %s", ghost_strerror(r));
-	r = ghost_import(g, &opts, &pid);
-	rep.stats = *ghost_get_stats(g);
-	if (r < 0)
-		snprintf(rep.msg, sizeof(rep.msg), "%s", ghost_errmsg(g));
+	if (r >= 0) {
+		r = ghost_import(g, &opts, &pid);
+		rep.stats = *ghost_get_stats(g);
+		if (r < 0)
+			snprintf(rep.msg, sizeof(rep.msg), "%s", ghost_errmsg(g));
+	} else {
+		snprintf(rep.msg, sizeof(rep.msg), "cannot set up the import: %s",
+			 ghost_strerror(r));
+	}
 	g = ghost_free(g);
 	safe_close(data_fd);
 	rp = worker_pump_wait(pump);
@@ -398,11 +380,228 @@ static _Noreturn void import_main(const struct worker_import_job *j, int report_
 				 strerror(-rp));
 		r = rp;
 	}
+out:
 	rep.err = r < 0 ? r : 0;
 	rep.pid = r < 0 ? 0 : pid;
 	worker_report_send(report_fd, &rep);
+	*ret_pid = pid;
+	return r < 0 ? r : 0;
+}
+
+int worker_job_socket(int *ret_daemon_fd, int *ret_worker_fd)
+{
+	int sp[2];
+
+	/* Datagrams: a job and its fds arrive whole or not at all. */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		return -errno;
+	*ret_daemon_fd = sp[0];
+	*ret_worker_fd = sp[1];
+	return 0;
+}
+
+int worker_host_send(int job_fd, const struct worker_import_job *j,
+		     const struct standin_spawn *spawn, int *ret_fd)
+{
+	struct host_job *h = calloc(1, sizeof(*h));
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * HOST_FDS_MAX)];
+	} u;
+	struct iovec iov;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf };
+	struct cmsghdr *cm;
+	int fds[HOST_FDS_MAX], p[2], r = 0;
+	size_t n = 0;
+
+	if (!h)
+		return -ENOMEM;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		free(h);
+		return -errno;
+	}
+	h->j = *j;
+	h->j.children = NULL;
+	h->j.n_children = 0;
+	h->j.listen_fd = h->j.job_fd = -1;
+	if (spawn) {
+		h->spawn = *spawn;
+		h->have_spawn = true;
+	}
+	fds[n++] = p[1];
+	fds[n++] = j->listen_fd;
+	for (int i = 0; i < 3; i++) {
+		h->j.stdio[i] = -1;
+		if (j->stdio[i] >= 0) {
+			h->have_stdio |= 1u << i;
+			fds[n++] = j->stdio[i];
+		}
+	}
+	iov = (struct iovec){ h, sizeof(*h) };
+	mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+	memset(u.buf, 0, sizeof(u.buf));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+	/* One datagram on an idle socket: it fits, or the stand-in is gone. */
+	if (sendmsg(job_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(*h))
+		r = errno ? -errno : -EIO;
+	explicit_bzero(h, sizeof(*h)); /* the key */
+	free(h);
+	safe_close(p[1]);
+	if (r >= 0 && fcntl(p[0], F_SETFL, O_NONBLOCK) < 0)
+		r = -errno;
+	if (r < 0) {
+		safe_close(p[0]);
+		return r;
+	}
+	*ret_fd = p[0];
+	return 0;
+}
+
+/* Receive a hosted import from the job socket: 1 with it (fds set in h->j,
+ * its report pipe in ret_report), 0 at end of file, < 0 for a datagram that
+ * is no job (its fds closed). */
+static int host_recv(int job_fd, struct host_job *h, int *ret_report)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * HOST_FDS_MAX)];
+	} u;
+	struct iovec iov = { h, sizeof(*h) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	int fds[HOST_FDS_MAX];
+	size_t n = 0, want = 2;
+	ssize_t got;
+
+	do
+		got = recvmsg(job_fd, &mh, MSG_CMSG_CLOEXEC);
+	while (got < 0 && errno == EINTR);
+	if (got == 0)
+		return 0;
+	if (got < 0)
+		return errno == EAGAIN ? -EAGAIN : 0; /* a broken socket: as good as closed */
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			memcpy(fds, CMSG_DATA(cm), n * sizeof(int));
+		}
+	if (got == (ssize_t)sizeof(*h))
+		for (int i = 0; i < 3; i++)
+			want += (h->have_stdio >> i) & 1;
+	if (got != (ssize_t)sizeof(*h) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n != want) {
+		for (size_t i = 0; i < n; i++)
+			safe_close(fds[i]);
+		return -EBADMSG;
+	}
+	*ret_report = fds[0];
+	h->j.listen_fd = fds[1];
+	n = 2;
+	for (int i = 0; i < 3; i++)
+		h->j.stdio[i] = (h->have_stdio >> i) & 1 ? fds[n++] : -1;
+	if (h->have_spawn) {
+		h->spawn.n = MIN(h->spawn.n, ARRAY_SIZE(h->spawn.child));
+		h->spawn.control[sizeof(h->spawn.control) - 1] = '\0';
+		standin_spawn_relink(&h->spawn);
+		h->j.children = h->spawn.child;
+		h->j.n_children = h->spawn.n;
+	}
+	return 1;
+}
+
+/* A hosted import, run by the parent stand-in itself so that the new process
+ * is its child, with the worker's credentials for as long as it takes. A
+ * failed one leaves nothing behind (the engine reaps its own stub). False
+ * once the daemon closed the job socket. */
+static bool host_run(int job_fd, uid_t parent_uid)
+{
+	static struct host_job job;
+	struct host_job *h = &job;
+	int report_fd = -1, r;
+	pid_t pid;
+
+	memset(h, 0, sizeof(*h));
+	r = host_recv(job_fd, h, &report_fd);
+	if (r > 0) {
+		(void)!setresuid(0, 0, 0);
+		(void)import_run(&h->j, report_fd, &pid);
+		(void)!setresuid(parent_uid, 0, parent_uid);
+		safe_close(report_fd);
+		safe_close(h->j.listen_fd);
+		for (int i = 0; i < 3; i++)
+			safe_close(h->j.stdio[i]);
+	}
+	explicit_bzero(h, sizeof(*h)); /* the key */
+	return r != 0;
+}
+
+/*
+ * After the import, as the parent's stand-in (standin.c): hold the process
+ * as a child, pass on the signals it sends to its parent, and report the end
+ * of each child. The daemon hands it the imports of the parent's other
+ * children that come to this node (host_run()), so that it is their parent
+ * too. It goes when the daemon closes the job socket and no child is left.
+ * Real and saved user IDs are the parent's, so that its children may signal
+ * it as they could signal their parent.
+ */
+static _Noreturn void parent_standin(const struct worker_import_job *j, int report_fd)
+{
+	struct worker_report rep = { 0 };
+	bool jobs_open = j->job_fd >= 0;
+	sigset_t all;
+	int sfd;
+
+	sigfillset(&all);
+	(void)sigprocmask(SIG_SETMASK, &all, NULL);
+	sfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
+	(void)prctl(PR_SET_NAME, "ghost-parent");
+	/* On failure only the signals of another user would reach us: go on. */
+	(void)!setresuid(j->parent_uid, 0, j->parent_uid);
+	for (;;) {
+		struct pollfd pf[2] = { { sfd, POLLIN, 0 }, { jobs_open ? j->job_fd : -1, POLLIN, 0 } };
+		struct signalfd_siginfo si;
+		int st;
+		pid_t w;
+
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+			rep = (struct worker_report){ .kind = WORKER_CHILD_EXIT, .pid = w,
+						      .done = (uint64_t)(unsigned)st };
+			worker_report_send(report_fd, &rep);
+		}
+		if (w < 0 && errno == ECHILD && !jobs_open)
+			_exit(0);
+		/* Without a signalfd, look for ended children now and then. */
+		if (poll(pf, 2, sfd < 0 ? 100 : -1) < 0) {
+			if (errno != EINTR)
+				_exit(1);
+			continue;
+		}
+		if (pf[1].revents & POLLIN)
+			jobs_open = host_run(j->job_fd, j->parent_uid);
+		else if (pf[1].revents & (POLLHUP | POLLERR))
+			jobs_open = false;
+		while (sfd >= 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			if (si.ssi_signo == SIGCHLD)
+				continue;
+			rep = (struct worker_report){ .kind = WORKER_SIGNAL, .pid = (int32_t)si.ssi_pid,
+						      .done = si.ssi_signo };
+			worker_report_send(report_fd, &rep);
+		}
+	}
+}
+
+static _Noreturn void import_main(const struct worker_import_job *j, int report_fd)
+{
+	pid_t pid;
+	int r;
+
+	r = import_run(j, report_fd, &pid);
+	safe_close(j->listen_fd);
 	if (r >= 0 && j->parent > 0)
-		parent_standin(j, report_fd, pid);
+		parent_standin(j, report_fd);
 	_exit(r < 0 ? 1 : 0);
 }
 
@@ -491,7 +690,8 @@ int worker_export_start(const struct worker_export_job *j, pid_t *ret_pid, int *
 
 int worker_import_start(const struct worker_import_job *j, pid_t *ret_pid, int *ret_fd)
 {
-	int keep[4] = { j->listen_fd, j->stdio[0], j->stdio[1], j->stdio[2] };
+	int keep[5] = { j->listen_fd, j->stdio[0], j->stdio[1], j->stdio[2],
+			j->parent > 0 ? j->job_fd : -1 };
 
 	return worker_fork_at(j->parent, keep, ARRAY_SIZE(keep), true, run_import, j, ret_pid,
 			      ret_fd);

@@ -17,6 +17,9 @@
 #  - the limits are refused with a clear line: the child cannot come back to
 #    node 1 while its stand-in is there, the parent cannot join its child's
 #    node;
+#  - two children of one parent on one other node: the stand-in of their
+#    parent there is the parent of both, and a failed import of the second
+#    leaves the first and that stand-in as they were;
 #  - a user may not move, fork or checkpoint their own process while it runs
 #    a setuid program (it has rights they have not); root may.
 . "$(dirname "$0")/../cluster/lib.sh"
@@ -42,12 +45,14 @@ wait_log() {
 	return 1
 }
 
-# start_family [lazy]: a new family on node 1; sets parent and child.
+# start_family [lazy | two]: a new family on node 1; sets parent and child
+# (and child2).
 start_family() {
 	parent=$("$GHOST" run -d --node 1 -- "$FAMILY" "$@")
 	[ -n "$parent" ] || fatal "run -d the family"
 	wait_log "$parent" '^family ' || fatal "the family starts"
 	child=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $2; exit}')
+	child2=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $3; exit}')
 }
 
 # ppid_on NODE PID: the parent of PID on NODE (nothing if there is no PID).
@@ -283,6 +288,59 @@ check_eq "its parent moves to node 2" "0 2" "$? $(node_of "$parent")"
 check_eq "  ... and its waitpid() there returns the zombie's exit status 42" \
 	"waited $child exit 42" "$(waited "$parent")"
 check "no stand-in of the parent is left on node 1" wait_gone 1 "$parent"
+
+# 12. Two children of one parent on one other node: the import worker that
+# holds the parent's PID there for the first imports the second too.
+start_family two
+"$GHOST" migrate "$child" 2 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+stand_in=$("$GHOST" cluster exec 2 -- sh -c "cat /proc/$parent/comm 2>/dev/null")
+check_eq "the first child moves to node 2; a stand-in holds the parent's PID there" \
+	"2 ghost-parent" "$(node_of "$child") $stand_in"
+# A failed import of the second (no PID for it on node 2) changes nothing.
+max2=$("$GHOST" cluster exec 2 -- cat /proc/sys/kernel/pid_max)
+"$GHOST" cluster exec 2 -- sh -c 'echo 50000 > /proc/sys/kernel/pid_max'
+"$GHOST" migrate "$child2" 2 > /dev/null 2> "$TEST_TMP/err"
+check_eq "with no PID for it on node 2, the second child's move fails with one line" \
+	"1 1" "$? $(wc -l < "$TEST_TMP/err")"
+"$GHOST" cluster exec 2 -- sh -c "echo $max2 > /proc/sys/kernel/pid_max"
+check_eq "  ... the second child still runs on node 1, the first on node 2" "1 2" \
+	"$(node_of "$child2") $(node_of "$child")"
+check_eq "  ... and the parent's stand-in on node 2 still holds the first" "$parent" \
+	"$(ppid_on 2 "$child")"
+if "$GHOST" migrate "$child2" 2 > /dev/null 2> "$TEST_TMP/err"; then
+	ok "the second child moves to node 2 too"
+else
+	not_ok "the second child moves to node 2 too: $(cat "$TEST_TMP/err")"
+fi
+check_eq "on node 2 both children are children of the parent's PID" "$parent $parent" \
+	"$(ppid_on 2 "$child") $(ppid_on 2 "$child2")"
+n=$(count "$parent" "^ppid $child2 ok")
+sleep 0.5
+check "the second child sees its parent's PID with getppid() on node 2" \
+	test "$(count "$parent" "^ppid $child2 ok")" -gt "$n"
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent on node 1 reaches the first child on node 2" \
+	wait_log "$parent" "^child $child usr1 1\$"
+check "kill() by the parent on node 1 reaches the second child on node 2" \
+	wait_log "$parent" "^child $child2 usr1 1\$"
+"$GHOST" kill -HUP "$child"
+check "the first child's kill(getppid()) reaches the parent" wait_log "$parent" '^parent usr2 1$'
+"$GHOST" kill -HUP "$child2"
+check "the second child's kill(getppid()) reaches the parent" wait_log "$parent" '^parent usr2 2$'
+# The first moves on; the stand-in stays for the second.
+"$GHOST" migrate "$child" 3 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+check_eq "the first child moves on to node 3; the second stays a child of the stand-in" \
+	"3 $parent" "$(node_of "$child") $(ppid_on 2 "$child2")"
+"$GHOST" kill -TERM "$child2"
+check_eq "the parent's waitpid() returns the second child's exit status 42" \
+	"waited $child2 exit 42" "$(wait_log "$parent" "^waited $child2 " &&
+		"$GHOST" logs "$parent" | grep "^waited $child2 ")"
+check "with no child left there, the parent's stand-in on node 2 goes" wait_gone 2 "$parent"
+"$GHOST" kill -TERM "$child"
+check_eq "the parent's waitpid() returns the first child's exit status 42" \
+	"waited $child exit 42" "$(wait_log "$parent" "^waited $child " &&
+		"$GHOST" logs "$parent" | grep "^waited $child ")"
+check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid [0-9]* bad")"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
