@@ -1962,5 +1962,7 @@ int main(void)
 		printf("1..0 # SKIP the engine tests need root (ptrace, clone3 set_tid)\n");
 		return 0;
 	}
+	/* A test that hangs is then named by the last line before the timeout. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -84,6 +84,15 @@ count() {
 	"$GHOST" logs "$1" | grep -Ec "$2"
 }
 
+# sees_parent CHILD: within half a second, CHILD of the family of $parent says
+# once more that getppid() names its parent.
+sees_parent() {
+	local n
+	n=$(count "$parent" "^ppid $1 ok")
+	sleep 0.5
+	test "$(count "$parent" "^ppid $1 ok")" -gt "$n"
+}
+
 start_family
 check "the child's PID $child is one of node 1's (100000-199999)" \
 	test "$child" -ge 100000 -a "$child" -le 199999
@@ -100,10 +109,7 @@ check_eq "node 1 holds a stand-in with the child's PID, a child of the parent" "
 	"$("$GHOST" cluster exec 1 -- sh -c "awk '{print \$4}' /proc/$child/stat")"
 check_eq "node 2 holds a stand-in with the parent's PID, the child's parent" "$parent" \
 	"$("$GHOST" cluster exec 2 -- sh -c "awk '{print \$4}' /proc/$child/stat")"
-n=$(count "$parent" "^ppid $child ok")
-sleep 0.5
-check "on node 2 the child still sees its parent's PID with getppid()" \
-	test "$(count "$parent" "^ppid $child ok")" -gt "$n"
+check "on node 2 the child still sees its parent's PID with getppid()" sees_parent "$child"
 
 # 2. Signals both ways.
 "$GHOST" kill -USR1 "$parent"
@@ -122,10 +128,7 @@ fi
 check_eq "ps shows the child on node 3" 3 "$(node_of "$child")"
 check_eq "node 2 no longer holds the parent's PID" "" \
 	"$("$GHOST" cluster exec 2 -- sh -c "cat /proc/$parent/comm 2>/dev/null")"
-n=$(count "$parent" "^ppid $child ok")
-sleep 0.5
-check "on node 3 the child still sees its parent's PID" \
-	test "$(count "$parent" "^ppid $child ok")" -gt "$n"
+check "on node 3 the child still sees its parent's PID" sees_parent "$child"
 check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child bad")"
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent reaches the child on node 3" wait_log "$parent" '^child usr1 2$'
@@ -231,10 +234,7 @@ check_eq "ps shows the parent on node 2" 2 "$(node_of "$parent")"
 check_eq "on node 1 the child's parent holds the parent's PID" "$parent" "$(ppid_on 1 "$child")"
 check_eq "node 2 holds a stand-in with the child's PID, a child of the parent" "$parent" \
 	"$(ppid_on 2 "$child")"
-n=$(count "$parent" "^ppid $child ok")
-sleep 0.5
-check "the child on node 1 still sees its parent's PID" \
-	test "$(count "$parent" "^ppid $child ok")" -gt "$n"
+check "the child on node 1 still sees its parent's PID" sees_parent "$child"
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent on node 2 reaches its child on node 1" \
 	wait_log "$parent" '^child usr1 1$'
@@ -314,10 +314,7 @@ else
 fi
 check_eq "on node 2 both children are children of the parent's PID" "$parent $parent" \
 	"$(ppid_on 2 "$child") $(ppid_on 2 "$child2")"
-n=$(count "$parent" "^ppid $child2 ok")
-sleep 0.5
-check "the second child sees its parent's PID with getppid() on node 2" \
-	test "$(count "$parent" "^ppid $child2 ok")" -gt "$n"
+check "the second child sees its parent's PID with getppid() on node 2" sees_parent "$child2"
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent on node 1 reaches the first child on node 2" \
 	wait_log "$parent" "^child $child usr1 1\$"
