@@ -189,6 +189,40 @@ static int finish_and_status(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* A ghost on the memory interface: to export into buf (write), or to import
+ * from it. */
+static struct ghost *memory_ghost(struct ghost_buffer *buf, bool write)
+{
+	struct ghost *g = NULL;
+
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, write ? GHOST_MEMORY_WRITE : GHOST_MEMORY_READ), 0);
+	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	return g;
+}
+
+/* Export pid into buf; it must work. */
+static void export_into(struct ghost_buffer *buf, pid_t pid, const struct ghost_export_opts *eo)
+{
+	struct ghost *g = memory_ghost(buf, true);
+
+	if (ghost_export(g, pid, eo) < 0)
+		fail_msg("export: %s", ghost_errmsg(g));
+	ghost_free(g);
+}
+
+/* Import from buf; it must work. The new process's PID. */
+static pid_t import_from(struct ghost_buffer *buf, const struct ghost_import_opts *io)
+{
+	struct ghost *g = memory_ghost(buf, false);
+	pid_t pid = 0;
+
+	if (ghost_import(g, io, &pid) < 0)
+		fail_msg("import: %s", ghost_errmsg(g));
+	ghost_free(g);
+	return pid;
+}
+
 static const struct ghost_import_opts import_opts = {
 	.caller_uid = 0,
 	.caller_gid = 0,
@@ -205,9 +239,7 @@ static void test_memory_checkpoint_restart(void **state)
 
 	(void)state;
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	g = memory_ghost(buf, true);
 	if (ghost_export(g, pid, &eo) < 0)
 		fail_msg("export: %s", ghost_errmsg(g));
 	assert_true(ghost_get_stats(g)->pages >= PATTERN_BYTES / 4096);
@@ -218,14 +250,9 @@ static void test_memory_checkpoint_restart(void **state)
 	assert_int_equal(errno, ECHILD);
 	assert_true(ghost_buffer_size(buf) > PATTERN_BYTES);
 
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_import(g, &import_opts, &restored) < 0)
-		fail_msg("import: %s", ghost_errmsg(g));
+	restored = import_from(buf, &import_opts);
 	assert_int_equal(restored, pid);
 	assert_int_equal(finish_and_status(restored), 0);
-	ghost_free(g);
 	ghost_buffer_unref(buf);
 }
 
@@ -301,17 +328,10 @@ static void test_import_refuses_pages_given_twice(void **state)
 	(void)state;
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
 	assert_int_equal(ghost_buffer_new(0, &bad), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_export(g, pid, &eo) < 0)
-		fail_msg("export: %s", ghost_errmsg(g));
-	g = ghost_free(g);
+	export_into(buf, pid, &eo);
 	image_with_pages_twice(buf, bad);
 
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, bad), 0);
+	g = memory_ghost(bad, false);
 	assert_int_equal(ghost_import(g, &import_opts, &restored), GHOST_ECORRUPT);
 	assert_non_null(strstr(ghost_errmsg(g), "page data given twice"));
 	assert_int_equal(restored, 0);
@@ -320,13 +340,8 @@ static void test_import_refuses_pages_given_twice(void **state)
 	g = ghost_free(g);
 
 	/* the untouched image still restores */
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_import(g, &import_opts, &restored) < 0)
-		fail_msg("import: %s", ghost_errmsg(g));
+	restored = import_from(buf, &import_opts);
 	assert_int_equal(finish_and_status(restored), 0);
-	ghost_free(g);
 	ghost_buffer_unref(buf);
 	ghost_buffer_unref(bad);
 }
@@ -334,28 +349,17 @@ static void test_import_refuses_pages_given_twice(void **state)
 static void test_snapshot_leaves_original_running(void **state)
 {
 	struct ghost_buffer *buf = NULL;
-	struct ghost *g = NULL;
 	pid_t pid = start_target(), restored = 0;
 
 	(void)state;
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_export(g, pid, NULL) < 0)
-		fail_msg("export: %s", ghost_errmsg(g));
-	g = ghost_free(g);
+	export_into(buf, pid, NULL);
 	/* The original runs on, intact, and is not traced any more. */
 	assert_int_equal(finish_and_status(pid), 0);
 
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_import(g, &import_opts, &restored) < 0)
-		fail_msg("import: %s", ghost_errmsg(g));
+	restored = import_from(buf, &import_opts);
 	assert_int_equal(restored, pid);
 	assert_int_equal(finish_and_status(restored), 0);
-	ghost_free(g);
 	ghost_buffer_unref(buf);
 }
 
@@ -1207,9 +1211,7 @@ static void test_export_carried_import_placeholders(void **state)
 	/* Without carrying them, both pipes lead outside: refused, and the
 	 * process runs on. */
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	g = memory_ghost(buf, true);
 	assert_int_equal(ghost_export(g, pid, NULL), GHOST_EUNSUPPORTED);
 	assert_non_null(strstr(ghost_errmsg(g), "outside the checkpoint"));
 	/* An fd it does not have cannot be carried. */
@@ -1244,18 +1246,14 @@ static void test_export_carried_import_placeholders(void **state)
 	ghost_buffer_unref(buf);
 
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	g = memory_ghost(buf, true);
 	if (ghost_export(g, pid, &eo) < 0)
 		fail_msg("export: %s", ghost_errmsg(g));
 	assert_int_equal(ghost_get_stats(g)->fds, 6);
 	g = ghost_free(g);
 
 	/* Without GHOST_IMPORT_CARRIED: refused, by name, and no process. */
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	g = memory_ghost(buf, false);
 	assert_int_equal(ghost_import(g, &import_opts, &restored), GHOST_EUNSUPPORTED);
 	assert_string_equal(ghost_errmsg(g),
 			    "fd 20 is a stream carried by the daemon that exported this image (the read end of a pipe): it cannot be restored from the image alone");
@@ -1265,13 +1263,8 @@ static void test_export_carried_import_placeholders(void **state)
 
 	/* With it: placeholders at the same numbers, with the same flags. */
 	io.flags = GHOST_IMPORT_CARRIED | GHOST_IMPORT_STOPPED;
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_import(g, &io, &restored) < 0)
-		fail_msg("import: %s", ghost_errmsg(g));
+	restored = import_from(buf, &io);
 	assert_int_equal(restored, pid);
-	g = ghost_free(g);
 	ghost_buffer_unref(buf);
 	wait_state(pid, 'T');
 	for (int k = 0; k < 2; k++) {
@@ -1541,27 +1534,16 @@ static void test_epoll_checkpoint_restart(void **state)
 	pid_t pid = start_child(epoll_target_main, SYS_pause), restored = 0;
 	struct ghost_buffer *buf = NULL;
 	char before[1024], after[1024];
-	struct ghost *g = NULL;
 	int status;
 
 	(void)state;
 	epoll_lines(pid, EP_FD, false, before, sizeof(before));
 	assert_non_null(strstr(before, "15 40000000 123456789abcdef\n")); /* disarmed */
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_export(g, pid, &eo) < 0)
-		fail_msg("export: %s", ghost_errmsg(g));
-	g = ghost_free(g);
+	export_into(buf, pid, &eo);
 
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_import(g, &import_opts, &restored) < 0)
-		fail_msg("import: %s", ghost_errmsg(g));
+	restored = import_from(buf, &import_opts);
 	assert_int_equal(restored, pid);
-	g = ghost_free(g);
 	ghost_buffer_unref(buf);
 	/* Every registration as it was: fd, events (the one-shot disarmed), data. */
 	epoll_lines(pid, EP_FD, false, after, sizeof(after));
@@ -1617,9 +1599,7 @@ static void test_epoll_export_refuses_stale(void **state)
 
 	(void)state;
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
+	g = memory_ghost(buf, true);
 	assert_int_equal(ghost_export(g, pid, NULL), GHOST_EUNSUPPORTED);
 	snprintf(want, sizeof(want), "epoll fd 3 of process %d watches fd 5, which holds another file",
 		 pid);
@@ -1870,7 +1850,6 @@ static void test_export_carried_epoll(void **state)
 	struct ghost_import_opts io = import_opts;
 	struct ghost_buffer *buf = NULL;
 	struct ghost_hold *h = NULL;
-	struct ghost *g = NULL;
 	pid_t pid = run.pid, restored = 0;
 	char why[256], path[64], link[64];
 	int b[2], c[2];
@@ -1879,20 +1858,10 @@ static void test_export_carried_epoll(void **state)
 
 	(void)state;
 	assert_int_equal(ghost_buffer_new(0, &buf), 0);
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_WRITE), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_export(g, pid, &eo) < 0)
-		fail_msg("export: %s", ghost_errmsg(g));
-	g = ghost_free(g);
+	export_into(buf, pid, &eo);
 	io.flags = GHOST_IMPORT_CARRIED | GHOST_IMPORT_STOPPED;
-	assert_int_equal(ghost_new(&g), 0);
-	assert_int_equal(ghost_plug(g, GHOST_MEMORY_READ), 0);
-	assert_int_equal(ghost_associate_buffer(g, buf), 0);
-	if (ghost_import(g, &io, &restored) < 0)
-		fail_msg("import: %s", ghost_errmsg(g));
+	restored = import_from(buf, &io);
 	assert_int_equal(restored, pid);
-	g = ghost_free(g);
 	ghost_buffer_unref(buf);
 	wait_state(pid, 'T');
 
