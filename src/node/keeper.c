@@ -102,28 +102,17 @@ static void store(const struct keeper_job *j, int report_fd, struct ghost_buffer
 		  uint8_t *chunk)
 {
 	struct worker_report rep = { .kind = WORKER_DONE };
-	struct msg_chan_session cs = MSG_CHAN_SESSION_INIT;
+	char why[sizeof(rep.msg)];
 	pid_t pump = -1;
 	int data_fd, r, rp;
 
-	r = msg_chan_accept(j->listen_fd, j->key, CHAN_TIMEOUT_MS, &cs);
+	r = worker_accept_stream(j->listen_fd, j->key, j->encrypt, j->source, &data_fd, &pump,
+				 why, sizeof(why));
 	safe_close(j->listen_fd);
 	if (r < 0)
-		worker_fail(report_fd, &rep, r, "node %u did not open the transfer connection: %s",
-			    j->source, strerror(-r));
-	worker_set_stall_timeouts(cs.fd);
-	data_fd = cs.fd;
-	if (j->encrypt) {
-		r = worker_pump_start(&cs, false, &data_fd, &pump);
-		if (r < 0)
-			worker_fail(report_fd, &rep, r, "cannot start the opening pump: %s",
-				    strerror(-r));
-	} else {
-		cs.fd = -1; /* data_fd is the socket itself now */
-	}
+		worker_fail(report_fd, &rep, r, "%s", why);
 	r = receive(data_fd, j->limit, b, chunk);
 	safe_close(data_fd);
-	msg_chan_session_release(&cs);
 	if (r == -EFBIG) {
 		/* The pump sees its reader gone; its verdict does not matter. */
 		(void)worker_pump_wait(pump);

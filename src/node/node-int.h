@@ -901,6 +901,13 @@ void worker_set_stall_timeouts(int fd);
  * pump seals; else the pump opens, the worker reads. cs's socket is closed
  * here, so that the connection ends when the pump does. */
 int worker_pump_start(struct msg_chan_session *cs, bool seal, int *ret_fd, pid_t *ret_pid);
+/* The receiving side of a transfer: accept the connection on listen_fd
+ * (authenticated with key, within the workers' timeout), set its stall
+ * timeouts and, with encrypt, start the opening pump. The plain stream in
+ * ret_fd, the pump in ret_pump (-1: none); on failure a one-line reason
+ * naming the source node in msg. listen_fd stays the caller's. */
+int worker_accept_stream(int listen_fd, const uint8_t *key, bool encrypt, uint32_t source,
+			 int *ret_fd, pid_t *ret_pump, char *msg, size_t msg_len);
 /* Reap the pump (pid <= 0: none): 0, or its failure: -EBADMSG (integrity),
  * -ECONNRESET (cut or truncated), -EIO. */
 int worker_pump_wait(pid_t pid);

@@ -196,6 +196,33 @@ int worker_pump_start(struct msg_chan_session *cs, bool seal, int *ret_fd, pid_t
 	return 0;
 }
 
+int worker_accept_stream(int listen_fd, const uint8_t *key, bool encrypt, uint32_t source,
+			 int *ret_fd, pid_t *ret_pump, char *msg, size_t msg_len)
+{
+	struct msg_chan_session cs = MSG_CHAN_SESSION_INIT;
+	int r;
+
+	*ret_pump = -1;
+	r = msg_chan_accept(listen_fd, key, CHAN_TIMEOUT_MS, &cs);
+	if (r < 0) {
+		snprintf(msg, msg_len, "node %u did not open the transfer connection: %s", source,
+			 strerror(-r));
+		return r;
+	}
+	worker_set_stall_timeouts(cs.fd);
+	if (encrypt) {
+		r = worker_pump_start(&cs, false, ret_fd, ret_pump);
+		if (r < 0)
+			snprintf(msg, msg_len, "cannot start the opening pump: %s", strerror(-r));
+	} else {
+		*ret_fd = cs.fd;
+		cs.fd = -1; /* the stream is the socket itself */
+	}
+	/* The session key is the pump's alone now. */
+	msg_chan_session_release(&cs);
+	return r;
+}
+
 int worker_pump_wait(pid_t pid)
 {
 	int status;
@@ -328,28 +355,14 @@ static int import_run(const struct worker_import_job *j, int report_fd, pid_t *r
 		.progress = on_progress,
 		.userdata = &pc,
 	};
-	struct msg_chan_session cs;
 	struct ghost *g = NULL;
 	pid_t pump = -1, pid = -1;
 	int data_fd, r, rp;
 
-	r = msg_chan_accept(j->listen_fd, j->key, CHAN_TIMEOUT_MS, &cs);
-	if (r < 0) {
-		snprintf(rep.msg, sizeof(rep.msg), "node %u did not open the transfer connection: %s",
-			 j->source, strerror(-r));
+	r = worker_accept_stream(j->listen_fd, j->key, j->encrypt, j->source, &data_fd, &pump,
+				 rep.msg, sizeof(rep.msg));
+	if (r < 0)
 		goto out;
-	}
-	worker_set_stall_timeouts(cs.fd);
-	data_fd = cs.fd;
-	if (j->encrypt) {
-		r = worker_pump_start(&cs, false, &data_fd, &pump);
-		if (r < 0) {
-			safe_close(cs.fd);
-			snprintf(rep.msg, sizeof(rep.msg), "cannot start the opening pump: %s",
-				 strerror(-r));
-			goto out;
-		}
-	}
 	r = ghost_new(&g);
 	if (r >= 0)
 		r = ghost_plug(g, GHOST_NET_RECV);
