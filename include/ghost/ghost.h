@@ -131,6 +131,16 @@ enum ghost_import_flags {
 	 * carried fds is refused before any process is made.
 	 */
 	GHOST_IMPORT_CARRIED = 1 << 6,
+	/*
+	 * The caller itself becomes the process, keeping its PID, its parent
+	 * and its children: what a migration needs when the PID is held by a
+	 * process whose place in the family nothing else can take (a parent
+	 * stand-in whose children the arriving parent must have). The image
+	 * must be at hand whole (memory or file interface): every record is
+	 * verified before the caller changes. Not with DETACH, REPLACE or a
+	 * pid other than the caller's. See ghost_import() for where it returns.
+	 */
+	GHOST_IMPORT_BECOME = 1 << 7,
 };
 
 /*
@@ -187,6 +197,27 @@ struct ghost_import_opts {
  * duration of the call.
  */
 int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *ret_pid);
+
+/*
+ * With GHOST_IMPORT_BECOME, ghost_import() returns in one process only:
+ *
+ *  - in the caller, on a failure before the caller was touched: < 0, and the
+ *    caller is as it was (its signal mask, fds and children included; the
+ *    soft RLIMIT_NOFILE excepted, as always);
+ *  - else in a helper process that did the import: forked from the caller
+ *    (so getpid() tells which one is returning) and not its child, it
+ *    returns 0 once the caller is the image's process (its PID in ret_pid;
+ *    with GHOST_IMPORT_STOPPED it is held stopped), or < 0 if the import
+ *    failed after the caller had started turning: the caller was killed then.
+ *    The helper holds copies of the caller's fds and has every signal blocked:
+ *    it should report and _exit() at once.
+ *
+ * The caller's children from before stay its children, and the new process
+ * finds them as its own; opts->children are made by the caller before it
+ * changes. Signals pending on the caller stay pending for the new process.
+ * Everything of the caller but its PID, parent, children, pending signals and
+ * process group is replaced (its session too, with GHOST_IMPORT_SESSION).
+ */
 
 /*
  * Make process pid run the program at path with argv (and an empty

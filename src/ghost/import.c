@@ -21,6 +21,12 @@
  *        scheduling, credentials, rseq, then xstate, registers and mask
  *     -> detach
  *
+ * GHOST_IMPORT_BECOME: the caller is the stub. The whole image is verified
+ * first; the caller makes the new process's children, forks a helper (through
+ * an intermediate, so the helper is not its child) and runs the stub's part;
+ * the helper does ours. Up to the fork, a failure returns to the caller as it
+ * was.
+ *
  * Corruption anywhere is found before a byte of page data reaches the stub.
  * Invariant: the stub never executes an instruction of the restored program
  * before everything succeeded; on any failure it is killed and reaped, so a
@@ -207,6 +213,9 @@ struct import_ctx {
 	int *staged; /* per FILE, staged fd */
 	pid_t pid;
 	pid_t stub;
+	bool become; /* GHOST_IMPORT_BECOME: the stub is the caller, we its helper */
+	const void *image; /* the image mapped whole, if it is */
+	size_t image_len;
 	struct tracee t;
 	uint64_t pages;
 	uint64_t pages_end; /* end of the last PAGES record */
@@ -637,9 +646,12 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 	close(c->go[1]);
 
 	/* Its children first, while nothing of the image is in the stub yet:
-	 * they inherit only what their execve keeps. */
+	 * they inherit only what their execve keeps. (A caller that becomes
+	 * the process made them before it started to turn.) */
 	step = STUB_CHILDREN;
-	for (; c->opts && made < c->opts->n_children; made++)
+	if (c->become && c->opts)
+		made = c->opts->n_children;
+	for (; !c->become && c->opts && made < c->opts->n_children; made++)
 		if (stub_make_child(&c->opts->children[made]) < 0) {
 			tfd = (int)made;
 			goto fail;
@@ -887,6 +899,89 @@ static int make_stub(struct import_ctx *c)
 	}
 	c->stub = child;
 	return 0;
+}
+
+/* GHOST_IMPORT_BECOME, in the caller: end the children it made for the new
+ * process, when it cannot become it after all. */
+static void become_undo_children(struct import_ctx *c, size_t made)
+{
+	for (size_t i = 0; i < made; i++) {
+		kill(c->opts->children[i].pid, SIGKILL);
+		while (waitpid(c->opts->children[i].pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/*
+ * GHOST_IMPORT_BECOME: the caller is the stub. First, while it can still
+ * back out, it makes the new process's children and forks the helper that
+ * will take it over (through an intermediate that exits at once, so that
+ * the new process never finds the helper among its children); then it runs
+ * stub_main() and is never back. Returns 1 in the helper, < 0 in the caller
+ * as it was.
+ */
+static int become_stub(struct import_ctx *c)
+{
+	sigset_t all, old;
+	size_t made = 0;
+	pid_t mid;
+	int st, r;
+
+	/* As stub_main() would: the children start with every signal blocked. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	for (; c->opts && made < c->opts->n_children; made++)
+		if (stub_make_child(&c->opts->children[made]) < 0) {
+			pid_t kid = c->opts->children[made].pid;
+
+			r = -errno;
+			if (r == -EEXIST)
+				r = ghost_fail(c->g, GHOST_EPIDBUSY,
+					       "PID %d for a child of the new process is in use", kid);
+			else
+				r = ghost_fail(c->g, r, "cannot make child %d of the new process: %s",
+					       kid, ghost_strerror(r));
+			goto undo;
+		}
+	/* The image is mapped out of reach of forks (io.c): the helper needs it.
+	 * (A private file mapping costs the forks nothing; a memory buffer, its
+	 * page tables.) */
+	{
+		uintptr_t lo = (uintptr_t)c->image & ~(uintptr_t)(PAGE_SIZE_X - 1);
+		uintptr_t hi = ((uintptr_t)c->image + c->image_len + PAGE_SIZE_X - 1) &
+			       ~(uintptr_t)(PAGE_SIZE_X - 1);
+
+		if (madvise((void *)lo, hi - lo, MADV_DOFORK) < 0) {
+			r = ghost_fail(c->g, -errno, "cannot share the image with the helper: %m");
+			goto undo;
+		}
+	}
+	mid = fork();
+	if (mid == 0) {
+		pid_t helper = fork();
+
+		if (helper == 0) {
+			c->stub = c->pid;
+			sigprocmask(SIG_SETMASK, &old, NULL);
+			return 1;
+		}
+		_exit(helper < 0 ? 1 : 0);
+	}
+	if (mid < 0) {
+		r = ghost_fail(c->g, -errno, "fork: %m");
+		goto undo;
+	}
+	while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		r = ghost_fail(c->g, -EAGAIN, "cannot fork the helper of the import");
+		goto undo;
+	}
+	stub_main(c);
+undo:
+	become_undo_children(c, made);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return r;
 }
 
 static int wait_stub_ready(struct import_ctx *c)
@@ -1829,6 +1924,12 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 			total = len;
 		}
 	}
+	if ((c.flags & GHOST_IMPORT_BECOME) && !mapped_all) {
+		r = ghost_fail(g, -EINVAL,
+			       "to become the process, the caller needs the image whole (memory or "
+			       "file)");
+		goto out;
+	}
 	r = img_reader_new(c.io, rflags, &c.rd);
 	if (r == GHOST_EKERNEL && mapped_len >= sizeof(struct img_file_header)) {
 		const struct img_file_header *h = mapped_all;
@@ -1867,6 +1968,24 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		goto out;
 	}
 	c.pid = opts && opts->pid > 0 ? opts->pid : (pid_t)c.proc.pid;
+	if (c.flags & GHOST_IMPORT_BECOME) {
+		c.become = true;
+		if (c.flags & (GHOST_IMPORT_DETACH | GHOST_IMPORT_REPLACE) ||
+		    (opts->pid > 0 && opts->pid != getpid())) {
+			r = ghost_fail(g, -EINVAL, "the caller can only become the process itself");
+			goto out;
+		}
+		c.pid = getpid();
+		c.image = mapped_all;
+		c.image_len = mapped_len;
+		/* All of it, before the caller starts to turn. */
+		r = img_verify(mapped_all, mapped_len, rflags);
+		if (r < 0) {
+			ghost_fail(g, r, "image is unusable: %s", ghost_strerror(r));
+			goto out;
+		}
+		img_reader_set_verified(c.rd);
+	}
 	r = check_image(&c);
 	if (r < 0)
 		goto out;
@@ -1879,7 +1998,7 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		if (!subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1) == 0)
 			reaper_set = true;
 	}
-	r = make_stub(&c);
+	r = c.become ? become_stub(&c) : make_stub(&c);
 	if (r < 0)
 		goto out;
 	r = wait_stub_ready(&c);
@@ -1890,7 +2009,14 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		r = uffd_setup(&c);
 	if (r < 0)
 		goto out;
-	if (mapped_all) {
+	if (mapped_all && c.become) {
+		/* Verified already: the new process allocates ahead of the copy. */
+		if (populate_plan(&c, mapped_all, mapped_len) < 0) {
+			r = ghost_fail(g, -ENOMEM, "out of memory");
+			goto out;
+		}
+		populate_start_next(&c);
+	} else if (mapped_all) {
 		/* The new process allocates its memory while we verify every record
 		 * (allocation writes zeros, not a byte of the image). */
 		if (populate_plan(&c, mapped_all, mapped_len) < 0) {

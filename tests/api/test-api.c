@@ -9,7 +9,9 @@
  * another one under it; an export that leaves some descriptors to its caller
  * (carried), and an import that puts placeholders at their numbers; epoll
  * instances through a checkpoint and restart, a registration that cannot be
- * carried, a swap under an epoll_wait(), and a carried fd an instance watches.
+ * carried, a swap under an epoll_wait(), and a carried fd an instance watches;
+ * a process that becomes the image's process (keeping its PID, parent and
+ * children), and the failures that leave it as it was.
  *
  * The target also holds a sparse mapping of runs of several sizes: the
  * importer allocates memory ahead of the page data (from the runs the image
@@ -34,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1900,6 +1903,250 @@ static void test_export_carried_epoll(void **state)
 	close(run.report_rd);
 }
 
+/* ---- becoming the process (GHOST_IMPORT_BECOME) ---------------------------------------- */
+
+/* What a holder says after its ghost_import(): the outcome, in which process
+ * it returned, and the PID it gave. */
+struct become_report {
+	int r;
+	pid_t in;
+	pid_t pid;
+	char msg[240];
+};
+
+/* Where a holder takes the image from: it exports process pid into a buffer
+ * of its own (the test's buffers are not inherited: MADV_DONTFORK), or
+ * reads the file fd. */
+struct become_source {
+	pid_t pid;
+	int fd;
+};
+
+/*
+ * The holder, a child of the test: a child of its own first (a looper, its
+ * PID sent on kid_fd), then ghost_import() with GHOST_IMPORT_BECOME from src.
+ * Whichever process the call returns in reports on report_fd. A holder the
+ * call came back to checks that it is as it was (its child still its own,
+ * its signal mask, its fds) and exits 42 if so.
+ */
+static __attribute__((noreturn)) void holder_become(const struct become_source *src,
+						    const struct ghost_import_opts *base,
+						    int kid_fd, int report_fd)
+{
+	struct ghost_export_opts eo = { .flags = GHOST_EXPORT_KILL };
+	struct ghost_import_opts io = *base;
+	struct become_report rep = { 0 };
+	struct ghost_buffer *buf = NULL;
+	struct ghost *g = NULL;
+	sigset_t mask, after;
+	pid_t me = getpid(), kid;
+	int st;
+
+	/* Not the test runner's handlers: a crash here must end this process. */
+	signal(SIGSEGV, SIG_DFL);
+	signal(SIGBUS, SIG_DFL);
+	signal(SIGABRT, SIG_DFL);
+	if (ghost_new(&g) < 0)
+		_exit(80);
+	if (src->pid > 0) {
+		if (ghost_buffer_new(0, &buf) < 0 || ghost_plug(g, GHOST_MEMORY_WRITE) < 0 ||
+		    ghost_associate_buffer(g, buf) < 0 || ghost_export(g, src->pid, &eo) < 0)
+			_exit(81);
+		ghost_free(g);
+		if (ghost_new(&g) < 0 || ghost_plug(g, GHOST_MEMORY_READ) < 0 ||
+		    ghost_associate_buffer(g, buf) < 0)
+			_exit(82);
+	} else if (ghost_plug(g, GHOST_FILE_READ) < 0 || ghost_associate_file(g, src->fd) < 0) {
+		_exit(83);
+	}
+	kid = fork();
+	if (kid < 0)
+		_exit(90);
+	if (kid == 0)
+		for (;;)
+			pause();
+	if (write(kid_fd, &kid, sizeof(kid)) != (ssize_t)sizeof(kid))
+		_exit(91);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR2);
+	sigprocmask(SIG_SETMASK, &mask, NULL);
+	io.flags |= GHOST_IMPORT_BECOME;
+	rep.r = ghost_import(g, &io, &rep.pid);
+	rep.in = getpid();
+	snprintf(rep.msg, sizeof(rep.msg), "%s", ghost_errmsg(g));
+	if (write(report_fd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+		_exit(92);
+	if (getpid() != me)
+		_exit(0); /* the helper */
+	sigprocmask(SIG_SETMASK, NULL, &after);
+	if (waitpid(kid, &st, WNOHANG) != 0 || !sigismember(&after, SIGUSR2) ||
+	    sigismember(&after, SIGUSR1))
+		_exit(93);
+	kill(kid, SIGKILL);
+	_exit(waitpid(kid, &st, 0) == kid ? 42 : 94);
+}
+
+struct become_run {
+	pid_t holder, kid;
+	struct become_report rep;
+};
+
+/* Start holder_become() on src and read what it says. */
+static struct become_run become(const struct become_source *src,
+				const struct ghost_import_opts *io)
+{
+	struct become_run run = { 0 };
+	int kp[2], rp[2];
+
+	assert_int_equal(pipe2(kp, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(rp, O_CLOEXEC), 0);
+	run.holder = fork();
+	assert_true(run.holder >= 0);
+	if (run.holder == 0)
+		holder_become(src, io, kp[1], rp[1]);
+	close(kp[1]);
+	close(rp[1]);
+	assert_int_equal(read(kp[0], &run.kid, sizeof(run.kid)), sizeof(run.kid));
+	assert_int_equal(read(rp[0], &run.rep, sizeof(run.rep)), sizeof(run.rep));
+	close(kp[0]);
+	close(rp[0]);
+	return run;
+}
+
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *e;
+	int ppid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) && (e = strrchr(buf, ')')) && sscanf(e + 2, "%*c %d", &ppid) != 1)
+		ppid = -1;
+	fclose(f);
+	return ppid;
+}
+
+/* A process becomes the image's: same PID and parent as before, its child
+ * still its child, the image's memory and handler in place. */
+static void test_become_keeps_pid_parent_children(void **state)
+{
+	struct become_source src = { .pid = start_target(), .fd = -1 };
+	struct become_run run;
+	int st;
+
+	(void)state;
+	/* The helper and the holder's child come back to us to be reaped. */
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	run = become(&src, &import_opts);
+	/* The holder exported (and ended) our child. */
+	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
+	if (run.rep.r < 0)
+		fail_msg("become: %s", run.rep.msg);
+	/* It returned in the helper, which gave the holder's PID. */
+	assert_int_not_equal(run.rep.in, run.holder);
+	assert_int_equal(run.rep.pid, run.holder);
+	assert_int_equal(waitpid(run.rep.in, &st, 0), run.rep.in);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* Its child is still its child. */
+	assert_int_equal(parent_of(run.kid), run.holder);
+	assert_int_equal(parent_of(run.holder), getpid());
+	/* The target's handler ends it after checking the target's memory (the
+	 * holder would have died of SIGUSR1). */
+	assert_int_equal(kill(run.kid, SIGKILL), 0);
+	assert_int_equal(finish_and_status(run.holder), 0);
+	assert_int_equal(waitpid(run.kid, &st, 0), run.kid);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
+/* Failures before the caller changes bring it back as it was: a stream (the
+ * image must be whole), a damaged image, a child PID it cannot have. */
+static void test_become_failures_leave_caller(void **state)
+{
+	struct ghost_export_opts eo = { .flags = GHOST_EXPORT_KILL };
+	struct ghost_import_child kid = { .path = "/bin/true" };
+	const char *argv[] = { "true", NULL };
+	struct ghost_import_opts io = import_opts;
+	struct ghost_buffer *buf = NULL;
+	struct become_source src = { 0 };
+	struct become_run run;
+	struct ghost *g = NULL;
+	pid_t pid = start_target(), got;
+	int sv[2], fd, st;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(ghost_buffer_new(0, &buf), 0);
+	export_into(buf, pid, &eo);
+
+	/* A stream: refused at once, in the caller (here). */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(ghost_new(&g), 0);
+	assert_int_equal(ghost_plug(g, GHOST_NET_RECV), 0);
+	assert_int_equal(ghost_associate_socket(g, sv[0]), 0);
+	io.flags = GHOST_IMPORT_BECOME;
+	assert_int_equal(ghost_import(g, &io, &got), -EINVAL);
+	assert_non_null(strstr(ghost_errmsg(g), "whole"));
+	g = ghost_free(g);
+	close(sv[0]);
+	close(sv[1]);
+
+	/* One flipped byte near the end (page data): found before anything. */
+	fd = memfd_create("image", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, ghost_buffer_data(buf), ghost_buffer_size(buf)),
+			 (ssize_t)ghost_buffer_size(buf));
+	{
+		uint8_t byte;
+		off_t at = (off_t)ghost_buffer_size(buf) - 4096;
+
+		assert_int_equal(pread(fd, &byte, 1, at), 1);
+		byte ^= 0x20;
+		assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+	}
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	src.fd = fd;
+	run = become(&src, &import_opts);
+	assert_true(run.rep.r < 0);
+	assert_non_null(strstr(run.rep.msg, "unusable"));
+	assert_int_equal(run.rep.in, run.holder);
+	assert_int_equal(waitpid(run.holder, &st, 0), run.holder);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 42);
+
+	/* A child with a PID the kernel cannot give (above pid_max). */
+	f = fopen("/proc/sys/kernel/pid_max", "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &kid.pid), 1);
+	fclose(f);
+	kid.pid += 1;
+	kid.argv = argv;
+	io = import_opts;
+	io.children = &kid;
+	io.n_children = 1;
+	/* The same image, undamaged. */
+	{
+		uint8_t byte;
+		off_t at = (off_t)ghost_buffer_size(buf) - 4096;
+
+		assert_int_equal(pread(fd, &byte, 1, at), 1);
+		byte ^= 0x20;
+		assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+	}
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	run = become(&src, &io);
+	close(fd);
+	assert_true(run.rep.r < 0);
+	assert_non_null(strstr(run.rep.msg, "child"));
+	assert_int_equal(run.rep.in, run.holder);
+	assert_int_equal(waitpid(run.holder, &st, 0), run.holder);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 42);
+	ghost_buffer_unref(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1909,6 +2156,8 @@ int main(void)
 		cmocka_unit_test(test_socket_streaming_into_other_pid_namespace),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_replace_program),
+		cmocka_unit_test(test_become_keeps_pid_parent_children),
+		cmocka_unit_test(test_become_failures_leave_caller),
 		cmocka_unit_test(test_hold_swap_blocked_read),
 		cmocka_unit_test(test_hold_swap_poll_select_nanosleep),
 		cmocka_unit_test(test_hold_swap_blocked_write),
@@ -1927,6 +2176,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_export_carried_epoll, end_children),
 	};
 
+	/* GHOST_TEST_FILTER=glob runs the matching tests only. */
+	if (getenv("GHOST_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("GHOST_TEST_FILTER"));
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP the engine tests need root (ptrace, clone3 set_tid)\n");
 		return 0;
