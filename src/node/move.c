@@ -107,7 +107,13 @@ struct move {
 	int report_fd;
 	int job_fd;            /* IN, with ppid: the daemon's end of the job socket
 				  of the worker that stays as the parent's stand-in */
-	bool hosted;           /* IN: the parent's stand-in here imports it */
+	bool hosted;           /* IN: a parent stand-in here imports it */
+	pid_t host_pid;        /* IN, hosted: that stand-in's PID */
+	/* IN: the parent stand-in holding its PID here turns into it
+	 * (GHOST_IMPORT_BECOME); own[] are its children here, which stay */
+	bool become;
+	pid_t own[MOVE_MAX_KIDS];
+	size_t n_own;
 	struct loop_io *report_io;
 	bool worker_done;
 	struct worker_report result;
@@ -183,7 +189,7 @@ static void move_free(struct move *m)
 	m->report_fd = safe_close(m->report_fd);
 	m->job_fd = safe_close(m->job_fd);
 	if (m->hosted)
-		standin_parent_host_done(m->d, m->ppid);
+		standin_parent_host_done(m->d, m->host_pid);
 	m->timer = loop_timer_free(m->timer);
 	buf_release(&m->prepare);
 	free(m);
@@ -721,6 +727,13 @@ static int check_movable(struct node_daemon *d, struct mproc *p, pid_t pid, uid_
 				 (int)pid, (int)pp->pid);
 			return -EBUSY;
 		}
+		/* Its parent's stand-in here is turning into its parent: the
+		 * child must be its child when it does. */
+		if (standin_parent_turning(d, proc_parent(pid))) {
+			snprintf(msg, size, "the parent of process %d, %d, is arriving; try again",
+				 (int)pid, (int)proc_parent(pid));
+			return -EBUSY;
+		}
 	}
 	if (p->keeping) {
 		snprintf(msg, size, "process %d is being checkpointed; try again", (int)pid);
@@ -887,6 +900,10 @@ static void in_fail(struct move *m, int err, const char *fmt, ...)
 /* Kill a copy that must not run, and forget it. */
 static void in_discard(struct move *m)
 {
+	if (m->become && m->result.pid > 0)
+		log_warn("process %d: its stand-in here had turned into it; its children here "
+			 "lose their parent",
+			 (int)m->pid);
 	if (m->proc) {
 		proc_arrival_cancel(m->d, m->proc);
 		m->proc = NULL;
@@ -990,10 +1007,22 @@ static int arrival_kids(struct move *m, const void *data, size_t len, char *msg,
 		if (attr_find(a.data, a.len, A_COMMAND, &f) >= 0)
 			(void)attr_strcpy(&f, k->comm, sizeof(k->comm));
 		kp = proc_find(d, k->pid);
+		if (m->become && proc_parent(k->pid) == m->pid) {
+			/* A child of the stand-in that turns into the process: its
+			 * own child again, with no stand-in. */
+			if (kp && kp->moving) {
+				snprintf(msg, size,
+					 "process %d has a child, %d, that is moving; try again",
+					 (int)m->pid, (int)k->pid);
+				return -EBUSY;
+			}
+			m->own[m->n_own++] = k->pid;
+			continue;
+		}
 		if (kp && kp->state == MPROC_RUNNING) {
 			snprintf(msg, size,
-				 "process %d cannot move to node %u, where its child %d runs: a "
-				 "parent cannot join a child that moved away yet",
+				 "process %d cannot move to node %u, where its child %d runs, but "
+				 "not as a child of a stand-in of it",
 				 (int)m->pid, d->self, (int)k->pid);
 			return -EBUSY;
 		}
@@ -1112,13 +1141,28 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		move_free(m);
 		return;
 	}
-	if (!m->fork && standin_is_parent(d, m->pid)) {
-		in_fail(m, -EBUSY,
-			"process %d cannot move to node %u, where a child of it runs: a stand-in "
-			"holds its PID there for that child",
-			(int)m->pid, d->self);
-		move_free(m);
-		return;
+	if (!m->fork) {
+		/* A stand-in of it holds its PID here for its children: it turns
+		 * into the process, so that they are its children again. (One
+		 * that is going leaves the PID free in a moment: the import waits.) */
+		r = standin_parent_ready(d, m->pid);
+		if (r == -EBUSY) {
+			in_fail(m, r,
+				"process %d cannot move to node %u yet: a child of it is arriving "
+				"there; try again",
+				(int)m->pid, d->self);
+			move_free(m);
+			return;
+		}
+		if (r == 0 && attr_find(data, len, A_PPID, &pa) >= 0) {
+			in_fail(m, -EBUSY,
+				"process %d cannot move to node %u, where a child of it runs, while "
+				"it has a parent of its own",
+				(int)m->pid, d->self);
+			move_free(m);
+			return;
+		}
+		m->become = r == 0;
 	}
 	if (!m->fork) {
 		r = arrival_kids(m, data, len, msg, sizeof(msg));
@@ -1153,11 +1197,21 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		return;
 	}
 	r = msg_chan_key_new(j.key);
-	if (r >= 0 && j.parent) {
+	if (r >= 0 && m->become) {
+		j.flags |= GHOST_IMPORT_BECOME;
+		j.own_kids = m->own;
+		j.n_own_kids = m->n_own;
+		r = standin_parent_turn(d, m->pid, &j, m->spawn, &m->report_fd);
+		m->hosted = r >= 0;
+		m->host_pid = m->pid;
+		if (m->hosted)
+			log_info("process %d: its stand-in here turns into it", (int)m->pid);
+	} else if (r >= 0 && j.parent) {
 		/* A sibling's import worker holds the parent's PID here already:
 		 * it imports this one too, as its child. */
 		r = standin_parent_host(d, j.parent, &j, m->spawn, &m->report_fd);
 		m->hosted = r >= 0;
+		m->host_pid = j.parent;
 		if (m->hosted)
 			log_info("process %d: the stand-in of its parent %d here imports it",
 				 (int)m->pid, (int)j.parent);
@@ -1250,6 +1304,15 @@ static void in_imported(struct move *m)
 		in_discard(m);
 		return;
 	}
+	if (m->become) {
+		/* Its stand-in is the process now, and its children here its own:
+		 * it reaps them, we only watch. */
+		standin_parent_turned(d, m->pid);
+		for (size_t i = 0; i < m->n_own; i++)
+			if (proc_parent_reaps(d, m->own[i]) < 0)
+				log_warn("process %d: cannot watch its child %d", (int)m->pid,
+					 (int)m->own[i]);
+	}
 	m->state = MOVE_S_HELD;
 	r = attr_put_u64(&b, A_IMPORT_NS, m->result.stats.total_ns);
 	if (r >= 0)
@@ -1259,6 +1322,28 @@ static void in_imported(struct move *m)
 	buf_release(&b);
 	if (r < 0)
 		in_discard(m); /* the source is gone: its original stays */
+}
+
+static bool is_own_kid(const struct move *m, pid_t kid)
+{
+	for (size_t i = 0; i < m->n_own; i++)
+		if (m->own[i] == kid)
+			return true;
+	return false;
+}
+
+/* A child the parent waited for (through its stand-in on the source) just
+ * before its export, here its own child: it must not find it again. (Its
+ * stand-in there can end only with the child's end, which the stand-in here
+ * did not reap once it began to turn: a zombie, or a child killed with its
+ * stand-in.) */
+static void own_kid_unseen(struct move *m, pid_t kid)
+{
+	char why[256];
+
+	if (ghost_reap_child(m->pid, kid, why, sizeof(why)) < 0)
+		log_warn("%s: process %d may see a child %d it had already waited for", why,
+			 (int)m->pid, (int)kid);
 }
 
 static void in_commit(struct move *m, const void *data, size_t len)
@@ -1273,8 +1358,12 @@ static void in_commit(struct move *m, const void *data, size_t len)
 	 * its export go unseen. */
 	attr_iter_init(&it, data, len);
 	while (attr_next(&it, &a) > 0)
-		if (a.type == A_CHILD_GONE && attr_u32(&a, &kid) >= 0)
-			standin_arrival_unseen(d, m->pid, (pid_t)kid);
+		if (a.type == A_CHILD_GONE && attr_u32(&a, &kid) >= 0) {
+			if (is_own_kid(m, (pid_t)kid))
+				own_kid_unseen(m, (pid_t)kid);
+			else
+				standin_arrival_unseen(d, m->pid, (pid_t)kid);
+		}
 	/* Signals sent while it was frozen, before it runs again. */
 	attr_iter_init(&it, data, len);
 	while (attr_next(&it, &a) > 0) {

@@ -704,6 +704,9 @@ void proc_child_exited(struct node_daemon *d, pid_t pid, int wstatus);
  * managed one but descends from one (forked by it) is adopted first, so that
  * it can be signalled and moved. NULL if there is neither. */
 struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid);
+/* Managed process pid of this node has a parent here that reaps it (a parent
+ * stand-in turned into the parent): watch its end as an adopted one's. */
+int proc_parent_reaps(struct node_daemon *d, pid_t pid);
 /* The parent of a process of this node, from /proc; 0 if unknown. */
 pid_t proc_parent(pid_t pid);
 /* Its real user and group; its name (/proc/PID/comm). */
@@ -825,6 +828,11 @@ struct worker_import_job {
 	 * its children by the import (standin.c). */
 	const struct ghost_import_child *children;
 	size_t n_children;
+	/* With GHOST_IMPORT_BECOME (a job for a parent stand-in, which turns
+	 * into the arriving parent itself): the stand-in's children that are
+	 * the process's own here; each must still be its child, unwaited. */
+	const pid_t *own_kids;
+	size_t n_own_kids;
 	uint32_t source;
 	uint8_t key[MSG_CHAN_KEY_SIZE];
 	bool encrypt;
@@ -1182,6 +1190,18 @@ int standin_parent_host(struct node_daemon *d, pid_t parent, const struct worker
 			const struct standin_spawn *spawn, int *ret_fd);
 /* That import is over (its move ended, whichever way). */
 void standin_parent_host_done(struct node_daemon *d, pid_t parent);
+/* Can the parent stand-in holding pid here turn into the arriving process
+ * pid (GHOST_IMPORT_BECOME)? 0 yes; -ENOENT there is none; -ESTALE it is
+ * going (its PID comes free soon); -EBUSY an import of a child or its own
+ * turning is under way. */
+int standin_parent_ready(struct node_daemon *d, pid_t pid);
+/* Hand it that job (as standin_parent_host()); it is turning from then on. */
+int standin_parent_turn(struct node_daemon *d, pid_t pid, const struct worker_import_job *j,
+			const struct standin_spawn *spawn, int *ret_fd);
+/* Is it turning into its process (a job of standin_parent_turn() under way)? */
+bool standin_parent_turning(struct node_daemon *d, pid_t pid);
+/* It turned into the process: it is a stand-in no more. */
+void standin_parent_turned(struct node_daemon *d, pid_t pid);
 void standin_free_all(struct node_daemon *d);
 /* keep.c: memory checkpoints */
 int keep_init(struct node_daemon *d, struct buf *err);

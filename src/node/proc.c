@@ -948,6 +948,26 @@ struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 	return p;
 }
 
+int proc_parent_reaps(struct node_daemon *d, pid_t pid)
+{
+	struct mproc *p = proc_find(d, pid);
+	int r;
+
+	if (!p || p->state != MPROC_RUNNING || p->adopted)
+		return 0;
+	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (p->pidfd < 0)
+		return -errno;
+	r = loop_io_new(d->loop, p->pidfd, LOOP_READ, on_adopted_exit, p, &p->pidfd_io);
+	if (r < 0) {
+		p->pidfd = safe_close(p->pidfd);
+		return r;
+	}
+	p->adopted = true;
+	p->daemon = d;
+	return 0;
+}
+
 static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *userdata)
 {
 	struct mproc *p = userdata;

@@ -130,6 +130,7 @@ struct parent_standin {
 	int job_fd;             /* imports of the parent's other children go this
 				   way; closed to let it go once it has no child */
 	unsigned jobs;          /* moves of those imports not yet ended */
+	bool turning;           /* its job is to become the parent itself */
 };
 
 /* ---- the stand-in program (ghostd --stand-in) ------------------------------ */
@@ -985,7 +986,51 @@ void standin_parent_host_done(struct node_daemon *d, pid_t parent)
 	if (!ps || ps->jobs == 0)
 		return;
 	ps->jobs--;
+	ps->turning = false;
 	parent_maybe_close(ps);
+}
+
+int standin_parent_ready(struct node_daemon *d, pid_t pid)
+{
+	struct parent_standin *ps = parent_find(d, pid);
+
+	if (!ps)
+		return -ENOENT;
+	if (ps->job_fd < 0)
+		return -ESTALE;
+	return ps->jobs > 0 ? -EBUSY : 0;
+}
+
+int standin_parent_turn(struct node_daemon *d, pid_t pid, const struct worker_import_job *j,
+			const struct standin_spawn *spawn, int *ret_fd)
+{
+	struct parent_standin *ps = parent_find(d, pid);
+	int r = standin_parent_ready(d, pid);
+
+	if (r < 0)
+		return r;
+	r = standin_parent_host(d, pid, j, spawn, ret_fd);
+	if (r >= 0)
+		ps->turning = true;
+	return r;
+}
+
+bool standin_parent_turning(struct node_daemon *d, pid_t pid)
+{
+	struct parent_standin *ps = parent_find(d, pid);
+
+	return ps && ps->turning;
+}
+
+void standin_parent_turned(struct node_daemon *d, pid_t pid)
+{
+	struct parent_standin *ps = parent_find(d, pid);
+
+	if (ps && ps->turning) {
+		log_info("process %d: the stand-in that held its PID here is the process now",
+			 (int)pid);
+		parent_free(ps);
+	}
 }
 
 void standin_free_all(struct node_daemon *d)

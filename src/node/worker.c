@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -331,14 +332,67 @@ struct host_job {
 	struct standin_spawn spawn;
 	bool have_spawn;
 	uint8_t have_stdio; /* bit i: stdio[i] came */
+	uint32_t n_own;
+	pid_t own[MOVE_MAX_KIDS]; /* j.own_kids */
 };
 
 #define HOST_FDS_MAX 5
+
+/* The whole stream, into a fresh memory file (rewound) in ret_fd: a
+ * process that becomes the image's needs all of it at hand. */
+static int stream_take_whole(int data_fd, int *ret_fd)
+{
+	static uint8_t chunk[1 << 20];
+	int fd = memfd_create("ghost-image", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = read(data_fd, chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int r = n < 0 ? -errno : 0;
+
+			if (r == 0 && lseek(fd, 0, SEEK_SET) < 0)
+				r = -errno;
+			if (r < 0) {
+				safe_close(fd);
+				return r;
+			}
+			*ret_fd = fd;
+			return 0;
+		}
+		if (write_full(fd, chunk, (size_t)n) < 0) {
+			int r = -errno;
+
+			safe_close(fd);
+			return r;
+		}
+	}
+}
+
+/* The stream ended early (err, or the pump's rp): say why in msg. (When the
+ * engine failed for a reason of its own, the pump only saw its reader go.) */
+static int stream_broke(const struct worker_import_job *j, int rp, char *msg, size_t size)
+{
+	if (rp == -EBADMSG)
+		snprintf(msg, size, "the stream from node %u failed its integrity check", j->source);
+	else
+		snprintf(msg, size, "the transfer connection from node %u broke: %s", j->source,
+			 strerror(-rp));
+	return rp;
+}
 
 /*
  * Run the import of j, reporting its progress and its outcome (one
  * WORKER_DONE) on report_fd; 0 with the new process's PID in ret_pid, or
  * < 0. It returns rather than exits: a parent stand-in runs it too.
+ *
+ * With GHOST_IMPORT_BECOME the caller turns into the process: the stream is
+ * taken whole first, and on success (or a failure once the caller had begun
+ * to turn) the engine's helper, not the caller, reports and exits here.
  */
 static int import_run(const struct worker_import_job *j, int report_fd, pid_t *ret_pid)
 {
@@ -355,19 +409,34 @@ static int import_run(const struct worker_import_job *j, int report_fd, pid_t *r
 		.progress = on_progress,
 		.userdata = &pc,
 	};
+	bool become = j->flags & GHOST_IMPORT_BECOME;
 	struct ghost *g = NULL;
-	pid_t pump = -1, pid = -1;
-	int data_fd, r, rp;
+	pid_t pump = -1, pid = -1, me = getpid();
+	int data_fd, image_fd = -1, r, rp;
 
 	r = worker_accept_stream(j->listen_fd, j->key, j->encrypt, j->source, &data_fd, &pump,
 				 rep.msg, sizeof(rep.msg));
 	if (r < 0)
 		goto out;
+	if (become) {
+		r = stream_take_whole(data_fd, &image_fd);
+		data_fd = safe_close(data_fd);
+		rp = worker_pump_wait(pump);
+		pump = -1;
+		if (rp < 0) {
+			r = stream_broke(j, rp, rep.msg, sizeof(rep.msg));
+			goto out;
+		}
+		if (r < 0) {
+			r = stream_broke(j, r, rep.msg, sizeof(rep.msg));
+			goto out;
+		}
+	}
 	r = ghost_new(&g);
 	if (r >= 0)
-		r = ghost_plug(g, GHOST_NET_RECV);
+		r = ghost_plug(g, become ? GHOST_FILE_READ : GHOST_NET_RECV);
 	if (r >= 0)
-		r = ghost_associate_socket(g, data_fd);
+		r = become ? ghost_associate_file(g, image_fd) : ghost_associate_socket(g, data_fd);
 	if (r >= 0) {
 		r = ghost_import(g, &opts, &pid);
 		rep.stats = *ghost_get_stats(g);
@@ -379,24 +448,17 @@ static int import_run(const struct worker_import_job *j, int report_fd, pid_t *r
 	}
 	g = ghost_free(g);
 	safe_close(data_fd);
+	safe_close(image_fd);
 	rp = worker_pump_wait(pump);
-	if (rp < 0 && (r == GHOST_ETRUNCATED || worker_link_error(r))) {
-		/* The stream ended early: the pump knows better why. (When the
-		 * engine failed for a reason of its own, the pump only saw its
-		 * reader go away.) */
-		if (rp == -EBADMSG)
-			snprintf(rep.msg, sizeof(rep.msg),
-				 "the stream from node %u failed its integrity check", j->source);
-		else
-			snprintf(rep.msg, sizeof(rep.msg),
-				 "the transfer connection from node %u broke: %s", j->source,
-				 strerror(-rp));
-		r = rp;
-	}
+	/* The stream ended early: the pump knows better why. */
+	if (rp < 0 && (r == GHOST_ETRUNCATED || worker_link_error(r)))
+		r = stream_broke(j, rp, rep.msg, sizeof(rep.msg));
 out:
 	rep.err = r < 0 ? r : 0;
 	rep.pid = r < 0 ? 0 : pid;
 	worker_report_send(report_fd, &rep);
+	if (getpid() != me)
+		_exit(r < 0 ? 1 : 0); /* the helper of GHOST_IMPORT_BECOME */
 	*ret_pid = pid;
 	return r < 0 ? r : 0;
 }
@@ -436,6 +498,11 @@ int worker_host_send(int job_fd, const struct worker_import_job *j,
 	h->j = *j;
 	h->j.children = NULL;
 	h->j.n_children = 0;
+	h->j.own_kids = NULL;
+	h->j.n_own_kids = 0;
+	h->n_own = (uint32_t)MIN(j->n_own_kids, ARRAY_SIZE(h->own));
+	if (h->n_own)
+		memcpy(h->own, j->own_kids, h->n_own * sizeof(h->own[0]));
 	h->j.listen_fd = h->j.job_fd = -1;
 	if (spawn) {
 		h->spawn = *spawn;
@@ -515,6 +582,8 @@ static int host_recv(int job_fd, struct host_job *h, int *ret_report)
 	n = 2;
 	for (int i = 0; i < 3; i++)
 		h->j.stdio[i] = (h->have_stdio >> i) & 1 ? fds[n++] : -1;
+	h->j.own_kids = h->own;
+	h->j.n_own_kids = MIN(h->n_own, ARRAY_SIZE(h->own));
 	if (h->have_spawn) {
 		h->spawn.n = MIN(h->spawn.n, ARRAY_SIZE(h->spawn.child));
 		h->spawn.control[sizeof(h->spawn.control) - 1] = '\0';
@@ -525,23 +594,48 @@ static int host_recv(int job_fd, struct host_job *h, int *ret_report)
 	return 1;
 }
 
+/* Is each of the parent's children here still ours, not waited for? One
+ * that ended and was reaped (and reported) meanwhile is no longer. */
+static int own_kids_check(const struct worker_import_job *j, struct worker_report *rep)
+{
+	for (size_t i = 0; i < j->n_own_kids; i++) {
+		siginfo_t si;
+
+		if (waitid(P_PID, (id_t)j->own_kids[i], &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+			snprintf(rep->msg, sizeof(rep->msg),
+				 "process %d, a child of process %d, ended meanwhile; try again",
+				 (int)j->own_kids[i], (int)getpid());
+			return -EAGAIN;
+		}
+	}
+	return 0;
+}
+
 /* A hosted import, run by the parent stand-in itself so that the new process
  * is its child, with the worker's credentials for as long as it takes. A
- * failed one leaves nothing behind (the engine reaps its own stub). False
+ * failed one leaves nothing behind (the engine reaps its own stub). With
+ * GHOST_IMPORT_BECOME the stand-in turns into the arriving parent itself and
+ * never comes back, unless the import fails before it began to turn. False
  * once the daemon closed the job socket. */
 static bool host_run(int job_fd, uid_t parent_uid)
 {
 	static struct host_job job;
 	struct host_job *h = &job;
+	struct worker_report rep = { .kind = WORKER_DONE };
 	int report_fd = -1, r;
 	pid_t pid;
 
 	memset(h, 0, sizeof(*h));
 	r = host_recv(job_fd, h, &report_fd);
 	if (r > 0) {
-		(void)!setresuid(0, 0, 0);
-		(void)import_run(&h->j, report_fd, &pid);
-		(void)!setresuid(parent_uid, 0, parent_uid);
+		rep.err = h->j.flags & GHOST_IMPORT_BECOME ? own_kids_check(&h->j, &rep) : 0;
+		if (rep.err < 0) {
+			worker_report_send(report_fd, &rep);
+		} else {
+			(void)!setresuid(0, 0, 0);
+			(void)import_run(&h->j, report_fd, &pid);
+			(void)!setresuid(parent_uid, 0, parent_uid);
+		}
 		safe_close(report_fd);
 		safe_close(h->j.listen_fd);
 		for (int i = 0; i < 3; i++)

@@ -14,9 +14,10 @@
 #    node already, and with its child where it was (running, exiting during
 #    the move, or exited and not yet waited for); signals both ways, the
 #    child's getppid(), its exit status, and later moves of either;
-#  - the limits are refused with a clear line: the child cannot come back to
-#    node 1 while its stand-in is there, the parent cannot join its child's
-#    node;
+#  - the child cannot come back to node 1 while its stand-in is there
+#    (refused with a clear line); the parent joins its child's node, where
+#    the stand-in holding its PID turns into it, with one child there and
+#    another elsewhere, and a failed turn leaves everything as it was;
 #  - two children of one parent on one other node: the stand-in of their
 #    parent there is the parent of both, and a failed import of the second
 #    leaves the first and that stand-in as they were;
@@ -157,12 +158,24 @@ check "kill() by the parent on node 2 reaches the child on node 3" \
 "$GHOST" kill -HUP "$child"
 check "the child's kill(getppid()) on node 3 reaches the parent on node 2" \
 	wait_log "$parent" '^parent usr2 2$'
+# The parent joins its child on node 3: the stand-in holding its PID there
+# turns into it, so that the child is its own child again.
 if "$GHOST" migrate "$parent" 3 > /dev/null 2> "$TEST_TMP/err"; then
-	not_ok "the parent cannot join its child on node 3"
+	ok "the parent joins its child on node 3"
 else
-	check "the parent cannot join its child on node 3, saying why" \
-		grep -q "where a child of it runs" "$TEST_TMP/err"
+	not_ok "the parent joins its child on node 3: $(cat "$TEST_TMP/err")"
 fi
+check_eq "on node 3 the child's parent is the parent itself (no stand-in)" \
+	"3 $parent family" \
+	"$(node_of "$parent") $(ppid_on 3 "$child") $("$GHOST" cluster exec 3 -- cat /proc/$parent/comm)"
+check "the child's stand-in on node 2 goes" wait_gone 2 "$child"
+check "the child still sees its parent's PID" sees_parent "$child"
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent reaches its child, both on node 3" \
+	wait_log "$parent" '^child usr1 4$'
+"$GHOST" kill -HUP "$child"
+check "the child's kill(getppid()) reaches its parent, both on node 3" \
+	wait_log "$parent" '^parent usr2 3$'
 
 # 4. The child exits: the parent's waitpid() gets its status.
 "$GHOST" kill -TERM "$child"
@@ -337,6 +350,55 @@ check "with no child left there, the parent's stand-in on node 2 goes" wait_gone
 check_eq "the parent's waitpid() returns the first child's exit status 42" \
 	"waited $child exit 42" "$(wait_log "$parent" "^waited $child " &&
 		"$GHOST" logs "$parent" | grep "^waited $child ")"
+check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid [0-9]* bad")"
+
+# 13. A parent joins one of its two children on node 2, where the stand-in
+# that holds its PID turns into it; the other child stays on node 1. A
+# failed turn (no PID there for the other child's stand-in) leaves all as
+# it was.
+start_family two
+"$GHOST" migrate "$child" 2 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+"$GHOST" cluster exec 2 -- sh -c 'echo 50000 > /proc/sys/kernel/pid_max'
+"$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"
+check_eq "with no PID on node 2 for its other child's stand-in, the parent's move fails with one line" \
+	"1 1" "$? $(wc -l < "$TEST_TMP/err")"
+"$GHOST" cluster exec 2 -- sh -c "echo $max2 > /proc/sys/kernel/pid_max"
+check_eq "  ... the parent still runs on node 1 with its second child, the first on node 2" \
+	"1 $parent 2" "$(node_of "$parent") $(ppid_on 1 "$child2") $(node_of "$child")"
+check_eq "  ... and on node 2 the first child's parent is still the stand-in" \
+	"$parent ghost-parent" \
+	"$(ppid_on 2 "$child") $("$GHOST" cluster exec 2 -- cat /proc/$parent/comm)"
+"$GHOST" kill -HUP "$child"
+check "  ... whose kill(getppid()) still reaches the parent" wait_log "$parent" '^parent usr2 1$'
+if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
+	ok "the parent joins its first child on node 2"
+else
+	not_ok "the parent joins its first child on node 2: $(cat "$TEST_TMP/err")"
+fi
+check_eq "on node 2 the first child's parent is the parent itself" "$parent family" \
+	"$(ppid_on 2 "$child") $("$GHOST" cluster exec 2 -- cat /proc/$parent/comm)"
+check_eq "node 2 holds a stand-in of the second child, a child of the parent" "$parent" \
+	"$(ppid_on 2 "$child2")"
+check_eq "on node 1 the second child's parent holds the parent's PID" "$parent" \
+	"$(ppid_on 1 "$child2")"
+check "both children see their parent's PID" \
+	eval 'sees_parent "$child" && sees_parent "$child2"'
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent on node 2 reaches the child there" \
+	wait_log "$parent" "^child $child usr1 1\$"
+check "kill() by the parent on node 2 reaches the child on node 1" \
+	wait_log "$parent" "^child $child2 usr1 1\$"
+"$GHOST" kill -HUP "$child2"
+check "the child on node 1's kill(getppid()) reaches the parent" \
+	wait_log "$parent" '^parent usr2 2$'
+"$GHOST" kill -TERM "$child"
+check_eq "the parent's waitpid() returns the exit status 42 of the child beside it" \
+	"waited $child exit 42" "$(wait_log "$parent" "^waited $child " &&
+		"$GHOST" logs "$parent" | grep "^waited $child ")"
+"$GHOST" kill -TERM "$child2"
+check_eq "  ... and that of the child on node 1" \
+	"waited $child2 exit 42" "$(wait_log "$parent" "^waited $child2 " &&
+		"$GHOST" logs "$parent" | grep "^waited $child2 ")"
 check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid [0-9]* bad")"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
