@@ -137,8 +137,9 @@ enum ghost_import_flags {
 	 * process whose place in the family nothing else can take (a parent
 	 * stand-in whose children the arriving parent must have). The image
 	 * must be at hand whole (memory or file interface): every record is
-	 * verified before the caller changes. Not with DETACH, REPLACE or a
-	 * pid other than the caller's. See ghost_import() for where it returns.
+	 * verified before the caller changes. The caller must run as root
+	 * (effective UID 0). Not with DETACH, REPLACE or a pid other than the
+	 * caller's. See ghost_import() for where it returns.
 	 */
 	GHOST_IMPORT_BECOME = 1 << 7,
 };

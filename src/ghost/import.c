@@ -688,7 +688,8 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 	 * with its terminal, if it had one, as controlling terminal. */
 	step = STUB_SESSION;
 	if ((c->flags & GHOST_IMPORT_SESSION) && c->proc.sid == c->proc.pid) {
-		if (setsid() < 0)
+		/* (A caller that becomes the process may lead one already.) */
+		if (getsid(0) != getpid() && setsid() < 0)
 			goto fail;
 		for (size_t i = 0; i < c->fr.nfds; i++) {
 			const struct img_fd *f = &c->fr.fds[i];
@@ -926,6 +927,19 @@ static int become_stub(struct import_ctx *c)
 	size_t made = 0;
 	pid_t mid;
 	int st, r;
+
+	/* What stub_main() will do that can fail, checked while the caller can
+	 * still back out. */
+	if ((c->flags & GHOST_IMPORT_SESSION) && c->proc.sid == c->proc.pid &&
+	    getsid(0) != getpid() && getpgid(0) == getpid())
+		return ghost_fail(c->g, -EPERM,
+				  "the caller cannot lead a session: it leads a process group");
+	if (access(c->cwd, X_OK) < 0)
+		return ghost_fail(c->g, -errno, "cannot change to the working directory '%s': %m",
+				  c->cwd);
+	if (strcmp(c->root, "/") != 0 && access(c->root, X_OK) < 0)
+		return ghost_fail(c->g, -errno, "cannot change the root directory to '%s': %m",
+				  c->root);
 
 	/* As stub_main() would: the children start with every signal blocked. */
 	sigfillset(&all);
@@ -1973,6 +1987,12 @@ int ghost_import(struct ghost *g, const struct ghost_import_opts *opts, pid_t *r
 		if (c.flags & (GHOST_IMPORT_DETACH | GHOST_IMPORT_REPLACE) ||
 		    (opts->pid > 0 && opts->pid != getpid())) {
 			r = ghost_fail(g, -EINVAL, "the caller can only become the process itself");
+			goto out;
+		}
+		/* Its executable, groups and IDs are set from inside, once it has
+		 * begun to turn: find out now that it could not. */
+		if (geteuid() != 0) {
+			r = ghost_fail(g, -EPERM, "only a process running as root can become another");
 			goto out;
 		}
 		c.pid = getpid();

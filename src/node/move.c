@@ -109,9 +109,13 @@ struct move {
 				  of the worker that stays as the parent's stand-in */
 	bool hosted;           /* IN: a parent stand-in here imports it */
 	pid_t host_pid;        /* IN, hosted: that stand-in's PID */
-	/* IN: the parent stand-in holding its PID here turns into it
-	 * (GHOST_IMPORT_BECOME); own[] are its children here, which stay */
+	/* IN: the stand-in holding its PID here turns into it
+	 * (GHOST_IMPORT_BECOME): a parent stand-in (the import worker that
+	 * holds it for its children here) or, with child_standin, a child
+	 * stand-in (ghostd --stand-in, for its parent here); own[] are the
+	 * stand-in's children here, which are the process's and stay */
 	bool become;
+	bool child_standin;
 	pid_t own[MOVE_MAX_KIDS];
 	size_t n_own;
 	struct loop_io *report_io;
@@ -188,7 +192,9 @@ static void move_free(struct move *m)
 	m->report_io = loop_io_free(m->report_io);
 	m->report_fd = safe_close(m->report_fd);
 	m->job_fd = safe_close(m->job_fd);
-	if (m->hosted)
+	if (m->hosted && m->child_standin)
+		standin_turn_done(m->d, m->host_pid);
+	else if (m->hosted)
 		standin_parent_host_done(m->d, m->host_pid);
 	m->timer = loop_timer_free(m->timer);
 	buf_release(&m->prepare);
@@ -962,13 +968,6 @@ static struct proc_arrival *arrival_parse(const void *data, size_t len, struct p
 	return a->pid > 0 ? a : NULL;
 }
 
-static bool has_kids(pid_t pid)
-{
-	size_t n = 0;
-
-	return proc_children(pid, NULL, 0, &n) >= 0 && n > 0;
-}
-
 /* The children the process has on its source (A_CHILD): each gets a
  * stand-in here, made by the import as the process's child. Their PIDs must
  * be free here. */
@@ -1134,14 +1133,34 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		}
 	}
 	if (!m->fork && standin_holds(d, m->pid)) {
-		in_fail(m, -EBUSY,
-			"process %d cannot come back to node %u: its stand-in holds its PID there "
-			"for its %s",
-			(int)m->pid, d->self, has_kids(m->pid) ? "children" : "parent");
-		move_free(m);
-		return;
-	}
-	if (!m->fork) {
+		/* Back where its stand-in holds its PID, for its parent or its
+		 * children here: the stand-in turns into it. */
+		ppid = 0;
+		if (attr_find(data, len, A_PPID, &pa) >= 0)
+			(void)attr_u32(&pa, &ppid);
+		r = standin_turn_ready(d, m->pid, (pid_t)ppid);
+		if (r < 0) {
+			if (r == -EPERM)
+				in_fail(m, r,
+					"process %d cannot come back to node %u: its stand-in holds "
+					"its PID there, and only one of a process of root can turn "
+					"into it",
+					(int)m->pid, d->self);
+			else if (r == -ECHILD)
+				in_fail(m, r,
+					"process %d cannot come back to node %u: its stand-in holds "
+					"its PID there under another parent",
+					(int)m->pid, d->self);
+			else
+				in_fail(m, r,
+					"process %d cannot come back to node %u yet: its stand-in "
+					"there is not ready; try again",
+					(int)m->pid, d->self);
+			move_free(m);
+			return;
+		}
+		m->become = m->child_standin = true;
+	} else if (!m->fork) {
 		/* A stand-in of it holds its PID here for its children: it turns
 		 * into the process, so that they are its children again. (One
 		 * that is going leaves the PID free in a moment: the import waits.) */
@@ -1174,8 +1193,8 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		j.children = m->spawn ? m->spawn->child : NULL;
 		j.n_children = m->n_kids;
 	}
-	if (!m->fork && attr_find(data, len, A_PPID, &pa) >= 0 && attr_u32(&pa, &ppid) >= 0 &&
-	    ppid > 1) {
+	if (!m->fork && !m->become && attr_find(data, len, A_PPID, &pa) >= 0 &&
+	    attr_u32(&pa, &ppid) >= 0 && ppid > 1) {
 		/* The import worker takes the parent's PID and stays its stand-in. */
 		m->ppid = (pid_t)ppid;
 		j.parent = (pid_t)ppid;
@@ -1201,11 +1220,12 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		j.flags |= GHOST_IMPORT_BECOME;
 		j.own_kids = m->own;
 		j.n_own_kids = m->n_own;
-		r = standin_parent_turn(d, m->pid, &j, m->spawn, &m->report_fd);
+		if (m->child_standin)
+			r = standin_turn(d, m->pid, &j, m->spawn, &m->report_fd);
+		else
+			r = standin_parent_turn(d, m->pid, &j, m->spawn, &m->report_fd);
 		m->hosted = r >= 0;
 		m->host_pid = m->pid;
-		if (m->hosted)
-			log_info("process %d: its stand-in here turns into it", (int)m->pid);
 	} else if (r >= 0 && j.parent) {
 		/* A sibling's import worker holds the parent's PID here already:
 		 * it imports this one too, as its child. */
@@ -1306,8 +1326,13 @@ static void in_imported(struct move *m)
 	}
 	if (m->become) {
 		/* Its stand-in is the process now, and its children here its own:
-		 * it reaps them, we only watch. */
-		standin_parent_turned(d, m->pid);
+		 * it reaps them, we only watch (and it, if its parent here does). */
+		if (m->child_standin)
+			standin_turned(d, m->pid);
+		else
+			standin_parent_turned(d, m->pid);
+		if (proc_parent(m->pid) != getpid() && proc_parent_reaps(d, m->pid) < 0)
+			log_warn("process %d: cannot watch it", (int)m->pid);
 		for (size_t i = 0; i < m->n_own; i++)
 			if (proc_parent_reaps(d, m->own[i]) < 0)
 				log_warn("process %d: cannot watch its child %d", (int)m->pid,

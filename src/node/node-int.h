@@ -247,6 +247,8 @@ enum ctl_type {
 	CTL_MOVED,       /* A_PID, A_NODE (from), A_BYTES, A_PAGES, A_TOTAL_NS, A_FROZEN_NS,
 			    A_EXPORT_NS, A_IMPORT_NS; ends the request */
 	CTL_STANDIN_EXIT = 130, /* A_EXIT_CODE or A_EXIT_SIGNAL: end the same way */
+	CTL_STANDIN_TURN = 131, /* with an fd, the stand-in's end of a job socket: turn
+				   into the arriving process (worker_host_turn()) */
 	CTL_CKPT_SAVED = 120,    /* A_CKPT_ID, A_PID, A_NODE (where it runs), A_HOLDER, A_BYTES,
 				    A_PAGES, A_TOTAL_NS, A_FROZEN_NS, A_EXPORT_NS, A_FLAGS;
 				    ends the request */
@@ -872,6 +874,11 @@ struct standin_spawn;
  * reports come on a new pipe: its read end (non-blocking) in ret_fd. */
 int worker_host_send(int job_fd, const struct worker_import_job *j,
 		     const struct standin_spawn *spawn, int *ret_fd);
+/* In a stand-in of a moved process, told to turn into it: receive the job
+ * (GHOST_IMPORT_BECOME) on job_fd and run it. Back only if the import failed
+ * before the stand-in began to turn (the failure reported on the job's
+ * report pipe); never back once it did. */
+void worker_host_turn(int job_fd);
 /* 1 with a report, 0 if none is ready, -EPIPE at end of file, -EBADMSG, -errno. */
 int worker_read_report(int fd, struct worker_report *ret);
 
@@ -1198,6 +1205,19 @@ int standin_parent_ready(struct node_daemon *d, pid_t pid);
 /* Hand it that job (as standin_parent_host()); it is turning from then on. */
 int standin_parent_turn(struct node_daemon *d, pid_t pid, const struct worker_import_job *j,
 			const struct standin_spawn *spawn, int *ret_fd);
+/* Can the child stand-in (ghostd --stand-in) holding pid here turn into the
+ * arriving process pid, whose parent is ppid (0: a daemon)? 0 yes; -ENOENT
+ * there is none; -EBUSY it is not ready or already turning; -EPERM it does
+ * not run as root; -ECHILD its parent here is another. */
+int standin_turn_ready(struct node_daemon *d, pid_t pid, pid_t ppid);
+/* Tell it to (its job as in standin_parent_host(): the reports in ret_fd). */
+int standin_turn(struct node_daemon *d, pid_t pid, const struct worker_import_job *j,
+		 const struct standin_spawn *spawn, int *ret_fd);
+/* The move of that turn is over: one that failed before the stand-in began
+ * to turn leaves it a stand-in. */
+void standin_turn_done(struct node_daemon *d, pid_t pid);
+/* It turned into the process: forget it, quietly. */
+void standin_turned(struct node_daemon *d, pid_t pid);
 /* Is it turning into its process (a job of standin_parent_turn() under way)? */
 bool standin_parent_turning(struct node_daemon *d, pid_t pid);
 /* It turned into the process: it is a stand-in no more. */

@@ -118,6 +118,7 @@ struct standin {
 	int wstatus;
 	bool exit_sent;         /* told to end (the process's way, or quietly): the
 				   process must not be killed when it goes */
+	bool turning;           /* told to turn into the process, which arrives here */
 };
 
 struct parent_standin {
@@ -224,6 +225,37 @@ static int take_user(const char *uid_text, const char *gid_text)
 	return 0;
 }
 
+/* read() from the control connection, taking the fd that may come with the
+ * bytes (CTL_STANDIN_TURN's): one at a time, an older one unused is closed. */
+static ssize_t recv_with_fd(int fd, void *data, size_t size, int *ret_fd)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} u;
+	struct iovec iov = { data, size };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int fds[4];
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || k > 4)
+			continue;
+		memcpy(fds, CMSG_DATA(cm), k * sizeof(int));
+		for (size_t i = 0; i < k; i++) {
+			safe_close(*ret_fd);
+			*ret_fd = fds[i];
+		}
+	}
+	return n;
+}
+
 int node_standin_main(int argc, char **argv)
 {
 	const char *control;
@@ -232,7 +264,7 @@ int node_standin_main(int argc, char **argv)
 	sigset_t all;
 	pid_t daemon_pid;
 	uint64_t v;
-	int sfd, cfd, nul;
+	int sfd, cfd, nul, job_fd = -1;
 	struct buf in = BUF_INIT;
 
 	/* argv: ghostd --stand-in CONTROL COMM DAEMON-PID [UID GID] */
@@ -300,7 +332,7 @@ int node_standin_main(int argc, char **argv)
 		}
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
 			uint8_t chunk[4096];
-			ssize_t n = read(cfd, chunk, sizeof(chunk));
+			ssize_t n = recv_with_fd(cfd, chunk, sizeof(chunk), &job_fd);
 
 			if (n <= 0 || buf_append(&in, chunk, (size_t)n) < 0)
 				die_lost();
@@ -314,6 +346,11 @@ int node_standin_main(int argc, char **argv)
 					break;
 				if (type == CTL_STANDIN_EXIT)
 					mirror_exit(in.data + CTL_HDR_SIZE, len);
+				if (type == CTL_STANDIN_TURN && job_fd >= 0) {
+					/* Back only if it could not turn: a stand-in still. */
+					worker_host_turn(job_fd);
+					job_fd = safe_close(job_fd);
+				}
 				if (type == CTL_ERROR)
 					die_lost();
 				memmove(in.data, in.data + CTL_HDR_SIZE + len,
@@ -683,6 +720,73 @@ void standin_hello(struct node_daemon *d, struct ctl_conn *c)
 		standin_proc_exited(d, s->pid, s->wstatus);
 }
 
+/* ---- turning into the process ---------------------------------------------------- */
+
+int standin_turn_ready(struct node_daemon *d, pid_t pid, pid_t ppid)
+{
+	struct standin *s = standin_find(d, pid);
+	pid_t parent = proc_parent(pid);
+
+	if (!s)
+		return -ENOENT;
+	if (s->turning || !s->conn || s->exit_sent || s->arriving)
+		return -EBUSY;
+	/* The process's executable, groups and IDs are set from inside it. */
+	if (s->uid != 0)
+		return -EPERM;
+	/* Its parent here must be the one the process has (or the daemon). */
+	if (ppid > 0 ? parent != ppid : parent != getpid())
+		return -ECHILD;
+	return 0;
+}
+
+int standin_turn(struct node_daemon *d, pid_t pid, const struct worker_import_job *j,
+		 const struct standin_spawn *spawn, int *ret_fd)
+{
+	struct standin *s = standin_find(d, pid);
+	int ours, theirs, r;
+
+	if (!s || !s->conn)
+		return -ENOENT;
+	r = worker_job_socket(&ours, &theirs);
+	if (r < 0)
+		return r;
+	r = worker_host_send(ours, j, spawn, ret_fd);
+	safe_close(ours);
+	if (r < 0) {
+		safe_close(theirs);
+		return r;
+	}
+	r = ctl_send_fd(s->conn, CTL_STANDIN_TURN, NULL, theirs);
+	if (r < 0) {
+		*ret_fd = safe_close(*ret_fd);
+		return r;
+	}
+	s->turning = true;
+	log_info("process %d: its stand-in here turns into it", (int)pid);
+	return 0;
+}
+
+void standin_turn_done(struct node_daemon *d, pid_t pid)
+{
+	struct standin *s = standin_find(d, pid);
+
+	/* Failed before it began to turn: a stand-in as before. */
+	if (s && s->turning && s->conn)
+		s->turning = false;
+}
+
+void standin_turned(struct node_daemon *d, pid_t pid)
+{
+	struct standin *s = standin_find(d, pid);
+
+	if (s && s->turning) {
+		log_info("process %d: the stand-in that held its PID here is the process now",
+			 (int)pid);
+		standin_free(d, s);
+	}
+}
+
 /* ---- signals and exits ---------------------------------------------------------- */
 
 /* Send sig to process pid wherever it runs, on behalf of root: the kernel
@@ -834,6 +938,10 @@ void standin_conn_frame(struct standin *s, struct node_daemon *d, const struct c
 void standin_conn_gone(struct standin *s, struct node_daemon *d)
 {
 	s->conn = NULL;
+	/* Turning, it closes every fd it had: its end, or the turn's
+	 * outcome (standin_turned()), decides. */
+	if (s->turning && s->pidfd >= 0)
+		return;
 	if (!s->exit_sent) {
 		/* It was killed (SIGKILL cannot be caught): its parent saw its
 		 * child die, so the process must not live on elsewhere. */
@@ -1010,8 +1118,10 @@ int standin_parent_turn(struct node_daemon *d, pid_t pid, const struct worker_im
 	if (r < 0)
 		return r;
 	r = standin_parent_host(d, pid, j, spawn, ret_fd);
-	if (r >= 0)
+	if (r >= 0) {
 		ps->turning = true;
+		log_info("process %d: its parent stand-in here turns into it", (int)pid);
+	}
 	return r;
 }
 

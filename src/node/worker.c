@@ -611,18 +611,21 @@ static int own_kids_check(const struct worker_import_job *j, struct worker_repor
 	return 0;
 }
 
-/* A hosted import, run by the parent stand-in itself so that the new process
- * is its child, with the worker's credentials for as long as it takes. A
- * failed one leaves nothing behind (the engine reaps its own stub). With
- * GHOST_IMPORT_BECOME the stand-in turns into the arriving parent itself and
- * never comes back, unless the import fails before it began to turn. False
- * once the daemon closed the job socket. */
-static bool host_run(int job_fd, uid_t parent_uid)
+/*
+ * A hosted import: receive the job on job_fd and run it here, with root's
+ * user IDs for as long as it takes (the caller's real and saved ones are
+ * back afterwards). A failed one leaves nothing behind (the engine reaps
+ * its own stub). With GHOST_IMPORT_BECOME the caller turns into the process
+ * and is never back, unless the import fails before it began to turn. 0 at
+ * end of file, 1 after a job, < 0 for a datagram that was no job.
+ */
+static int host_run(int job_fd)
 {
 	static struct host_job job;
 	struct host_job *h = &job;
 	struct worker_report rep = { .kind = WORKER_DONE };
 	int report_fd = -1, r;
+	uid_t ruid, euid, suid;
 	pid_t pid;
 
 	memset(h, 0, sizeof(*h));
@@ -632,9 +635,10 @@ static bool host_run(int job_fd, uid_t parent_uid)
 		if (rep.err < 0) {
 			worker_report_send(report_fd, &rep);
 		} else {
+			(void)getresuid(&ruid, &euid, &suid);
 			(void)!setresuid(0, 0, 0);
 			(void)import_run(&h->j, report_fd, &pid);
-			(void)!setresuid(parent_uid, 0, parent_uid);
+			(void)!setresuid(ruid, euid, suid);
 		}
 		safe_close(report_fd);
 		safe_close(h->j.listen_fd);
@@ -642,7 +646,12 @@ static bool host_run(int job_fd, uid_t parent_uid)
 			safe_close(h->j.stdio[i]);
 	}
 	explicit_bzero(h, sizeof(*h)); /* the key */
-	return r != 0;
+	return r;
+}
+
+void worker_host_turn(int job_fd)
+{
+	(void)host_run(job_fd);
 }
 
 /*
@@ -687,7 +696,7 @@ static _Noreturn void parent_standin(const struct worker_import_job *j, int repo
 			continue;
 		}
 		if (pf[1].revents & POLLIN)
-			jobs_open = host_run(j->job_fd, j->parent_uid);
+			jobs_open = host_run(j->job_fd) != 0;
 		else if (pf[1].revents & (POLLHUP | POLLERR))
 			jobs_open = false;
 		while (sfd >= 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {

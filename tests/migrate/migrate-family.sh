@@ -14,10 +14,10 @@
 #    node already, and with its child where it was (running, exiting during
 #    the move, or exited and not yet waited for); signals both ways, the
 #    child's getppid(), its exit status, and later moves of either;
-#  - the child cannot come back to node 1 while its stand-in is there
-#    (refused with a clear line); the parent joins its child's node, where
-#    the stand-in holding its PID turns into it, with one child there and
-#    another elsewhere, and a failed turn leaves everything as it was;
+#  - the child comes back to node 1, where its stand-in turns into it; the
+#    parent joins its child's node, where the stand-in holding its PID
+#    turns into it, with one child there and another elsewhere, and a
+#    failed turn leaves everything as it was;
 #  - two children of one parent on one other node: the stand-in of their
 #    parent there is the parent of both, and a failed import of the second
 #    leaves the first and that stand-in as they were;
@@ -134,13 +134,25 @@ check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child ba
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent reaches the child on node 3" wait_log "$parent" '^child usr1 2$'
 
+# The child comes back to node 1, where its stand-in, its parent's child,
+# turns into it: it is its parent's real child again.
 if "$GHOST" migrate "$child" 1 > /dev/null 2> "$TEST_TMP/err"; then
-	not_ok "the child cannot come back to node 1 while its stand-in is there"
+	ok "the child comes back to node 1, where its stand-in is"
 else
-	check "the child cannot come back to node 1 while its stand-in is there, saying why" \
-		grep -q "stand-in" "$TEST_TMP/err"
+	not_ok "the child comes back to node 1, where its stand-in is: $(cat "$TEST_TMP/err")"
 fi
-check_eq "after the refusal the child still runs on node 3" 3 "$(node_of "$child")"
+check_eq "on node 1 the child is the parent's child again, and no stand-in" \
+	"1 $parent family" \
+	"$(node_of "$child") $(ppid_on 1 "$child") $("$GHOST" cluster exec 1 -- cat /proc/$child/comm)"
+check "the parent's stand-in on node 3 goes" wait_gone 3 "$parent"
+check "the child still sees its parent's PID" sees_parent "$child"
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent reaches the child, both on node 1" wait_log "$parent" '^child usr1 3$'
+"$GHOST" kill -HUP "$child"
+check "the child's kill(getppid()) reaches the parent, both on node 1" \
+	wait_log "$parent" '^parent usr2 2$'
+"$GHOST" migrate "$child" 3 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+check_eq "the child moves to node 3 again" 3 "$(node_of "$child")"
 
 # The parent moves away from node 1 too, to node 2: its stand-ins follow.
 if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
@@ -154,10 +166,10 @@ check_eq "node 2 holds a stand-in with the child's PID, a child of the parent" "
 check "the child's stand-in on node 1 goes" wait_gone 1 "$child"
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent on node 2 reaches the child on node 3" \
-	wait_log "$parent" '^child usr1 3$'
+	wait_log "$parent" '^child usr1 4$'
 "$GHOST" kill -HUP "$child"
 check "the child's kill(getppid()) on node 3 reaches the parent on node 2" \
-	wait_log "$parent" '^parent usr2 2$'
+	wait_log "$parent" '^parent usr2 3$'
 # The parent joins its child on node 3: the stand-in holding its PID there
 # turns into it, so that the child is its own child again.
 if "$GHOST" migrate "$parent" 3 > /dev/null 2> "$TEST_TMP/err"; then
@@ -172,10 +184,10 @@ check "the child's stand-in on node 2 goes" wait_gone 2 "$child"
 check "the child still sees its parent's PID" sees_parent "$child"
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent reaches its child, both on node 3" \
-	wait_log "$parent" '^child usr1 4$'
+	wait_log "$parent" '^child usr1 5$'
 "$GHOST" kill -HUP "$child"
 check "the child's kill(getppid()) reaches its parent, both on node 3" \
-	wait_log "$parent" '^parent usr2 3$'
+	wait_log "$parent" '^parent usr2 4$'
 
 # 4. The child exits: the parent's waitpid() gets its status.
 "$GHOST" kill -TERM "$child"
@@ -400,6 +412,31 @@ check_eq "  ... and that of the child on node 1" \
 	"waited $child2 exit 42" "$(wait_log "$parent" "^waited $child2 " &&
 		"$GHOST" logs "$parent" | grep "^waited $child2 ")"
 check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid [0-9]* bad")"
+
+# 14. A parent comes back to the node where its original stands in for its
+# child: the stand-in turns into it again.
+start_family
+"$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
+check_eq "a parent moves to node 2; on node 1 its stand-in holds its child" "2 $parent" \
+	"$(node_of "$parent") $(ppid_on 1 "$child")"
+if "$GHOST" migrate "$parent" 1 > /dev/null 2> "$TEST_TMP/err"; then
+	ok "the parent comes back to node 1, where its stand-in is"
+else
+	not_ok "the parent comes back to node 1, where its stand-in is: $(cat "$TEST_TMP/err")"
+fi
+check_eq "on node 1 the child's parent is the parent itself again" "1 $parent family" \
+	"$(node_of "$parent") $(ppid_on 1 "$child") $("$GHOST" cluster exec 1 -- cat /proc/$parent/comm)"
+check "the child's stand-in on node 2 goes" wait_gone 2 "$child"
+"$GHOST" kill -USR1 "$parent"
+check "kill() by the parent reaches its child, both on node 1" \
+	wait_log "$parent" '^child usr1 1$'
+"$GHOST" kill -HUP "$child"
+check "the child's kill(getppid()) reaches its parent, both on node 1" \
+	wait_log "$parent" '^parent usr2 1$'
+"$GHOST" kill -TERM "$child"
+check_eq "the parent's waitpid() returns the child's exit status 42" \
+	"waited $child exit 42" "$(waited "$parent")"
+check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child bad")"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
