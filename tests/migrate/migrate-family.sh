@@ -22,7 +22,9 @@
 #    parent there is the parent of both, and a failed import of the second
 #    leaves the first and that stand-in as they were;
 #  - a user may not move, fork or checkpoint their own process while it runs
-#    a setuid program (it has rights they have not); root may.
+#    a setuid program (it has rights they have not); root may;
+#  - a user's child cannot come back to its stand-in's node (refused with a
+#    clear line: only a stand-in of root can turn into its process).
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 FAMILY=${FAMILY_BIN:-$(realpath "$(dirname "$0")")/family}
@@ -437,6 +439,24 @@ check "the child's kill(getppid()) reaches its parent, both on node 1" \
 check_eq "the parent's waitpid() returns the child's exit status 42" \
 	"waited $child exit 42" "$(waited "$parent")"
 check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child bad")"
+
+# 15. A user's child cannot come back to the node where its stand-in is: the
+# stand-in runs as that user, and turning into a process takes root.
+cp "$FAMILY" "$TEST_TMP/family"
+parent=$(GHOST_CONTROL=$ctl $NOBODY "$GHOST" run -d -- "$TEST_TMP/family")
+wait_log "$parent" '^family ' || fatal "nobody's family starts"
+child=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $2; exit}')
+GHOST_CONTROL=$ctl $NOBODY "$GHOST" migrate "$child" 2 > /dev/null 2> "$TEST_TMP/err" ||
+	not_ok "move: $(cat "$TEST_TMP/err")"
+GHOST_CONTROL=$ctl $NOBODY "$GHOST" migrate "$child" 1 > /dev/null 2> "$TEST_TMP/err"
+check_eq "nobody's child cannot come back to node 1, where its stand-in is, saying why" \
+	"1 1" "$? $(grep -c "only one of a process of root" "$TEST_TMP/err")"
+check_eq "  ... it still runs on node 2, and its stand-in on node 1" "2 $parent" \
+	"$(node_of "$child") $(ppid_on 1 "$child")"
+check "  ... and it still sees its parent's PID" sees_parent "$child"
+"$GHOST" kill -TERM "$child"
+check_eq "  ... whose waitpid() returns its exit status 42" \
+	"waited $child exit 42" "$(waited "$parent")"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
