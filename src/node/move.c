@@ -1199,6 +1199,14 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		m->ppid = (pid_t)ppid;
 		j.parent = (pid_t)ppid;
 		j.parent_uid = a.uid;
+		/* Its parent's stand-in here is becoming the parent itself. */
+		if (standin_parent_turning(d, m->ppid)) {
+			in_fail(m, -EBUSY,
+				"the parent of process %d, %d, is arriving on node %u; try again",
+				(int)m->pid, (int)m->ppid, d->self);
+			move_free(m);
+			return;
+		}
 	}
 	r = msg_chan_listen(self->address, &lfd, &port);
 	if (r < 0) {

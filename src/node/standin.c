@@ -57,10 +57,19 @@
  *   the job: standin_parent_host(), worker_host_send()), so that it is the
  *   parent of both; it goes once it has no child and no import left.
  *
- * Limits (refused with a message): C cannot come back to node A while its
- * stand-in holds its PID there, nor P to a node where a parent stand-in
- * holds its PID for a child; a parent moves with at most MOVE_MAX_KIDS
- * children.
+ * - Coming back: a process that moves to a node where a stand-in holds its
+ *   PID (C back to A, P to where its children run under its parent
+ *   stand-in, P back to where its original stands in for its children) has
+ *   that stand-in turn into it (GHOST_IMPORT_BECOME): the stand-in keeps
+ *   its PID, its parent and its children, and imports the process into
+ *   itself, so the family there is real again. A parent stand-in gets the
+ *   job on its job socket (standin_parent_turn()), a child stand-in with
+ *   CTL_STANDIN_TURN (standin_turn()), which only one of root can do.
+ *
+ * Limits (refused with a message): a stand-in of a user other than root
+ * cannot turn into its process; a parent with a parent of its own cannot
+ * join its children where its parent stand-in is; a parent moves with at
+ * most MOVE_MAX_KIDS children.
  *
  *   event                         function
  *   move commits (source)         standin_make(), standin_hand_over()
@@ -74,6 +83,9 @@
  *   stand-in process ended        on_standin_end()
  *   parent stand-in report        on_parent_io()
  *   import of a sibling here      standin_parent_host(), _host_done()
+ *   the process comes back here   standin_turn_ready(), standin_turn(),
+ *                                 standin_parent_ready(), _parent_turn(),
+ *                                 standin_turned(), _parent_turned()
  */
 #include <errno.h>
 #include <fcntl.h>
