@@ -925,8 +925,8 @@ static int become_stub(struct import_ctx *c)
 {
 	sigset_t all, old;
 	size_t made = 0;
+	int st, r, subreaper = 0;
 	pid_t mid;
-	int st, r;
 
 	/* What stub_main() will do that can fail, checked while the caller can
 	 * still back out. */
@@ -941,6 +941,11 @@ static int become_stub(struct import_ctx *c)
 		return ghost_fail(c->g, -errno, "cannot change the root directory to '%s': %m",
 				  c->root);
 
+	/* A child subreaper would get the helper back as its child: as a new
+	 * process, the caller is none (an image does not say it was one). */
+	(void)prctl(PR_GET_CHILD_SUBREAPER, &subreaper);
+	if (subreaper)
+		(void)prctl(PR_SET_CHILD_SUBREAPER, 0);
 	/* As stub_main() would: the children start with every signal blocked. */
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
@@ -995,6 +1000,8 @@ static int become_stub(struct import_ctx *c)
 undo:
 	become_undo_children(c, made);
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (subreaper)
+		(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	return r;
 }
 

@@ -906,7 +906,11 @@ static void in_fail(struct move *m, int err, const char *fmt, ...)
 /* Kill a copy that must not run, and forget it. */
 static void in_discard(struct move *m)
 {
-	if (m->become && m->result.pid > 0)
+	/* A stand-in that turned into the copy is lost with it: its parent
+	 * here sees its child killed, its children here lose their parent. */
+	if (m->become && m->child_standin && m->result.pid > 0)
+		standin_turn_lost(m->d, m->pid, m->peer);
+	else if (m->become && m->result.pid > 0)
 		log_warn("process %d: its stand-in here had turned into it; its children here "
 			 "lose their parent",
 			 (int)m->pid);
@@ -1014,6 +1018,11 @@ static int arrival_kids(struct move *m, const void *data, size_t len, char *msg,
 					 "process %d has a child, %d, that is moving; try again",
 					 (int)m->pid, (int)k->pid);
 				return -EBUSY;
+			}
+			if (m->n_own == ARRAY_SIZE(m->own)) {
+				snprintf(msg, size, "process %d has too many children",
+					 (int)m->pid);
+				return -E2BIG;
 			}
 			m->own[m->n_own++] = k->pid;
 			continue;

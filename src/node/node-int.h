@@ -1218,6 +1218,10 @@ int standin_turn(struct node_daemon *d, pid_t pid, const struct worker_import_jo
 void standin_turn_done(struct node_daemon *d, pid_t pid);
 /* It turned into the process: forget it, quietly. */
 void standin_turned(struct node_daemon *d, pid_t pid);
+/* The copy it turned into is discarded (the move failed after the import):
+ * its parent here sees its child die, so the process, still on node (the
+ * source), is killed too. */
+void standin_turn_lost(struct node_daemon *d, pid_t pid, uint32_t node);
 /* Is it turning into its process (a job of standin_parent_turn() under way)? */
 bool standin_parent_turning(struct node_daemon *d, pid_t pid);
 /* It turned into the process: it is a stand-in no more. */

@@ -734,6 +734,8 @@ void standin_hello(struct node_daemon *d, struct ctl_conn *c)
 
 /* ---- turning into the process ---------------------------------------------------- */
 
+static void signal_on(struct node_daemon *d, uint32_t node, pid_t pid, int sig);
+
 int standin_turn_ready(struct node_daemon *d, pid_t pid, pid_t ppid)
 {
 	struct standin *s = standin_find(d, pid);
@@ -788,6 +790,14 @@ void standin_turn_done(struct node_daemon *d, pid_t pid)
 		s->turning = false;
 }
 
+void standin_turn_lost(struct node_daemon *d, pid_t pid, uint32_t node)
+{
+	/* Its parent here saw its child die: the process must not live on. */
+	log_info("process %d: the stand-in that turned into it is killed; killing it on node %u",
+		 (int)pid, node);
+	signal_on(d, node, pid, SIGKILL);
+}
+
 void standin_turned(struct node_daemon *d, pid_t pid)
 {
 	struct standin *s = standin_find(d, pid);
@@ -806,8 +816,14 @@ void standin_turned(struct node_daemon *d, pid_t pid)
 static void forward_signal(struct node_daemon *d, pid_t pid, int sig)
 {
 	struct mproc *p = proc_find(d, pid);
+
 	/* Through its birth node, which knows where it runs now. */
-	uint32_t node = p && p->state == MPROC_ELSEWHERE ? p->node : node_of_pid(d, pid);
+	signal_on(d, p && p->state == MPROC_ELSEWHERE ? p->node : node_of_pid(d, pid), pid, sig);
+}
+
+/* Send sig to process pid on node (this one: 0 or d->self), on behalf of root. */
+static void signal_on(struct node_daemon *d, uint32_t node, pid_t pid, int sig)
+{
 	struct buf b = BUF_INIT, err = BUF_INIT;
 	int r;
 

@@ -2029,6 +2029,28 @@ static pid_t parent_of(pid_t pid)
 	return ppid;
 }
 
+/* Flip one bit of the byte at in file fd, and rewind it. */
+static void flip_byte(int fd, off_t at)
+{
+	uint8_t byte;
+
+	assert_int_equal(pread(fd, &byte, 1, at), 1);
+	byte ^= 0x20;
+	assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+}
+
+/* The call came back to the holder, which found itself as it was (42). */
+static void expect_holder_back(const struct become_run *run)
+{
+	int st;
+
+	assert_int_equal(run->rep.in, run->holder);
+	assert_int_equal(waitpid(run->holder, &st, 0), run->holder);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 42);
+}
+
 /* A process becomes the image's: same PID and parent as before, its child
  * still its child, the image's memory and handler in place. */
 static void test_become_keeps_pid_parent_children(void **state)
@@ -2074,7 +2096,7 @@ static void test_become_failures_leave_caller(void **state)
 	struct become_run run;
 	struct ghost *g = NULL;
 	pid_t pid = start_target(), got;
-	int sv[2], fd, st;
+	int sv[2], fd;
 	FILE *f;
 
 	(void)state;
@@ -2098,23 +2120,12 @@ static void test_become_failures_leave_caller(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, ghost_buffer_data(buf), ghost_buffer_size(buf)),
 			 (ssize_t)ghost_buffer_size(buf));
-	{
-		uint8_t byte;
-		off_t at = (off_t)ghost_buffer_size(buf) - 4096;
-
-		assert_int_equal(pread(fd, &byte, 1, at), 1);
-		byte ^= 0x20;
-		assert_int_equal(pwrite(fd, &byte, 1, at), 1);
-	}
-	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	flip_byte(fd, (off_t)ghost_buffer_size(buf) - 4096);
 	src.fd = fd;
 	run = become(&src, &import_opts);
 	assert_true(run.rep.r < 0);
 	assert_non_null(strstr(run.rep.msg, "unusable"));
-	assert_int_equal(run.rep.in, run.holder);
-	assert_int_equal(waitpid(run.holder, &st, 0), run.holder);
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 42);
+	expect_holder_back(&run);
 
 	/* A child with a PID the kernel cannot give (above pid_max). */
 	f = fopen("/proc/sys/kernel/pid_max", "r");
@@ -2127,23 +2138,12 @@ static void test_become_failures_leave_caller(void **state)
 	io.children = &kid;
 	io.n_children = 1;
 	/* The same image, undamaged. */
-	{
-		uint8_t byte;
-		off_t at = (off_t)ghost_buffer_size(buf) - 4096;
-
-		assert_int_equal(pread(fd, &byte, 1, at), 1);
-		byte ^= 0x20;
-		assert_int_equal(pwrite(fd, &byte, 1, at), 1);
-	}
-	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	flip_byte(fd, (off_t)ghost_buffer_size(buf) - 4096);
 	run = become(&src, &io);
 	close(fd);
 	assert_true(run.rep.r < 0);
 	assert_non_null(strstr(run.rep.msg, "child"));
-	assert_int_equal(run.rep.in, run.holder);
-	assert_int_equal(waitpid(run.holder, &st, 0), run.holder);
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 42);
+	expect_holder_back(&run);
 	ghost_buffer_unref(buf);
 }
 

@@ -87,6 +87,16 @@ count() {
 	"$GHOST" logs "$1" | grep -Ec "$2"
 }
 
+# check_moves DESCRIPTION PID NODE: ok if ghost migrate PID NODE works, else
+# not ok with its error.
+check_moves() {
+	if "$GHOST" migrate "$2" "$3" > /dev/null 2> "$TEST_TMP/err"; then
+		ok "$1"
+	else
+		not_ok "$1: $(cat "$TEST_TMP/err")"
+	fi
+}
+
 # sees_parent CHILD: within half a second, CHILD of the family of $parent says
 # once more that getppid() names its parent.
 sees_parent() {
@@ -123,11 +133,7 @@ check "the child's kill(getppid()) on node 2 reaches the parent on node 1" \
 	wait_log "$parent" '^parent usr2 1$'
 
 # 3. On to node 3; the limits.
-if "$GHOST" migrate "$child" 3 > "$TEST_TMP/out" 2> "$TEST_TMP/err"; then
-	ok "the child moves on to node 3"
-else
-	not_ok "the child moves on to node 3: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the child moves on to node 3" "$child" 3
 check_eq "ps shows the child on node 3" 3 "$(node_of "$child")"
 check_eq "node 2 no longer holds the parent's PID" "" \
 	"$("$GHOST" cluster exec 2 -- sh -c "cat /proc/$parent/comm 2>/dev/null")"
@@ -138,11 +144,7 @@ check "kill() by the parent reaches the child on node 3" wait_log "$parent" '^ch
 
 # The child comes back to node 1, where its stand-in, its parent's child,
 # turns into it: it is its parent's real child again.
-if "$GHOST" migrate "$child" 1 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "the child comes back to node 1, where its stand-in is"
-else
-	not_ok "the child comes back to node 1, where its stand-in is: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the child comes back to node 1, where its stand-in is" "$child" 1
 check_eq "on node 1 the child is the parent's child again, and no stand-in" \
 	"1 $parent family" \
 	"$(node_of "$child") $(ppid_on 1 "$child") $("$GHOST" cluster exec 1 -- cat /proc/$child/comm)"
@@ -157,11 +159,7 @@ check "the child's kill(getppid()) reaches the parent, both on node 1" \
 check_eq "the child moves to node 3 again" 3 "$(node_of "$child")"
 
 # The parent moves away from node 1 too, to node 2: its stand-ins follow.
-if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "the parent moves to node 2, its child on node 3"
-else
-	not_ok "the parent moves to node 2, its child on node 3: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the parent moves to node 2, its child on node 3" "$parent" 2
 check_eq "ps shows the parent on node 2" 2 "$(node_of "$parent")"
 check_eq "node 2 holds a stand-in with the child's PID, a child of the parent" "$parent" \
 	"$(ppid_on 2 "$child")"
@@ -174,11 +172,7 @@ check "the child's kill(getppid()) on node 3 reaches the parent on node 2" \
 	wait_log "$parent" '^parent usr2 3$'
 # The parent joins its child on node 3: the stand-in holding its PID there
 # turns into it, so that the child is its own child again.
-if "$GHOST" migrate "$parent" 3 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "the parent joins its child on node 3"
-else
-	not_ok "the parent joins its child on node 3: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the parent joins its child on node 3" "$parent" 3
 check_eq "on node 3 the child's parent is the parent itself (no stand-in)" \
 	"3 $parent family" \
 	"$(node_of "$parent") $(ppid_on 3 "$child") $("$GHOST" cluster exec 3 -- cat /proc/$parent/comm)"
@@ -252,11 +246,7 @@ check "  ... and keeps counting on node 2" test "$(wc -l < "$shell_out")" -gt "$
 # node 1 as the child's parent, a stand-in of the child is the parent's
 # child on node 2.
 start_family
-if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "a parent moves to node 2, its child stays on node 1"
-else
-	not_ok "a parent moves to node 2, its child stays on node 1: $(cat "$TEST_TMP/err")"
-fi
+check_moves "a parent moves to node 2, its child stays on node 1" "$parent" 2
 check_eq "ps shows the parent on node 2" 2 "$(node_of "$parent")"
 check_eq "on node 1 the child's parent holds the parent's PID" "$parent" "$(ppid_on 1 "$child")"
 check_eq "node 2 holds a stand-in with the child's PID, a child of the parent" "$parent" \
@@ -273,11 +263,7 @@ check "the child's kill(getppid()) on node 1 reaches the parent on node 2" \
 "$GHOST" migrate "$child" 3 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
 check "the child moves on to node 3; the parent's stand-in on node 1 goes" \
 	wait_gone 1 "$parent"
-if "$GHOST" migrate "$parent" 1 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "the parent comes back to node 1"
-else
-	not_ok "the parent comes back to node 1: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the parent comes back to node 1" "$parent" 1
 "$GHOST" kill -USR1 "$parent"
 check "kill() by the parent on node 1 reaches its child on node 3" \
 	wait_log "$parent" '^child usr1 2$'
@@ -334,11 +320,7 @@ check_eq "  ... the second child still runs on node 1, the first on node 2" "1 2
 	"$(node_of "$child2") $(node_of "$child")"
 check_eq "  ... and the parent's stand-in on node 2 still holds the first" "$parent" \
 	"$(ppid_on 2 "$child")"
-if "$GHOST" migrate "$child2" 2 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "the second child moves to node 2 too"
-else
-	not_ok "the second child moves to node 2 too: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the second child moves to node 2 too" "$child2" 2
 check_eq "on node 2 both children are children of the parent's PID" "$parent $parent" \
 	"$(ppid_on 2 "$child") $(ppid_on 2 "$child2")"
 check "the second child sees its parent's PID with getppid() on node 2" sees_parent "$child2"
@@ -384,11 +366,7 @@ check_eq "  ... and on node 2 the first child's parent is still the stand-in" \
 	"$(ppid_on 2 "$child") $("$GHOST" cluster exec 2 -- cat /proc/$parent/comm)"
 "$GHOST" kill -HUP "$child"
 check "  ... whose kill(getppid()) still reaches the parent" wait_log "$parent" '^parent usr2 1$'
-if "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "the parent joins its first child on node 2"
-else
-	not_ok "the parent joins its first child on node 2: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the parent joins its first child on node 2" "$parent" 2
 check_eq "on node 2 the first child's parent is the parent itself" "$parent family" \
 	"$(ppid_on 2 "$child") $("$GHOST" cluster exec 2 -- cat /proc/$parent/comm)"
 check_eq "node 2 holds a stand-in of the second child, a child of the parent" "$parent" \
@@ -421,11 +399,7 @@ start_family
 "$GHOST" migrate "$parent" 2 > /dev/null 2> "$TEST_TMP/err" || not_ok "move: $(cat "$TEST_TMP/err")"
 check_eq "a parent moves to node 2; on node 1 its stand-in holds its child" "2 $parent" \
 	"$(node_of "$parent") $(ppid_on 1 "$child")"
-if "$GHOST" migrate "$parent" 1 > /dev/null 2> "$TEST_TMP/err"; then
-	ok "the parent comes back to node 1, where its stand-in is"
-else
-	not_ok "the parent comes back to node 1, where its stand-in is: $(cat "$TEST_TMP/err")"
-fi
+check_moves "the parent comes back to node 1, where its stand-in is" "$parent" 1
 check_eq "on node 1 the child's parent is the parent itself again" "1 $parent family" \
 	"$(node_of "$parent") $(ppid_on 1 "$child") $("$GHOST" cluster exec 1 -- cat /proc/$parent/comm)"
 check "the child's stand-in on node 2 goes" wait_gone 2 "$child"
