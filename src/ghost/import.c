@@ -585,6 +585,17 @@ static bool is_target_fd(const struct import_ctx *c, int fd)
 
 static pid_t clone_with_pid(pid_t pid);
 
+/* End and reap the first made children of opts->children: a failed import
+ * (or a caller that cannot become the process after all) leaves none. */
+static void end_children(struct import_ctx *c, size_t made)
+{
+	for (size_t i = 0; i < made; i++) {
+		kill(c->opts->children[i].pid, SIGKILL);
+		while (waitpid(c->opts->children[i].pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
 /* In the stub: clone child k with its PID and have it run its program. The
  * close-on-exec pipe tells whether the execve happened; a child whose
  * execve failed is reaped here. -1 with errno on failure. */
@@ -766,13 +777,8 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 		;
 	_exit(127);
 fail:
-	/* A failed import leaves none of its children behind. */
 	err = errno;
-	for (size_t i = 0; i < made; i++) {
-		kill(c->opts->children[i].pid, SIGKILL);
-		while (waitpid(c->opts->children[i].pid, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
+	end_children(c, made);
 	errno = err;
 	if (step == STUB_CHILDREN)
 		stub_report(c, step, errno, tfd, -1);
@@ -902,17 +908,6 @@ static int make_stub(struct import_ctx *c)
 	return 0;
 }
 
-/* GHOST_IMPORT_BECOME, in the caller: end the children it made for the new
- * process, when it cannot become it after all. */
-static void become_undo_children(struct import_ctx *c, size_t made)
-{
-	for (size_t i = 0; i < made; i++) {
-		kill(c->opts->children[i].pid, SIGKILL);
-		while (waitpid(c->opts->children[i].pid, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
-}
-
 /*
  * GHOST_IMPORT_BECOME: the caller is the stub. First, while it can still
  * back out, it makes the new process's children and forks the helper that
@@ -998,7 +993,7 @@ static int become_stub(struct import_ctx *c)
 	}
 	stub_main(c);
 undo:
-	become_undo_children(c, made);
+	end_children(c, made);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (subreaper)
 		(void)prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -895,6 +895,24 @@ static char *read_command(pid_t pid)
 
 static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *userdata);
 
+/* Watch the end of p, whose parent is not us, with a pidfd. */
+static int watch_adopted(struct node_daemon *d, struct mproc *p, pid_t pid)
+{
+	int r;
+
+	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (p->pidfd < 0)
+		return -errno;
+	r = loop_io_new(d->loop, p->pidfd, LOOP_READ, on_adopted_exit, p, &p->pidfd_io);
+	if (r < 0) {
+		p->pidfd = safe_close(p->pidfd);
+		return r;
+	}
+	p->adopted = true;
+	p->daemon = d;
+	return 0;
+}
+
 struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 {
 	struct mproc *p = proc_find(d, pid), *anc = NULL;
@@ -920,13 +938,10 @@ struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 	if (!p)
 		return NULL;
 	p->exec_fd = -1;
-	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	p->command = read_command(pid);
 	p->log_path = anc && anc->log_path ? strdup(anc->log_path) : NULL;
-	if (p->pidfd < 0 || !p->command || (anc && anc->log_path && !p->log_path) ||
-	    proc_ids(pid, &p->uid, &p->gid) < 0 ||
-	    loop_io_new(d->loop, p->pidfd, LOOP_READ, on_adopted_exit, p, &p->pidfd_io) < 0) {
-		safe_close(p->pidfd);
+	if (!p->command || (anc && anc->log_path && !p->log_path) ||
+	    proc_ids(pid, &p->uid, &p->gid) < 0 || watch_adopted(d, p, pid) < 0) {
 		free(p->command);
 		free(p->log_path);
 		free(p);
@@ -935,8 +950,6 @@ struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 	p->pid = pid;
 	p->node = d->self;
 	p->state = MPROC_RUNNING;
-	p->adopted = true;
-	p->daemon = d;
 	/* Its output goes where its ancestor's goes. */
 	p->detached = true;
 	p->start_time = (uint64_t)time(NULL);
@@ -951,21 +964,10 @@ struct mproc *proc_find_or_adopt(struct node_daemon *d, pid_t pid)
 int proc_parent_reaps(struct node_daemon *d, pid_t pid)
 {
 	struct mproc *p = proc_find(d, pid);
-	int r;
 
 	if (!p || p->state != MPROC_RUNNING || p->adopted)
 		return 0;
-	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (p->pidfd < 0)
-		return -errno;
-	r = loop_io_new(d->loop, p->pidfd, LOOP_READ, on_adopted_exit, p, &p->pidfd_io);
-	if (r < 0) {
-		p->pidfd = safe_close(p->pidfd);
-		return r;
-	}
-	p->adopted = true;
-	p->daemon = d;
-	return 0;
+	return watch_adopted(d, p, pid);
 }
 
 static void on_adopted_exit(struct loop_io *io, int fd, unsigned events, void *userdata)
