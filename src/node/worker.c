@@ -423,12 +423,9 @@ static int import_run(const struct worker_import_job *j, int report_fd, pid_t *r
 		data_fd = safe_close(data_fd);
 		rp = worker_pump_wait(pump);
 		pump = -1;
-		if (rp < 0) {
-			r = stream_broke(j, rp, rep.msg, sizeof(rep.msg));
-			goto out;
-		}
-		if (r < 0) {
-			r = stream_broke(j, r, rep.msg, sizeof(rep.msg));
+		/* The pump's reason first: a short read is only its symptom. */
+		if (rp < 0 || r < 0) {
+			r = stream_broke(j, rp < 0 ? rp : r, rep.msg, sizeof(rep.msg));
 			goto out;
 		}
 	}
