@@ -137,9 +137,18 @@ enum ghost_import_flags {
 	 * process whose place in the family nothing else can take (a parent
 	 * stand-in whose children the arriving parent must have). The image
 	 * must be at hand whole (memory or file interface): every record is
-	 * verified before the caller changes. The caller must run as root
-	 * (effective UID 0). Not with DETACH, REPLACE or a pid other than the
-	 * caller's. See ghost_import() for where it returns.
+	 * verified before the caller changes. Not with DETACH, REPLACE or a pid
+	 * other than the caller's. See ghost_import() for where it returns.
+	 *
+	 * A caller that is not root (effective UID) turns by the kernel's rules
+	 * for any process: it runs the image's executable by execve() (held by
+	 * its helper before the program's first instruction, so that the
+	 * kernel, not a capability, sets /proc/PID/exe), and is refused up
+	 * front what would need a capability: opts->children (their PIDs),
+	 * IDs or supplementary groups other than its own, another root
+	 * directory, a lower nice value than RLIMIT_NICE allows, a real-time
+	 * policy. It must be able to read the executable. It is made dumpable
+	 * for its helper (the image sets what it is to be).
 	 */
 	GHOST_IMPORT_BECOME = 1 << 7,
 };

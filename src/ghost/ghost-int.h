@@ -81,6 +81,9 @@ int tracee_syscall_start(struct tracee *t, long nr, uint64_t a1, uint64_t a2, ui
 int tracee_syscall_finish(struct tracee *t, long *ret);
 /* Without waiting: 1 and *ret when the call finished, 0 while it runs, < 0 on error. */
 int tracee_syscall_poll(struct tracee *t, long *ret);
+/* Have the tracee execve() path (argv {path}, no environment), held before the
+ * first instruction of the new program; -errno of a failed execve. */
+int tracee_exec(struct tracee *t, const char *path);
 int tracee_scratch_map(struct tracee *t, uint64_t hint, size_t len);
 int tracee_scratch_unmap(struct tracee *t);
 /* Copy to/from the tracee's memory. */

@@ -324,6 +324,88 @@ int tracee_syscall(struct tracee *t, long nr, uint64_t a1, uint64_t a2, uint64_t
 	return tracee_syscall_finish(t, ret);
 }
 
+/*
+ * The tracee runs execve(path, {path}, {}) and stops before the first
+ * instruction of the new program. A successful execve shows as
+ * PTRACE_EVENT_EXEC; stepping on from there stops at the return to user
+ * space, where the step's SIGTRAP is taken and never delivered (the next
+ * injection resumes with no signal). Its old memory is gone with the call:
+ * the scratch mapping and the syscall instruction with it, and mem_fd is
+ * opened again on the new one. Needs the syscall instruction and no scratch
+ * mapping of the caller's; -errno of a failed execve, the tracee unchanged.
+ */
+int tracee_exec(struct tracee *t, const char *path)
+{
+	size_t len = strlen(path) + 1, argv_at = ALIGN_UP(len, 8);
+	uint64_t argv[2] = { 0, 0 };
+	bool execed = false;
+	char proc[64];
+	long ret;
+	int st, r;
+
+	if (argv_at + sizeof(argv) > PAGE_SIZE_X)
+		return -ENAMETOOLONG;
+	if (t->scratch)
+		return -EBUSY;
+	r = tracee_scratch_map(t, 0, PAGE_SIZE_X);
+	if (r < 0)
+		return r;
+	argv[0] = t->scratch;
+	r = tracee_write_mem(t, t->scratch, path, len);
+	if (r >= 0)
+		r = tracee_write_mem(t, t->scratch + argv_at, argv, sizeof(argv));
+	if (r >= 0 && ptrace(PTRACE_SETOPTIONS, t->pid, 0, PTRACE_O_TRACEEXEC) < 0)
+		r = -errno;
+	if (r >= 0)
+		r = tracee_syscall_start(t, SYS_execve, t->scratch, t->scratch + argv_at,
+					 t->scratch + argv_at + 8, 0, 0, 0);
+	if (r < 0) {
+		(void)tracee_scratch_unmap(t);
+		return r;
+	}
+	t->in_syscall = false;
+	for (;;) {
+		r = wait_stop(t->pid, &st);
+		if (r < 0)
+			return r;
+		if ((st >> 16) == PTRACE_EVENT_EXEC) {
+			execed = true;
+		} else if ((st >> 16) == 0 && WSTOPSIG(st) == SIGSTOP) {
+			t->sigstop_seen = true; /* as in tracee_syscall_finish() */
+		} else if ((st >> 16) == PTRACE_EVENT_STOP && !execed) {
+			struct user_regs_struct regs;
+
+			/* A trap left over from the seize: the call has not run yet. */
+			if (ptrace(PTRACE_GETREGS, t->pid, 0, &regs) < 0)
+				return -errno;
+			if (regs.rip != t->syscall_ip)
+				return -EIO;
+		} else if (WSTOPSIG(st) == SIGTRAP && (st >> 16) == 0) {
+			break;
+		} else {
+			log_debug("process %d: stop %#x during execve", t->pid, st);
+			return -EIO;
+		}
+		if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0) < 0)
+			return -errno;
+	}
+	if (!execed) {
+		struct user_regs_struct regs;
+
+		if (ptrace(PTRACE_GETREGS, t->pid, 0, &regs) < 0)
+			return -errno;
+		ret = (long)regs.rax;
+		(void)tracee_scratch_unmap(t);
+		return ret < 0 ? (int)ret : -EIO;
+	}
+	t->scratch = 0;
+	t->syscall_ip = 0;
+	safe_close(t->mem_fd);
+	snprintf(proc, sizeof(proc), "/proc/%d/mem", t->pid);
+	t->mem_fd = open(proc, O_RDWR | O_CLOEXEC);
+	return t->mem_fd < 0 ? -errno : 0;
+}
+
 int tracee_scratch_map(struct tracee *t, uint64_t hint, size_t len)
 {
 	long addr;

@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <setjmp.h>
@@ -37,6 +38,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -145,7 +147,21 @@ static __attribute__((noreturn)) void target_main(int ready_fd)
 	_exit(check_sparse(sparse));
 }
 
-static pid_t start_target(void)
+#define NOBODY 65534
+
+/* This process's user and group become uid's (nobody's group for nobody).
+ * The change leaves it not dumpable: one to become another, the engine
+ * must make it traceable by its helper. */
+static bool take_uid(uid_t uid)
+{
+	gid_t gid = uid == NOBODY ? NOBODY : uid;
+
+	return setgroups(0, NULL) == 0 && setresgid(gid, gid, gid) == 0 &&
+	       setresuid(uid, uid, uid) == 0;
+}
+
+/* target_main() in a child running as uid (0: as we do). */
+static pid_t start_target_as(uid_t uid)
 {
 	int p[2];
 	pid_t pid;
@@ -156,6 +172,8 @@ static pid_t start_target(void)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(p[0]);
+		if (uid && !take_uid(uid))
+			_exit(5);
 		target_main(p[1]);
 	}
 	close(p[1]);
@@ -181,6 +199,11 @@ static pid_t start_target(void)
 		usleep(5000);
 	}
 	return pid;
+}
+
+static pid_t start_target(void)
+{
+	return start_target_as(0);
 }
 
 static int finish_and_status(pid_t pid)
@@ -1920,6 +1943,8 @@ struct become_report {
 struct become_source {
 	pid_t pid;
 	int fd;
+	uid_t as_uid; /* the holder turns as this user (after its export) */
+	int nice;     /* ...with this nice value */
 };
 
 /*
@@ -1959,12 +1984,19 @@ static __attribute__((noreturn)) void holder_become(const struct become_source *
 	} else if (ghost_plug(g, GHOST_FILE_READ) < 0 || ghost_associate_file(g, src->fd) < 0) {
 		_exit(83);
 	}
+	if (src->as_uid && !take_uid(src->as_uid))
+		_exit(84);
+	if (src->nice && setpriority(PRIO_PROCESS, 0, src->nice) < 0)
+		_exit(85);
 	kid = fork();
 	if (kid < 0)
 		_exit(90);
-	if (kid == 0)
+	if (kid == 0) {
+		/* Not left behind by a holder killed in a failing test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		for (;;)
 			pause();
+	}
 	if (write(kid_fd, &kid, sizeof(kid)) != (ssize_t)sizeof(kid))
 		_exit(91);
 	sigemptyset(&mask);
@@ -2147,6 +2179,148 @@ static void test_become_failures_leave_caller(void **state)
 	ghost_buffer_unref(buf);
 }
 
+/* The executable (/proc/PID/exe) of pid is the file at path. */
+static void expect_exe(pid_t pid, const char *path)
+{
+	char exe[64];
+	struct stat theirs, want;
+
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
+	assert_int_equal(stat(exe, &theirs), 0);
+	assert_int_equal(stat(path, &want), 0);
+	assert_true(theirs.st_dev == want.st_dev && theirs.st_ino == want.st_ino);
+}
+
+/* "sleep 1000" as uid, its stdio /dev/null; returned once it runs sleep. */
+static pid_t start_sleep_as(uid_t uid)
+{
+	static char sleep_name[] = "sleep", seconds[] = "1000";
+	char *const argv[] = { sleep_name, seconds, NULL };
+	char *const envp[] = { NULL };
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_RDWR);
+
+		if (fd < 0 || dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 ||
+		    !take_uid(uid))
+			_exit(5);
+		syscall(SYS_close_range, 3, ~0u, 0);
+		execve("/bin/sleep", argv, envp);
+		_exit(6);
+	}
+	for (int i = 0; i < 400; i++) {
+		char path[64], wchan[32] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/wchan", pid);
+		f = fopen(path, "r");
+		if (f) {
+			if (!fgets(wchan, sizeof(wchan), f))
+				wchan[0] = '\0';
+			fclose(f);
+		}
+		if (strstr(wchan, "nanosleep"))
+			return pid;
+		usleep(5000);
+	}
+	fail_msg("sleep %d did not start", pid);
+	return -1;
+}
+
+static uid_t uid_of(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned uid = ~0u;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %u", &uid) == 1)
+			break;
+	fclose(f);
+	return (uid_t)uid;
+}
+
+/* Without root, a process becomes one of its own user by execve() of the
+ * image's executable: PID, parent and child kept, the executable the
+ * image's (sleep's here), the target's handler (reset by the execve) and
+ * memory in place (test-api's target). */
+static void test_become_without_root(void **state)
+{
+	struct become_source src = { .pid = start_target_as(NOBODY), .fd = -1, .as_uid = NOBODY };
+	struct become_run run;
+	int st;
+
+	(void)state;
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	run = become(&src, &import_opts);
+	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
+	if (run.rep.r < 0)
+		fail_msg("become: %s", run.rep.msg);
+	assert_int_not_equal(run.rep.in, run.holder);
+	assert_int_equal(run.rep.pid, run.holder);
+	assert_int_equal(waitpid(run.rep.in, &st, 0), run.rep.in);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(parent_of(run.kid), run.holder);
+	assert_int_equal(parent_of(run.holder), getpid());
+	assert_int_equal(uid_of(run.holder), NOBODY);
+	assert_int_equal(kill(run.kid, SIGKILL), 0);
+	assert_int_equal(finish_and_status(run.holder), 0);
+	assert_int_equal(waitpid(run.kid, &st, 0), run.kid);
+
+	src = (struct become_source){ .pid = start_sleep_as(NOBODY), .fd = -1, .as_uid = NOBODY };
+	run = become(&src, &import_opts);
+	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
+	if (run.rep.r < 0)
+		fail_msg("become sleep: %s", run.rep.msg);
+	assert_int_equal(waitpid(run.rep.in, &st, 0), run.rep.in);
+	expect_exe(run.holder, "/bin/sleep");
+	assert_int_equal(parent_of(run.kid), run.holder);
+	/* It sleeps on: SIGTERM's default action ends it, and its child comes
+	 * back to us. */
+	assert_int_equal(kill(run.kid, SIGKILL), 0);
+	assert_int_equal(kill(run.holder, SIGTERM), 0);
+	assert_int_equal(waitpid(run.holder, &st, 0), run.holder);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+	assert_int_equal(waitpid(run.kid, &st, 0), run.kid);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
+/* Without root, what would need a capability is refused before the caller
+ * changes: a child to make with its PID, a nice value to lower. */
+static void test_become_without_root_refusals(void **state)
+{
+	struct ghost_import_child kid = { .path = "/bin/true" };
+	const char *argv[] = { "true", NULL };
+	struct ghost_import_opts io = import_opts;
+	struct become_source src = { .pid = start_target_as(NOBODY), .fd = -1, .as_uid = NOBODY };
+	struct become_run run;
+	int st;
+
+	(void)state;
+	kid.pid = src.pid; /* free once the holder's export ended the target */
+	kid.argv = argv;
+	io.children = &kid;
+	io.n_children = 1;
+	run = become(&src, &io);
+	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
+	assert_true(run.rep.r < 0);
+	assert_non_null(strstr(run.rep.msg, "CAP_CHECKPOINT_RESTORE"));
+	expect_holder_back(&run);
+
+	src = (struct become_source){ .pid = start_target_as(NOBODY), .fd = -1,
+				      .as_uid = NOBODY, .nice = 5 };
+	run = become(&src, &import_opts);
+	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
+	assert_true(run.rep.r < 0);
+	assert_non_null(strstr(run.rep.msg, "nice"));
+	expect_holder_back(&run);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2158,6 +2332,8 @@ int main(void)
 		cmocka_unit_test(test_replace_program),
 		cmocka_unit_test(test_become_keeps_pid_parent_children),
 		cmocka_unit_test(test_become_failures_leave_caller),
+		cmocka_unit_test(test_become_without_root),
+		cmocka_unit_test(test_become_without_root_refusals),
 		cmocka_unit_test(test_hold_swap_blocked_read),
 		cmocka_unit_test(test_hold_swap_poll_select_nanosleep),
 		cmocka_unit_test(test_hold_swap_blocked_write),
