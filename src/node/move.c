@@ -1149,13 +1149,7 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 			(void)attr_u32(&pa, &ppid);
 		r = standin_turn_ready(d, m->pid, (pid_t)ppid);
 		if (r < 0) {
-			if (r == -EPERM)
-				in_fail(m, r,
-					"process %d cannot come back to node %u: its stand-in holds "
-					"its PID there, and only one of a process of root can turn "
-					"into it",
-					(int)m->pid, d->self);
-			else if (r == -ECHILD)
+			if (r == -ECHILD)
 				in_fail(m, r,
 					"process %d cannot come back to node %u: its stand-in holds "
 					"its PID there under another parent",
@@ -1201,6 +1195,16 @@ static void in_prepare(struct node_daemon *d, uint32_t from, uint64_t xfer, cons
 		}
 		j.children = m->spawn ? m->spawn->child : NULL;
 		j.n_children = m->n_kids;
+	}
+	if (m->child_standin && a.uid != 0 && m->n_kids) {
+		/* It runs as the process's user: no PIDs of its choosing. */
+		in_fail(m, -EPERM,
+			"process %d cannot come back to node %u: its stand-in there runs as uid "
+			"%u, which cannot give the stand-ins of its children on other nodes "
+			"their PIDs",
+			(int)m->pid, d->self, (unsigned)a.uid);
+		move_free(m);
+		return;
 	}
 	if (!m->fork && !m->become && attr_find(data, len, A_PPID, &pa) >= 0 &&
 	    attr_u32(&pa, &ppid) >= 0 && ppid > 1) {

@@ -64,12 +64,15 @@
  *   its PID, its parent and its children, and imports the process into
  *   itself, so the family there is real again. A parent stand-in gets the
  *   job on its job socket (standin_parent_turn()), a child stand-in with
- *   CTL_STANDIN_TURN (standin_turn()), which only one of root can do.
+ *   CTL_STANDIN_TURN (standin_turn()). A stand-in of a user other than
+ *   root turns by the kernel's rules (the engine has it execve() the
+ *   process's executable): it cannot make children with their PIDs, so a
+ *   process of such a user with children elsewhere is refused there.
  *
- * Limits (refused with a message): a stand-in of a user other than root
- * cannot turn into its process; a parent with a parent of its own cannot
- * join its children where its parent stand-in is; a parent moves with at
- * most MOVE_MAX_KIDS children.
+ * Limits (refused with a message): a process of a user other than root
+ * with children on other nodes cannot come back to its stand-in's node; a
+ * parent with a parent of its own cannot join its children where its
+ * parent stand-in is; a parent moves with at most MOVE_MAX_KIDS children.
  *
  *   event                         function
  *   move commits (source)         standin_make(), standin_hand_over()
@@ -272,7 +275,7 @@ int node_standin_main(int argc, char **argv)
 {
 	const char *control;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct rlimit no_core = { 0, 0 };
+	struct rlimit core = { 0, 0 };
 	sigset_t all;
 	pid_t daemon_pid;
 	uint64_t v;
@@ -303,7 +306,12 @@ int node_standin_main(int argc, char **argv)
 	if (argc == 7 && take_user(argv[5], argv[6]) < 0)
 		die_lost();
 	(void)prctl(PR_SET_NAME, argv[3]);
-	(void)setrlimit(RLIMIT_CORE, &no_core);
+	/* No core of a stand-in; the hard limit stays the process's, should
+	 * it come back and turn. */
+	if (getrlimit(RLIMIT_CORE, &core) == 0) {
+		core.rlim_cur = 0;
+		(void)setrlimit(RLIMIT_CORE, &core);
+	}
 	sfd = signalfd(-1, &all, SFD_CLOEXEC);
 	if (strlen(control) >= sizeof(sa.sun_path))
 		die_lost();
@@ -745,9 +753,6 @@ int standin_turn_ready(struct node_daemon *d, pid_t pid, pid_t ppid)
 		return -ENOENT;
 	if (s->turning || !s->conn || s->exit_sent || s->arriving)
 		return -EBUSY;
-	/* The process's executable, groups and IDs are set from inside it. */
-	if (s->uid != 0)
-		return -EPERM;
 	/* Its parent here must be the one the process has (or the daemon). */
 	if (ppid > 0 ? parent != ppid : parent != getpid())
 		return -ECHILD;

@@ -23,8 +23,10 @@
 #    leaves the first and that stand-in as they were;
 #  - a user may not move, fork or checkpoint their own process while it runs
 #    a setuid program (it has rights they have not); root may;
-#  - a user's child cannot come back to its stand-in's node (refused with a
-#    clear line: only a stand-in of root can turn into its process).
+#  - a user's child comes back to its stand-in's node, and joins its parent
+#    where the import made its stand-in: the stand-in, running as the user,
+#    turns into it by execve() of its program; a user's parent with a child
+#    elsewhere cannot come back to its stand-in (refused with a clear line).
 . "$(dirname "$0")/../cluster/lib.sh"
 parse_args "$@"
 FAMILY=${FAMILY_BIN:-$(realpath "$(dirname "$0")")/family}
@@ -414,23 +416,73 @@ check_eq "the parent's waitpid() returns the child's exit status 42" \
 	"waited $child exit 42" "$(waited "$parent")"
 check_eq "no line ever saw another parent" 0 "$(count "$parent" "^ppid $child bad")"
 
-# 15. A user's child cannot come back to the node where its stand-in is: the
-# stand-in runs as that user, and turning into a process takes root.
+# 15. A user's family: a stand-in running as that user turns into its
+# process by the kernel's rules (it runs the process's executable), unless
+# that would take children with PIDs of its choosing.
 cp "$FAMILY" "$TEST_TMP/family"
-parent=$(GHOST_CONTROL=$ctl $NOBODY "$GHOST" run -d -- "$TEST_TMP/family")
-wait_log "$parent" '^family ' || fatal "nobody's family starts"
-child=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $2; exit}')
-GHOST_CONTROL=$ctl $NOBODY "$GHOST" migrate "$child" 2 > /dev/null 2> "$TEST_TMP/err" ||
-	not_ok "move: $(cat "$TEST_TMP/err")"
-GHOST_CONTROL=$ctl $NOBODY "$GHOST" migrate "$child" 1 > /dev/null 2> "$TEST_TMP/err"
-check_eq "nobody's child cannot come back to node 1, where its stand-in is, saying why" \
-	"1 1" "$? $(grep -c "only one of a process of root" "$TEST_TMP/err")"
-check_eq "  ... it still runs on node 2, and its stand-in on node 1" "2 $parent" \
-	"$(node_of "$child") $(ppid_on 1 "$child")"
-check "  ... and it still sees its parent's PID" sees_parent "$child"
+# as_nobody ARGS: ghost ARGS as nobody, on node 1.
+as_nobody() {
+	GHOST_CONTROL=$ctl $NOBODY "$GHOST" "$@"
+}
+# nobody_moves DESCRIPTION PID NODE: check_moves, as nobody.
+nobody_moves() {
+	if as_nobody migrate "$2" "$3" > /dev/null 2> "$TEST_TMP/err"; then
+		ok "$1"
+	else
+		not_ok "$1: $(cat "$TEST_TMP/err")"
+	fi
+}
+# nobody_family [two]: start_family, as nobody.
+nobody_family() {
+	parent=$(as_nobody run -d -- "$TEST_TMP/family" "$@")
+	wait_log "$parent" '^family ' || fatal "nobody's family starts"
+	child=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $2; exit}')
+	child2=$("$GHOST" logs "$parent" | awk '$1 == "family" {print $3; exit}')
+}
+# whose NODE PID: the parent, comm, executable and user of PID on NODE.
+whose() {
+	"$GHOST" cluster exec "$1" -- sh -c "awk '{print \$4}' /proc/$2/stat;
+		cat /proc/$2/comm; readlink /proc/$2/exe;
+		awk '/^Uid:/ {print \$2}' /proc/$2/status" | tr '\n' ' '
+}
+nobody_family
+nobody_moves "nobody's child moves to node 2" "$child" 2
+nobody_moves "nobody's child comes back to node 1, where its stand-in turns into it" "$child" 1
+check_eq "  ... it is the parent's child there again: the family's program, as nobody" \
+	"1 $parent family $TEST_TMP/family 65534 " "$(node_of "$child") $(whose 1 "$child")"
+check "  ... the parent's stand-in on node 2 goes" wait_gone 2 "$parent"
+"$GHOST" kill -USR1 "$parent"
+check "  ... kill() by the parent reaches it" wait_log "$parent" '^child usr1 1$'
+"$GHOST" kill -HUP "$child"
+check "  ... its kill(getppid()) reaches the parent" wait_log "$parent" '^parent usr2 1$'
+nobody_moves "nobody's parent moves to node 2, its child stays on node 1" "$parent" 2
+nobody_moves "the child joins it there, where the stand-in the import made turns into it" \
+	"$child" 2
+check_eq "  ... it is the parent's child on node 2: the family's program, as nobody" \
+	"2 $parent family $TEST_TMP/family 65534 " "$(node_of "$child") $(whose 2 "$child")"
+check "  ... the parent's original on node 1 goes" wait_gone 1 "$parent"
+"$GHOST" kill -USR1 "$parent"
+check "  ... kill() by the parent reaches it" wait_log "$parent" '^child usr1 2$'
 "$GHOST" kill -TERM "$child"
 check_eq "  ... whose waitpid() returns its exit status 42" \
 	"waited $child exit 42" "$(waited "$parent")"
+check_eq "  ... and no line ever saw another parent" 0 "$(count "$parent" "^ppid [0-9]* bad")"
+
+nobody_family two
+nobody_moves "nobody's parent of two moves to node 2" "$parent" 2
+nobody_moves "  ... its second child to node 3" "$child2" 3
+as_nobody migrate "$parent" 1 > /dev/null 2> "$TEST_TMP/err"
+check_eq "the parent cannot come back to node 1, with a child on node 3, saying why" \
+	"1 1" "$? $(grep -c "cannot give the stand-ins of its children" "$TEST_TMP/err")"
+check_eq "  ... it still runs on node 2; its original on node 1 holds the first child" \
+	"2 $parent" "$(node_of "$parent") $(ppid_on 1 "$child")"
+check "  ... which still sees its parent's PID" sees_parent "$child"
+"$GHOST" kill -TERM "$child"
+"$GHOST" kill -TERM "$child2"
+check_eq "  ... and the parent's waitpid() returns both exit statuses" \
+	"waited $child exit 42,waited $child2 exit 42" \
+	"$(wait_log "$parent" "^waited $child " && wait_log "$parent" "^waited $child2 " &&
+		"$GHOST" logs "$parent" | grep '^waited ' | sort -k2,2n | paste -sd,)"
 
 "$GHOST" cluster down > /dev/null || not_ok "cluster down"
 finish
