@@ -2083,17 +2083,31 @@ static void expect_holder_back(const struct become_run *run)
 	assert_int_equal(WEXITSTATUS(st), 42);
 }
 
-/* A process becomes the image's: same PID and parent as before, its child
- * still its child, the image's memory and handler in place. */
-static void test_become_keeps_pid_parent_children(void **state)
+static uid_t uid_of(pid_t pid)
 {
-	struct become_source src = { .pid = start_target(), .fd = -1 };
+	char path[64], line[256];
+	unsigned uid = ~0u;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %u", &uid) == 1)
+			break;
+	fclose(f);
+	return (uid_t)uid;
+}
+
+/* A holder running as as_uid (root: 0) becomes test-api's target of that
+ * user: same PID and parent as before, its child still its child, the
+ * image's memory and handler in place. */
+static void expect_becomes_target(uid_t as_uid)
+{
+	struct become_source src = { .pid = start_target_as(as_uid), .fd = -1, .as_uid = as_uid };
 	struct become_run run;
 	int st;
 
-	(void)state;
-	/* The helper and the holder's child come back to us to be reaped. */
-	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	run = become(&src, &import_opts);
 	/* The holder exported (and ended) our child. */
 	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
@@ -2107,11 +2121,20 @@ static void test_become_keeps_pid_parent_children(void **state)
 	/* Its child is still its child. */
 	assert_int_equal(parent_of(run.kid), run.holder);
 	assert_int_equal(parent_of(run.holder), getpid());
+	assert_int_equal(uid_of(run.holder), as_uid);
 	/* The target's handler ends it after checking the target's memory (the
 	 * holder would have died of SIGUSR1). */
 	assert_int_equal(kill(run.kid, SIGKILL), 0);
 	assert_int_equal(finish_and_status(run.holder), 0);
 	assert_int_equal(waitpid(run.kid, &st, 0), run.kid);
+}
+
+static void test_become_keeps_pid_parent_children(void **state)
+{
+	(void)state;
+	/* The helper and the holder's child come back to us to be reaped. */
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	expect_becomes_target(0);
 	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
 }
 
@@ -2229,50 +2252,21 @@ static pid_t start_sleep_as(uid_t uid)
 	return -1;
 }
 
-static uid_t uid_of(pid_t pid)
-{
-	char path[64], line[256];
-	unsigned uid = ~0u;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Uid: %u", &uid) == 1)
-			break;
-	fclose(f);
-	return (uid_t)uid;
-}
-
 /* Without root, a process becomes one of its own user by execve() of the
  * image's executable: PID, parent and child kept, the executable the
  * image's (sleep's here), the target's handler (reset by the execve) and
  * memory in place (test-api's target). */
 static void test_become_without_root(void **state)
 {
-	struct become_source src = { .pid = start_target_as(NOBODY), .fd = -1, .as_uid = NOBODY };
+	struct become_source src = { .fd = -1, .as_uid = NOBODY };
 	struct become_run run;
 	int st;
 
 	(void)state;
 	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-	run = become(&src, &import_opts);
-	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
-	if (run.rep.r < 0)
-		fail_msg("become: %s", run.rep.msg);
-	assert_int_not_equal(run.rep.in, run.holder);
-	assert_int_equal(run.rep.pid, run.holder);
-	assert_int_equal(waitpid(run.rep.in, &st, 0), run.rep.in);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	assert_int_equal(parent_of(run.kid), run.holder);
-	assert_int_equal(parent_of(run.holder), getpid());
-	assert_int_equal(uid_of(run.holder), NOBODY);
-	assert_int_equal(kill(run.kid, SIGKILL), 0);
-	assert_int_equal(finish_and_status(run.holder), 0);
-	assert_int_equal(waitpid(run.kid, &st, 0), run.kid);
+	expect_becomes_target(NOBODY);
 
-	src = (struct become_source){ .pid = start_sleep_as(NOBODY), .fd = -1, .as_uid = NOBODY };
+	src.pid = start_sleep_as(NOBODY);
 	run = become(&src, &import_opts);
 	assert_int_equal(waitpid(src.pid, &st, 0), src.pid);
 	if (run.rep.r < 0)
