@@ -968,13 +968,17 @@ static int check_turn_without_root(struct import_ctx *c)
 	}
 	if (c->have_sched) {
 		struct rlimit nice_rl = { 0, 0 };
+		rlim_t allowed;
 		int now;
 
+		/* The kernel asks the process's RLIMIT_NICE, the image's by then
+		 * (finish_outside() sets the limits first, below our hard one). */
 		errno = 0;
 		now = getpriority(PRIO_PROCESS, 0);
 		(void)getrlimit(RLIMIT_NICE, &nice_rl);
-		if (errno == 0 && c->sched.nice < now &&
-		    (rlim_t)(20 - c->sched.nice) > nice_rl.rlim_cur)
+		allowed = c->have_rl ? MIN((rlim_t)c->rl.lim[RLIMIT_NICE].cur, nice_rl.rlim_max)
+				     : nice_rl.rlim_cur;
+		if (errno == 0 && c->sched.nice < now && (rlim_t)(20 - c->sched.nice) > allowed)
 			return ghost_fail(c->g, -EPERM,
 					  "a process of uid %u cannot lower its nice value from %d to %d: needs CAP_SYS_NICE",
 					  u, now, c->sched.nice);
