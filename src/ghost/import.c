@@ -656,6 +656,26 @@ static int stub_make_child(const struct ghost_import_child *k)
 	return 0;
 }
 
+/* Signal sig's handler as the image has it, in the kernel's layout. */
+static struct ksigaction image_sigaction(const struct import_ctx *c, int sig)
+{
+	const struct img_sigaction *a = &c->sa.act[sig - 1];
+
+	return (struct ksigaction){ a->handler, a->flags, a->restorer, a->mask };
+}
+
+/* The image's alternate signal stack, as sigaltstack() takes it. */
+static stack_t image_altstack(const struct import_ctx *c)
+{
+	stack_t ss = { .ss_sp = (void *)(uintptr_t)c->th.altstack_sp,
+		       .ss_size = c->th.altstack_size,
+		       .ss_flags = (int)(c->th.altstack_flags & ~(uint32_t)SS_ONSTACK) };
+
+	if (ss.ss_flags & SS_DISABLE)
+		ss = (stack_t){ .ss_flags = SS_DISABLE };
+	return ss;
+}
+
 static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 {
 	uint64_t all = ~0ull;
@@ -750,8 +770,7 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 
 	step = STUB_SIGACTION;
 	for (int sig = 1; sig <= 64; sig++) {
-		const struct img_sigaction *a = &c->sa.act[sig - 1];
-		struct ksigaction k = { a->handler, a->flags, a->restorer, a->mask };
+		struct ksigaction k = image_sigaction(c, sig);
 
 		if (sig == SIGKILL || sig == SIGSTOP)
 			continue;
@@ -760,12 +779,8 @@ static __attribute__((noreturn)) void stub_main(struct import_ctx *c)
 	}
 	step = STUB_ALTSTACK;
 	{
-		stack_t ss = { .ss_sp = (void *)(uintptr_t)c->th.altstack_sp,
-			       .ss_size = c->th.altstack_size,
-			       .ss_flags = (int)(c->th.altstack_flags & ~(uint32_t)SS_ONSTACK) };
+		stack_t ss = image_altstack(c);
 
-		if (ss.ss_flags & SS_DISABLE)
-			ss = (stack_t){ .ss_flags = SS_DISABLE };
 		if (sigaltstack(&ss, NULL) < 0)
 			goto fail;
 	}
@@ -1729,9 +1744,7 @@ static int finish_vmas(struct import_ctx *c)
 static int redo_after_exec(struct import_ctx *c, uint64_t s)
 {
 	struct ksigaction all[64];
-	stack_t ss = { .ss_sp = (void *)(uintptr_t)c->th.altstack_sp,
-		       .ss_size = c->th.altstack_size,
-		       .ss_flags = (int)(c->th.altstack_flags & ~(uint32_t)SS_ONSTACK) };
+	stack_t ss = image_altstack(c);
 	int r;
 
 	for (size_t i = 0; i < c->fr.nfds; i++) {
@@ -1743,11 +1756,8 @@ static int redo_after_exec(struct import_ctx *c, uint64_t s)
 		if (r < 0)
 			return r;
 	}
-	for (int sig = 1; sig <= 64; sig++) {
-		const struct img_sigaction *a = &c->sa.act[sig - 1];
-
-		all[sig - 1] = (struct ksigaction){ a->handler, a->flags, a->restorer, a->mask };
-	}
+	for (int sig = 1; sig <= 64; sig++)
+		all[sig - 1] = image_sigaction(c, sig);
 	r = tracee_write_mem(&c->t, s, all, sizeof(all));
 	if (r < 0)
 		return ghost_fail(c->g, r, "cannot write scratch memory: %s", ghost_strerror(r));
@@ -1766,8 +1776,6 @@ static int redo_after_exec(struct import_ctx *c, uint64_t s)
 			return ghost_fail(c->g, (int)ret, "cannot set the handler of signal %d: %s",
 					  sig, ghost_strerror((int)ret));
 	}
-	if (ss.ss_flags & SS_DISABLE)
-		ss = (stack_t){ .ss_flags = SS_DISABLE };
 	r = tracee_write_mem(&c->t, s, &ss, sizeof(ss));
 	if (r < 0)
 		return ghost_fail(c->g, r, "cannot write scratch memory: %s", ghost_strerror(r));
