@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -488,19 +489,61 @@ void bench_warm_disable(void)
 	warm_disabled = true;
 }
 
-void bench_warm_memory(size_t bytes)
+static void warm_here(size_t bytes)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	char *p;
 
-	if (warm_disabled || bytes == 0)
-		return;
 	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return; /* only the figures suffer */
 	for (size_t off = 0; off < bytes; off += (size_t)page)
 		p[off] = 1;
 	munmap(p, bytes);
+}
+
+void bench_warm_memory(size_t bytes)
+{
+	pid_t kids[CPU_SETSIZE];
+	size_t nkids = 0;
+	sigset_t all, old;
+	cpu_set_t mine;
+
+	if (warm_disabled || bytes == 0)
+		return;
+	if (sched_getaffinity(0, sizeof(mine), &mine) < 0) {
+		warm_here(bytes);
+		return;
+	}
+	/* The children keep every signal blocked: the benchmark's cleanup
+	 * handler must never run in a copy of it. They end on their own, soon. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		cpu_set_t one;
+		pid_t pid;
+
+		if (!CPU_ISSET(cpu, &mine))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		pid = fork();
+		if (pid == 0) {
+			/* Pinned, or the pages would land in some other CPU's list. */
+			if (sched_setaffinity(0, sizeof(one), &one) == 0)
+				warm_here(bytes);
+			_exit(0);
+		}
+		if (pid < 0) {
+			warm_here(bytes); /* only the figures suffer */
+			break;
+		}
+		kids[nkids++] = pid;
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	for (size_t i = 0; i < nkids; i++)
+		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
+			;
 }
 
 void bench_sleep_ms(unsigned ms)

@@ -47,6 +47,13 @@ double bench_median(double *v, size_t n);
  * meets such pages is luck (seen here: the same 1 GiB restore limit from 0.4
  * to 3.2 s in one run). Does nothing after bench_warm_disable(). The memory
  * goes back to the kernel, which hands out the pages freed last first.
+ *
+ * It is touched and freed once on every CPU the benchmark may run on, by a
+ * child pinned there, all at once: the kernel keeps freed pages in per-CPU
+ * lists (here up to about 580 MiB each) and hands a CPU only its own before
+ * the shared free lists, the ones the host takes back. Warmed from one CPU
+ * only, a step's process on the other (Ghost's writer helper, a restored
+ * process) met cold pages: the same tmpfs checkpoint took 0.4 or 1.8 s.
  */
 void bench_warm_memory(size_t bytes);
 void bench_warm_disable(void);
