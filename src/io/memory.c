@@ -63,10 +63,15 @@ static int buffer_grow(struct ghost_buffer *b, size_t need)
 	if (!p)
 		return -ENOMEM;
 	/* A ghost can be gigabytes: a fork of its holder (the engine clones the
-	 * new process from itself) must not copy its page tables. mremap keeps
-	 * the flag. Failure costs only speed. */
-	if (!b->data)
+	 * new process from itself) must not copy its page tables, and faulting
+	 * it in 4 KiB at a time costs more than the copy into it (a 1 GiB
+	 * checkpoint to memory took 0.7 s with small pages, 0.35-0.4 s with
+	 * transparent huge pages). mremap keeps both flags. Failure costs only
+	 * speed. */
+	if (!b->data) {
 		(void)madvise(p, cap, MADV_DONTFORK);
+		(void)madvise(p, cap, MADV_HUGEPAGE);
+	}
 	b->data = p;
 	b->cap = cap;
 	return 0;
