@@ -506,7 +506,6 @@ void bench_warm_memory(size_t bytes)
 {
 	pid_t kids[CPU_SETSIZE];
 	size_t nkids = 0;
-	sigset_t all, old;
 	cpu_set_t mine;
 
 	if (warm_disabled || bytes == 0)
@@ -515,35 +514,31 @@ void bench_warm_memory(size_t bytes)
 		warm_here(bytes);
 		return;
 	}
-	/* The children keep every signal blocked: the benchmark's cleanup
-	 * handler must never run in a copy of it. They end on their own, soon. */
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &old);
 	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
 		cpu_set_t one;
 		pid_t pid;
 
 		if (!CPU_ISSET(cpu, &mine))
 			continue;
-		CPU_ZERO(&one);
-		CPU_SET(cpu, &one);
-		pid = fork();
+		if (bench_fork(&pid) < 0) {
+			warm_here(bytes); /* only the figures suffer */
+			break;
+		}
 		if (pid == 0) {
 			/* Pinned, or the pages would land in some other CPU's list. */
+			CPU_ZERO(&one);
+			CPU_SET(cpu, &one);
 			if (sched_setaffinity(0, sizeof(one), &one) == 0)
 				warm_here(bytes);
 			_exit(0);
 		}
-		if (pid < 0) {
-			warm_here(bytes); /* only the figures suffer */
-			break;
-		}
 		kids[nkids++] = pid;
 	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	for (size_t i = 0; i < nkids; i++)
+	for (size_t i = 0; i < nkids; i++) {
 		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
 			;
+		bench_untrack_pid(kids[i]);
+	}
 }
 
 void bench_sleep_ms(unsigned ms)

@@ -97,6 +97,18 @@ static bool is_group_stop_sig(int sig)
 	return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 }
 
+/* (Re)open /proc/PID/mem, through which the tracee's memory is read and
+ * written: at the seize, and after an execve replaced that memory. */
+static int open_mem(struct tracee *t)
+{
+	char path[64];
+
+	safe_close(t->mem_fd);
+	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
+	t->mem_fd = open(path, O_RDWR | O_CLOEXEC);
+	return t->mem_fd < 0 ? -errno : 0;
+}
+
 int tracee_seize(struct tracee *t, pid_t pid, char *why, size_t why_len)
 {
 	struct iovec iov;
@@ -165,16 +177,9 @@ int tracee_seize(struct tracee *t, pid_t pid, char *why, size_t why_len)
 		r = -errno;
 		goto fail;
 	}
-	{
-		char path[64];
-
-		snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-		t->mem_fd = open(path, O_RDWR | O_CLOEXEC);
-		if (t->mem_fd < 0) {
-			r = -errno;
-			goto fail;
-		}
-	}
+	r = open_mem(t);
+	if (r < 0)
+		goto fail;
 	return 0;
 fail:
 	if (r == -ESRCH)
@@ -339,7 +344,6 @@ int tracee_exec(struct tracee *t, const char *path)
 	size_t len = strlen(path) + 1, argv_at = ALIGN_UP(len, 8);
 	uint64_t argv[2] = { 0, 0 };
 	bool execed = false;
-	char proc[64];
 	long ret;
 	int st, r;
 
@@ -400,10 +404,7 @@ int tracee_exec(struct tracee *t, const char *path)
 	}
 	t->scratch = 0;
 	t->syscall_ip = 0;
-	safe_close(t->mem_fd);
-	snprintf(proc, sizeof(proc), "/proc/%d/mem", t->pid);
-	t->mem_fd = open(proc, O_RDWR | O_CLOEXEC);
-	return t->mem_fd < 0 ? -errno : 0;
+	return open_mem(t);
 }
 
 int tracee_scratch_map(struct tracee *t, uint64_t hint, size_t len)

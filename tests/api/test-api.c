@@ -2233,23 +2233,8 @@ static pid_t start_sleep_as(uid_t uid)
 		execve("/bin/sleep", argv, envp);
 		_exit(6);
 	}
-	for (int i = 0; i < 400; i++) {
-		char path[64], wchan[32] = "";
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%d/wchan", pid);
-		f = fopen(path, "r");
-		if (f) {
-			if (!fgets(wchan, sizeof(wchan), f))
-				wchan[0] = '\0';
-			fclose(f);
-		}
-		if (strstr(wchan, "nanosleep"))
-			return pid;
-		usleep(5000);
-	}
-	fail_msg("sleep %d did not start", pid);
-	return -1;
+	wait_blocked(pid, BLOCK_NANOSLEEP);
+	return pid;
 }
 
 /* Without root, a process becomes one of its own user by execve() of the

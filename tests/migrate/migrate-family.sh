@@ -89,10 +89,13 @@ count() {
 	"$GHOST" logs "$1" | grep -Ec "$2"
 }
 
-# check_moves DESCRIPTION PID NODE: ok if ghost migrate PID NODE works, else
-# not ok with its error.
+# check_moves DESCRIPTION PID NODE [AS]: ok if ghost migrate PID NODE works,
+# else not ok with its error. AS runs ghost instead (as_nobody, below).
 check_moves() {
-	if "$GHOST" migrate "$2" "$3" > /dev/null 2> "$TEST_TMP/err"; then
+	local ghost=("$GHOST")
+
+	[ -n "${4:-}" ] && ghost=("$4")
+	if "${ghost[@]}" migrate "$2" "$3" > /dev/null 2> "$TEST_TMP/err"; then
 		ok "$1"
 	else
 		not_ok "$1: $(cat "$TEST_TMP/err")"
@@ -424,14 +427,6 @@ cp "$FAMILY" "$TEST_TMP/family"
 as_nobody() {
 	GHOST_CONTROL=$ctl $NOBODY "$GHOST" "$@"
 }
-# nobody_moves DESCRIPTION PID NODE: check_moves, as nobody.
-nobody_moves() {
-	if as_nobody migrate "$2" "$3" > /dev/null 2> "$TEST_TMP/err"; then
-		ok "$1"
-	else
-		not_ok "$1: $(cat "$TEST_TMP/err")"
-	fi
-}
 # nobody_family [two]: start_family, as nobody.
 nobody_family() {
 	parent=$(as_nobody run -d -- "$TEST_TMP/family" "$@")
@@ -446,8 +441,9 @@ whose() {
 		awk '/^Uid:/ {print \$2}' /proc/$2/status" | tr '\n' ' '
 }
 nobody_family
-nobody_moves "nobody's child moves to node 2" "$child" 2
-nobody_moves "nobody's child comes back to node 1, where its stand-in turns into it" "$child" 1
+check_moves "nobody's child moves to node 2" "$child" 2 as_nobody
+check_moves "nobody's child comes back to node 1, where its stand-in turns into it" \
+	"$child" 1 as_nobody
 check_eq "  ... it is the parent's child there again: the family's program, as nobody" \
 	"1 $parent family $TEST_TMP/family 65534 " "$(node_of "$child") $(whose 1 "$child")"
 check "  ... the parent's stand-in on node 2 goes" wait_gone 2 "$parent"
@@ -455,9 +451,9 @@ check "  ... the parent's stand-in on node 2 goes" wait_gone 2 "$parent"
 check "  ... kill() by the parent reaches it" wait_log "$parent" '^child usr1 1$'
 "$GHOST" kill -HUP "$child"
 check "  ... its kill(getppid()) reaches the parent" wait_log "$parent" '^parent usr2 1$'
-nobody_moves "nobody's parent moves to node 2, its child stays on node 1" "$parent" 2
-nobody_moves "the child joins it there, where the stand-in the import made turns into it" \
-	"$child" 2
+check_moves "nobody's parent moves to node 2, its child stays on node 1" "$parent" 2 as_nobody
+check_moves "the child joins it there, where the stand-in the import made turns into it" \
+	"$child" 2 as_nobody
 check_eq "  ... it is the parent's child on node 2: the family's program, as nobody" \
 	"2 $parent family $TEST_TMP/family 65534 " "$(node_of "$child") $(whose 2 "$child")"
 check "  ... the parent's original on node 1 goes" wait_gone 1 "$parent"
@@ -469,8 +465,8 @@ check_eq "  ... whose waitpid() returns its exit status 42" \
 check_eq "  ... and no line ever saw another parent" 0 "$(count "$parent" "^ppid [0-9]* bad")"
 
 nobody_family two
-nobody_moves "nobody's parent of two moves to node 2" "$parent" 2
-nobody_moves "  ... its second child to node 3" "$child2" 3
+check_moves "nobody's parent of two moves to node 2" "$parent" 2 as_nobody
+check_moves "  ... its second child to node 3" "$child2" 3 as_nobody
 as_nobody migrate "$parent" 1 > /dev/null 2> "$TEST_TMP/err"
 check_eq "the parent cannot come back to node 1, with a child on node 3, saying why" \
 	"1 1" "$? $(grep -c "cannot give the stand-ins of its children" "$TEST_TMP/err")"
